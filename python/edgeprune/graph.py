@@ -1,0 +1,151 @@
+"""The computation graph of Edge Pruning (method.md section 1): writers, readers, edges.
+
+Writers add into the residual stream (embedding nodes, every head, every MLP); readers take a gated
+sum of it (each head's query, key and value input, each MLP input, the final read). Names are the
+reference's: `tok_embeds`, `pos_embeds` or `embeds`, `a{l}.h{h}`, `m{l}`, `a{l}.h{h}.q|k|v`,
+`m{l}`, `resid_post`. Under grouped-query attention the key and value readers are numbered by
+key-value head.
+
+Edge gates are stored flat, valid entries only, in one canonical order that is also the edge index:
+layer by layer, the attention readers (queries, keys, values; each row spans the layer's valid
+writer prefix), then the MLP reader (prefix + the layer's heads), and last the final read (all
+writers). `Segment`s name the slices; the deterministic mask counts its zeros per segment, as the
+reference counts them per parameter tensor (method.md 3.4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A slice [start, start + rows * cols) of a flat gate vector, laid out (rows, cols)."""
+    name: str
+    start: int
+    rows: int
+    cols: int
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class Graph:
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    embedding_nodes: int  # 0, 1 or 2
+
+    # ------------------------------------------------------------------ writers
+    @property
+    def num_writers(self) -> int:
+        return self.embedding_nodes + self.num_layers * (self.num_heads + 1)
+
+    def head_writer(self, layer: int, head: int) -> int:
+        return self.embedding_nodes + layer * (self.num_heads + 1) + head
+
+    def mlp_writer(self, layer: int) -> int:
+        return self.embedding_nodes + layer * (self.num_heads + 1) + self.num_heads
+
+    def attn_prefix(self, layer: int) -> int:
+        """Writers an attention reader of `layer` may read: embeddings and all earlier layers."""
+        return self.embedding_nodes + layer * (self.num_heads + 1)
+
+    def mlp_prefix(self, layer: int) -> int:
+        """The MLP also reads its own layer's heads (attention runs first)."""
+        return self.attn_prefix(layer) + self.num_heads
+
+    @cached_property
+    def writers(self) -> list[str]:
+        names = {0: [], 1: ["embeds"], 2: ["tok_embeds", "pos_embeds"]}[self.embedding_nodes]
+        for layer in range(self.num_layers):
+            names += [f"a{layer}.h{h}" for h in range(self.num_heads)] + [f"m{layer}"]
+        return names
+
+    # ------------------------------------------------------------------ readers
+    @property
+    def attn_readers_per_layer(self) -> int:
+        return self.num_heads + 2 * self.num_kv_heads
+
+    def attn_reader_names(self, layer: int) -> list[str]:
+        return ([f"a{layer}.h{h}.q" for h in range(self.num_heads)]
+                + [f"a{layer}.h{g}.k" for g in range(self.num_kv_heads)]
+                + [f"a{layer}.h{g}.v" for g in range(self.num_kv_heads)])
+
+    @cached_property
+    def readers(self) -> list[str]:
+        names = []
+        for layer in range(self.num_layers):
+            names += self.attn_reader_names(layer) + [f"m{layer}"]
+        return names + ["resid_post"]
+
+    # ------------------------------------------------------------------ edges
+    @cached_property
+    def segments(self) -> list[Segment]:
+        """Edge-gate segments in flat order: per layer q, k, v, mlp; then resid_post."""
+        segs, start = [], 0
+        H, K = self.num_heads, self.num_kv_heads
+        for layer in range(self.num_layers):
+            p = self.attn_prefix(layer)
+            for kind, rows in (("q", H), ("k", K), ("v", K)):
+                segs.append(Segment(f"a{layer}.{kind}", start, rows, p))
+                start += rows * p
+            segs.append(Segment(f"m{layer}", start, 1, self.mlp_prefix(layer)))
+            start += self.mlp_prefix(layer)
+        segs.append(Segment("resid_post", start, 1, self.num_writers))
+        return segs
+
+    def attn_segment(self, layer: int) -> tuple[int, int]:
+        """(start, stop) of all attention-reader gates of a layer: one (H + 2K, prefix) block."""
+        q = self.segments[4 * layer]
+        return q.start, self.segments[4 * layer + 2].stop
+
+    def mlp_segment(self, layer: int) -> Segment:
+        return self.segments[4 * layer + 3]
+
+    @property
+    def final_segment(self) -> Segment:
+        return self.segments[-1]
+
+    @property
+    def num_edges(self) -> int:
+        return self.segments[-1].stop
+
+    @cached_property
+    def node_segments(self) -> list[Segment]:
+        """Node-gate segments: each embedding writer, then per layer its heads and its MLP."""
+        segs = [Segment(name, i, 1, 1) for i, name in enumerate(self.writers[: self.embedding_nodes])]
+        for layer in range(self.num_layers):
+            segs.append(Segment(f"a{layer}", self.head_writer(layer, 0), 1, self.num_heads))
+            segs.append(Segment(f"m{layer}", self.mlp_writer(layer), 1, 1))
+        return segs
+
+    @cached_property
+    def edges(self) -> list[tuple[str, str]]:
+        """(writer, reader) name pairs, in edge-index order."""
+        out = []
+        for layer in range(self.num_layers):
+            for reader in self.attn_reader_names(layer):
+                out += [(w, reader) for w in self.writers[: self.attn_prefix(layer)]]
+            out += [(w, f"m{layer}") for w in self.writers[: self.mlp_prefix(layer)]]
+        return out + [(w, "resid_post") for w in self.writers]
+
+    @cached_property
+    def edge_index(self) -> dict[tuple[str, str], int]:
+        return {edge: i for i, edge in enumerate(self.edges)}
+
+    def edge_writer_indices(self):
+        """For every edge (in order), the index of its writer: used for node-effective sparsity."""
+        import torch
+        parts = [torch.arange(s.cols).repeat(s.rows) for s in self.segments]
+        return torch.cat(parts)
+
+
+def num_edges(num_layers: int, num_heads: int, embedding_nodes: int, num_kv_heads: int | None = None) -> int:
+    """Closed-form edge count (method.md 1.4), independent of the enumeration above."""
+    L, H, E = num_layers, num_heads, embedding_nodes
+    K = H if num_kv_heads is None else num_kv_heads
+    total = sum((H + 2 * K) * (E + layer * (H + 1)) + (E + layer * (H + 1) + H) for layer in range(L))
+    return total + E + L * (H + 1)

@@ -1,0 +1,72 @@
+"""What the disentangled forward needs to know about a model family.
+
+An adapter maps a stock model onto the primitives of the edge graph: the embedding writers, the
+per-reader attention inputs (norm, projections, rotary), the per-head output projection, the MLP
+and the unembedding. It computes with the model's own modules and weights; it never forks a
+modeling file. Shapes: B batch, S sequence, D width, H query heads, K key-value heads, dh head size.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class Adapter:
+    family: str = ""
+    embedding_nodes_allowed: tuple[int, ...] = (0, 1)
+    default_embedding_nodes: int = 0
+    causal: bool = True
+
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    d_model: int
+    head_dim: int
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    def embeddings(self, input_ids: torch.Tensor) -> list[torch.Tensor]:
+        """The embedding writers' outputs, each (B, S, D): [token, position] or [embeds]."""
+        raise NotImplementedError
+
+    def attention_inputs(self, layer: int, q_in, k_in, v_in, position_ids):
+        """Per-reader inputs (H|K, B, S, D) -> q (B, H, S, dh), k and v (B, K, S, dh).
+
+        Each reader is normalised separately with the layer's shared norm (method.md 2.3).
+        """
+        raise NotImplementedError
+
+    def attention_scale(self, layer: int) -> float:
+        return self.head_dim ** -0.5
+
+    def output_projection(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(W_O as (H, dh, D), output bias (D,) or None): head h writes ctx_h @ W_O[h] + bias / H."""
+        raise NotImplementedError
+
+    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """The MLP writer's output for its (already mixed) input, norm included."""
+        raise NotImplementedError
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm and unembedding of the final read."""
+        raise NotImplementedError
+
+    @property
+    def sliding_window(self) -> int | None:
+        return None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def per_head(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Project each reader's input with its own head's slice: (R, B, S, D) x (R, D, dh) -> (B, R, S, dh)."""
+    out = torch.einsum("rbsd,rde->brse", x, weight)
+    if bias is not None:
+        out = out + bias.view(1, weight.shape[0], 1, weight.shape[2])
+    return out

@@ -1,0 +1,107 @@
+"""The write-once delta stack (design.md "The core").
+
+One preallocated (W, N) buffer holds delta_w = x_w - c_w for every writer, with N = B * S * D.
+Each writer fills its rows once; readers mix the valid prefix. Autograd keeps the buffer once
+(not the 2L + 1 stack copies of the reference), and the backward of every read accumulates its
+delta gradient into one shared (W, N) gradient buffer, in place.
+
+Why this is safe with in-place writes: a read only ever touches rows that are final (writers run
+in index order and are written once), so the buffer can be held on the autograd context without
+a version check. The ordering of the gradient accumulation is made visible to autograd through a
+chain of empty "token" tensors: every write consumes the previous token and produces a new one,
+every read consumes the latest token. So a write's backward, which hands grad[rows] to the writer,
+runs only after every read that could have accumulated into those rows has run its backward.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import ops
+
+
+class DeltaStack:
+    def __init__(self, num_writers: int, shape: tuple[int, ...], dtype: torch.dtype, device, backend=None):
+        self.shape = tuple(shape)                      # (B, S, D) of one writer's output
+        numel = 1
+        for n in shape:
+            numel *= n
+        self.buffer = torch.empty(num_writers, numel, dtype=dtype, device=device)
+        self.grad = None                               # (W, N), allocated by the first backward
+        self.token = torch.empty(0, device=device)
+        self.written = 0
+        self.backend = backend
+
+    def write(self, start: int, rows: torch.Tensor) -> None:
+        """Fill rows [start, start + k) with `rows` (k, *shape). Writers come in index order."""
+        if start != self.written:
+            raise RuntimeError(f"delta rows must be written in order: expected row {self.written}, got {start}")
+        self.token = _Write.apply(self, start, rows, self.token)
+        self.written = start + rows.shape[0]
+
+    def read(self, gates: torch.Tensor, base: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """base + gates @ delta[:P] for P = gates.shape[1]; (R, *shape) or, with positions, (R, M, D).
+
+        base is shared by the R readers: shaped like one writer's output, or (M, D) with positions.
+        positions: flat indices into the B * S tokens; only those tokens are read (the final read
+        at the loss positions), so the unembedding and the mixing skip every other position.
+        """
+        if gates.shape[1] > self.written:
+            raise RuntimeError(f"a reader of {gates.shape[1]} writers ran before writer {self.written} was written")
+        out = _Read.apply(self, gates, base, positions, self.token)
+        return out.view(gates.shape[0], *(self.shape if positions is None else (positions.numel(), self.shape[-1])))
+
+    def grad_buffer(self) -> torch.Tensor:
+        if self.grad is None:
+            self.grad = torch.zeros_like(self.buffer)
+        return self.grad
+
+
+class _Write(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, stack, start, rows, token):
+        k = rows.shape[0]
+        stack.buffer[start:start + k].copy_(rows.reshape(k, -1))
+        ctx.stack, ctx.start, ctx.k, ctx.rows_shape = stack, start, k, rows.shape
+        return token.new_empty(0)
+
+    @staticmethod
+    def backward(ctx, _):
+        stack = ctx.stack
+        grad = None
+        if ctx.needs_input_grad[2]:
+            g = stack.grad[ctx.start:ctx.start + ctx.k] if stack.grad is not None else None
+            grad = torch.zeros(ctx.rows_shape, dtype=stack.buffer.dtype, device=stack.buffer.device) if g is None \
+                else g.view(ctx.rows_shape)
+        return None, None, grad, stack.token.new_empty(0)
+
+
+class _Read(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, stack, gates, base, positions, token):
+        if positions is None:
+            delta = stack.buffer
+        else:
+            # Gather only the tokens this reader needs, (P, M * D): small, the loss positions.
+            P, D = gates.shape[1], stack.shape[-1]
+            delta = stack.buffer[:P].view(P, -1, D)[:, positions].reshape(P, -1)
+        with torch.no_grad():
+            out = ops.mix(gates, delta, base.reshape(-1), backend=stack.backend)
+        ctx.stack, ctx.positions, ctx.base_shape = stack, positions, base.shape
+        ctx.delta = delta if positions is not None else None
+        ctx.save_for_backward(gates)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (gates,) = ctx.saved_tensors
+        stack = ctx.stack
+        grad_out = grad_out.reshape(gates.shape[0], -1).contiguous()
+        if ctx.positions is None:
+            grad_gates = ops.mix_backward_(grad_out, gates, stack.buffer, stack.grad_buffer(), backend=stack.backend)
+        else:
+            P, D = gates.shape[1], stack.shape[-1]
+            rows = torch.zeros_like(ctx.delta)
+            grad_gates = ops.mix_backward_(grad_out, gates, ctx.delta, rows, backend=stack.backend)
+            stack.grad_buffer()[:P].view(P, -1, D).index_add_(1, ctx.positions, rows.view(P, -1, D))
+        grad_base = grad_out.sum(0).reshape(ctx.base_shape) if ctx.needs_input_grad[2] else None
+        return None, grad_gates, grad_base, None, stack.token.new_empty(0)

@@ -1,0 +1,184 @@
+"""The disentangled forward: every reader mixes the delta stack under its own gates.
+
+    in_r = base_r + sum_{w < prefix(r)} m[w, r] n[w] (x_w - c_w)
+    base_r = sum_{w < prefix(r)} c_w   (+ the clean embeddings when they are not nodes)
+
+(method.md 2.2). c_w is the ablated value of writer w: the unpruned model's output on the
+corrupted input (interchange), its mean over a set of inputs (mean), or 0 (zero). The base of a
+reader group is a prefix sum of c, which for the unpruned model is just its residual stream, so a
+`WriterRecord` of one plain forward holds everything: residual streams for the bases, and the
+head contexts (before the output projection) from which x_w - c_w is formed per head. Under
+interchange and mean ablation the head's share of the output bias cancels; under zero ablation it
+stays, b_O / H per head (method.md 2.3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+from ..graph import Graph
+from .base import Adapter
+from .delta_stack import DeltaStack
+
+
+@dataclass
+class WriterRecord:
+    """The unpruned model's writers on one input batch; every field batch-first."""
+    embeds: list[torch.Tensor]      # embedding writers' outputs, each (B, S, D), as the adapter gives them
+    ctx: list[torch.Tensor]         # per layer, head contexts (B, S, H, dh) before the output projection
+    mlp: list[torch.Tensor]         # per layer, the MLP output (B, S, D)
+    resid_pre: list[torch.Tensor]   # per layer, the residual stream entering it
+    resid_mid: list[torch.Tensor]   # per layer, after its attention
+    resid_final: torch.Tensor       # the residual stream after the last layer
+
+    def map(self, fn) -> "WriterRecord":
+        def apply(v):
+            return [fn(t) for t in v] if isinstance(v, list) else fn(v)
+        return WriterRecord(**{f.name: apply(getattr(self, f.name)) for f in fields(self)})
+
+    def mean(self) -> "WriterRecord":
+        """Mean over the batch, per position: the mean ablation's writer values."""
+        return self.map(lambda t: t.float().mean(0, keepdim=True).to(t.dtype))
+
+    def select(self, index) -> "WriterRecord":
+        return self.map(lambda t: t[index])
+
+    @staticmethod
+    def cat(records: list["WriterRecord"]) -> "WriterRecord":
+        first = records[0]
+        out = {}
+        for f in fields(first):
+            vals = [getattr(r, f.name) for r in records]
+            out[f.name] = ([torch.cat(parts) for parts in zip(*vals)] if isinstance(vals[0], list)
+                           else torch.cat(vals))
+        return WriterRecord(**out)
+
+    @property
+    def nbytes(self) -> int:
+        total = 0
+        for f in fields(self):
+            v = getattr(self, f.name)
+            total += sum(t.numel() * t.element_size() for t in (v if isinstance(v, list) else [v]))
+        return total
+
+
+def attention_mask_for(adapter: Adapter, attention_mask, seq_len: int, device):
+    """A boolean (B, 1, S, S) mask, or None when plain causal (or full) attention is exact."""
+    window = adapter.sliding_window
+    if attention_mask is None and (window is None or seq_len <= window):
+        return None
+    i = torch.arange(seq_len, device=device)
+    allowed = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device)
+    if adapter.causal:
+        allowed = i[:, None] >= i[None, :]
+    if window is not None:
+        allowed = allowed & (i[:, None] - i[None, :] < window)
+    allowed = allowed[None, None]
+    if attention_mask is not None:
+        allowed = allowed & attention_mask.bool()[:, None, None, :]
+    # A query with nothing to attend to (left padding) attends to itself rather than yield NaN.
+    return allowed | torch.eye(seq_len, dtype=torch.bool, device=device)
+
+
+def attend(adapter: Adapter, layer: int, q, k, v, mask) -> torch.Tensor:
+    """SDPA (FlashAttention kernels on CUDA) -> head contexts (B, S, H, dh)."""
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, is_causal=adapter.causal and mask is None,
+        scale=adapter.attention_scale(layer), enable_gqa=q.shape[1] != k.shape[1])
+    return out.transpose(1, 2)
+
+
+def _position_ids(input_ids):
+    return torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand(input_ids.shape[0], -1)
+
+
+def _embedding_writers(adapter: Adapter, embeds: list[torch.Tensor], embedding_nodes: int) -> list[torch.Tensor]:
+    if embedding_nodes == len(embeds):
+        return embeds
+    return [sum(embeds)] if embedding_nodes == 1 else []
+
+
+@torch.no_grad()
+def record_writers(adapter: Adapter, input_ids, attention_mask=None) -> WriterRecord:
+    """One plain forward of the unpruned model, keeping what the ablations need."""
+    mask = attention_mask_for(adapter, attention_mask, input_ids.shape[1], input_ids.device)
+    pos = _position_ids(input_ids)
+    embeds = adapter.embeddings(input_ids)
+    resid = sum(embeds)
+    H, K = adapter.num_heads, adapter.num_kv_heads
+    ctxs, mlps, pres, mids = [], [], [], []
+    for layer in range(adapter.num_layers):
+        pres.append(resid)
+        q, k, v = adapter.attention_inputs(layer, resid.expand(H, *resid.shape), resid.expand(K, *resid.shape),
+                                           resid.expand(K, *resid.shape), pos)
+        ctx = attend(adapter, layer, q, k, v, mask)
+        w_o, b_o = adapter.output_projection(layer)
+        attn = ctx.flatten(2) @ w_o.flatten(0, 1)
+        resid = resid + (attn if b_o is None else attn + b_o)
+        mids.append(resid)
+        out = adapter.mlp(layer, resid)
+        resid = resid + out
+        ctxs.append(ctx)
+        mlps.append(out)
+    return WriterRecord(embeds, ctxs, mlps, pres, mids, resid)
+
+
+def run_disentangled(adapter: Adapter, graph: Graph, input_ids, record: WriterRecord | None,
+                     edges: torch.Tensor, nodes: torch.Tensor, attention_mask=None, positions=None,
+                     backend=None) -> torch.Tensor:
+    """Logits of the gated model: (B, S, V), or (B, P, V) at `positions` (B, P).
+
+    record None means zero ablation. edges / nodes: flat gate values in graph order.
+    """
+    B, S = input_ids.shape
+    H, K, D = adapter.num_heads, adapter.num_kv_heads, adapter.d_model
+    E = graph.embedding_nodes
+    mask = attention_mask_for(adapter, attention_mask, S, input_ids.device)
+    pos = _position_ids(input_ids)
+    stack = DeltaStack(graph.num_writers, (B, S, D), adapter.dtype, input_ids.device, backend)
+
+    def base_of(resid):  # the ablated prefix sum, shaped (B, S, D)
+        b = clean_base if resid is None else (resid if clean_base is None else resid + clean_base)
+        return b.expand(B, S, D) if b is not None else torch.zeros(B, S, D, dtype=adapter.dtype,
+                                                                    device=input_ids.device)
+
+    embeds = adapter.embeddings(input_ids)
+    clean_base = None
+    if E == 0:  # clean embeddings reach every reader unmasked (method.md 1.1)
+        clean_base = sum(embeds) - (sum(record.embeds) if record is not None else 0)
+    else:
+        ablated = _embedding_writers(adapter, record.embeds, E) if record is not None else None
+        rows = [x - c for x, c in zip(_embedding_writers(adapter, embeds, E), ablated)] if ablated else \
+            _embedding_writers(adapter, embeds, E)
+        stack.write(0, torch.stack([r.expand(B, S, D) for r in rows]))
+
+    for layer in range(graph.num_layers):
+        p = graph.attn_prefix(layer)
+        start, stop = graph.attn_segment(layer)
+        gates = edges[start:stop].view(graph.attn_readers_per_layer, p) * nodes[:p]
+        inputs = stack.read(gates, base_of(record.resid_pre[layer] if record else None))
+        q, k, v = adapter.attention_inputs(layer, inputs[:H], inputs[H:H + K], inputs[H + K:], pos)
+        ctx = attend(adapter, layer, q, k, v, mask)
+        w_o, b_o = adapter.output_projection(layer)
+        diff = ctx - record.ctx[layer] if record is not None else ctx
+        heads = torch.einsum("bshe,hed->hbsd", diff, w_o)
+        if record is None and b_o is not None:
+            heads = heads + b_o / H
+        stack.write(graph.head_writer(layer, 0), heads)
+
+        seg = graph.mlp_segment(layer)
+        gates = edges[seg.start:seg.stop].view(1, -1) * nodes[:seg.cols]
+        mlp_in = stack.read(gates, base_of(record.resid_mid[layer] if record else None))[0]
+        out = adapter.mlp(layer, mlp_in)
+        stack.write(graph.mlp_writer(layer), (out - record.mlp[layer] if record is not None else out)[None])
+
+    seg = graph.final_segment
+    gates = edges[seg.start:seg.stop].view(1, -1) * nodes
+    base = base_of(record.resid_final if record else None)
+    if positions is None:
+        return adapter.unembed(stack.read(gates, base)[0])
+    flat = (torch.arange(B, device=positions.device)[:, None] * S + positions).reshape(-1)
+    final = stack.read(gates, base.reshape(B * S, D)[flat], positions=flat)[0]
+    return adapter.unembed(final).view(B, positions.shape[1], -1)

@@ -1,0 +1,30 @@
+"""Tiny random-weight models of the real architectures, saved and reloaded like a user's checkpoint."""
+import tempfile
+
+import torch
+from transformers import (AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config)
+
+VOCAB = 61
+
+
+def _roundtrip(model):
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa").eval()
+
+
+def tiny(family: str, layers: int = 2, dtype=torch.float32, seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    common = dict(vocab_size=VOCAB, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    if family == "gpt2":
+        cfg = GPT2Config(n_layer=layers, n_head=4, n_embd=32, n_positions=64, **common, **overrides)
+    else:
+        cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}[family]
+        cfg = cls(num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
+                  intermediate_size=48, max_position_embeddings=64, **common, **overrides)
+    from transformers import AutoConfig  # noqa: F401  (registers the families)
+    model = AutoModelForCausalLM.from_config(cfg)
+    with torch.no_grad():  # break the default init's symmetry so every writer matters
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return _roundtrip(model).to(dtype)

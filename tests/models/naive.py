@@ -1,0 +1,66 @@
+"""A naive float64 Edge Pruning forward, written from method.md 2.2 with explicit per-edge sums.
+
+No delta stack, no prefix sums: every reader input is e + sum_w [m y_w + (1 - m) c_w] with
+y_w = n_w x_w + (1 - n_w) c_w, over the reader's valid writers. It uses the adapter only for the
+family's dense pieces (norms, projections, MLP, unembedding), which the all-gates-on tests check
+against Hugging Face separately.
+"""
+import torch
+
+from edgeprune.models.disentangled import attend, attention_mask_for
+
+
+def writer_outputs(adapter, graph, ids):
+    """Every writer's output on `ids` in the unpruned model, in writer order, plus the clean embedding sum."""
+    embeds = adapter.embeddings(ids)
+    E = graph.embedding_nodes
+    outs = {2: list(embeds), 1: [sum(embeds)], 0: []}[E]
+    resid = sum(embeds)
+    pos = torch.arange(ids.shape[1])[None].expand(ids.shape[0], -1)
+    H, K = adapter.num_heads, adapter.num_kv_heads
+    for layer in range(graph.num_layers):
+        q, k, v = adapter.attention_inputs(layer, resid.expand(H, *resid.shape), resid.expand(K, *resid.shape),
+                                           resid.expand(K, *resid.shape), pos)
+        ctx = attend(adapter, layer, q, k, v, None)
+        heads = head_outputs(adapter, layer, ctx)
+        outs += heads
+        resid = resid + sum(heads)
+        m = adapter.mlp(layer, resid)
+        outs.append(m)
+        resid = resid + m
+    return outs, sum(embeds)
+
+
+def head_outputs(adapter, layer, ctx):
+    w_o, b_o = adapter.output_projection(layer)
+    H = adapter.num_heads
+    return [ctx[:, :, h] @ w_o[h] + (0 if b_o is None else b_o / H) for h in range(H)]
+
+
+def naive_forward(adapter, graph, ids, ablated, edges, nodes):
+    """ablated: per-writer ablated outputs c_w (list), and the clean embedding sum is added when E = 0."""
+    E = graph.embedding_nodes
+    embeds = adapter.embeddings(ids)
+    x = {2: list(embeds), 1: [sum(embeds)], 0: []}[E]
+    e = sum(embeds) if E == 0 else 0
+    pos = torch.arange(ids.shape[1])[None].expand(ids.shape[0], -1)
+    H, K = adapter.num_heads, adapter.num_kv_heads
+
+    def reader_input(gate_row, prefix):
+        total = e
+        for w in range(prefix):
+            y = nodes[w] * x[w] + (1 - nodes[w]) * ablated[w]
+            total = total + gate_row[w] * y + (1 - gate_row[w]) * ablated[w]
+        return total
+
+    for layer in range(graph.num_layers):
+        p = graph.attn_prefix(layer)
+        start, stop = graph.attn_segment(layer)
+        g = edges[start:stop].view(H + 2 * K, p)
+        inputs = torch.stack([reader_input(g[r], p) for r in range(H + 2 * K)])
+        q, k, v = adapter.attention_inputs(layer, inputs[:H], inputs[H:H + K], inputs[H + K:], pos)
+        x += head_outputs(adapter, layer, attend(adapter, layer, q, k, v, None))
+        seg = graph.mlp_segment(layer)
+        x.append(adapter.mlp(layer, reader_input(edges[seg.start:seg.stop], seg.cols)))
+    seg = graph.final_segment
+    return adapter.unembed(reader_input(edges[seg.start:seg.stop], seg.cols))
