@@ -1,0 +1,45 @@
+"""Tasks: tokenised clean/corrupted pairs, where the loss reads, and each task's metrics.
+
+    data = edgeprune.tasks.get("ioi", tokenizer, split="train")      # a registered task
+    data = edgeprune.tasks.load("pairs.jsonl", tokenizer)             # or any accepted data
+"""
+from __future__ import annotations
+
+import os
+
+from .base import AnswerTask, Batch, Example, Task, TaskDataset
+from .registry import names, register
+from .registry import factory as _factory
+from . import custom as _custom
+
+register("ioi", "edgeprune.tasks.ioi:dataset")
+register("ioi-t1", "edgeprune.tasks.ioi:dataset_t1")
+register("greater-than", "edgeprune.tasks.greater_than:dataset")
+register("gendered-pronoun", "edgeprune.tasks.gendered_pronoun:dataset")
+register("boolean-expressions", "edgeprune.tasks.boolean_expressions:dataset")
+register("boolean-expressions-instr", "edgeprune.tasks.boolean_expressions:dataset_instr")
+
+
+def get(name: str, tokenizer, split: str = "train", n: int | None = None, seed: int = 0) -> TaskDataset:
+    """The `split` of a registered task, n examples (default: the paper's size), drawn with `seed`."""
+    return _factory(name)(tokenizer, split=split, n=n, seed=seed)
+
+
+def load(data, tokenizer, split: str = "train", n: int | None = None, seed: int = 0) -> TaskDataset:
+    """A TaskDataset from a task name, a .jsonl path, a list of {"clean", "corrupted"[, "split"]}
+    dicts, or a TaskDataset (returned as it is)."""
+    if isinstance(data, TaskDataset):
+        return data
+    if isinstance(data, (list, tuple)):
+        return _custom.dataset(list(data), tokenizer, split, n, seed)
+    if isinstance(data, os.PathLike) or (isinstance(data, str) and data not in names() and os.path.exists(data)):
+        return _custom.from_path(data, tokenizer, split, n, seed)
+    if isinstance(data, str) and data.endswith((".jsonl", ".json")) and data not in names():
+        raise ValueError(f"no such file: {data!r}")
+    if isinstance(data, str):
+        return get(data, tokenizer, split, n, seed)
+    raise TypeError(f"data must be a task name, a path to a .jsonl file, a list of dicts or a TaskDataset; "
+                    f"got {type(data).__name__}")
+
+
+__all__ = ["AnswerTask", "Batch", "Example", "Task", "TaskDataset", "get", "load", "names", "register"]

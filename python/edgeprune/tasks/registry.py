@@ -1,0 +1,34 @@
+"""Task names -> dataset factories. Other modules (Tracr) add their own tasks with `register`.
+
+A factory is called as factory(tokenizer, split="train", n=None, seed=0) and returns a
+TaskDataset. It may also be given as a "module:function" string, imported on first use, so that
+registering a task does not import its dependencies.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Callable
+
+_FACTORIES: dict[str, Callable | str] = {}
+
+
+def register(name: str, factory: Callable | str, *, replace: bool = False) -> None:
+    if not replace and name in _FACTORIES and _FACTORIES[name] is not factory:
+        raise ValueError(f"a task named {name!r} is already registered (pass replace=True to replace it)")
+    _FACTORIES[name] = factory
+
+
+def names() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def factory(name: str) -> Callable:
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(names())} "
+                         "(or give a path to a .jsonl file of {\"clean\", \"corrupted\"} pairs)")
+    entry = _FACTORIES[name]
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = getattr(import_module(module), attr)
+        _FACTORIES[name] = entry
+    return entry
