@@ -21,6 +21,7 @@ class Example:
 
     positions: where the loss and metrics read the output distribution; logits at position p
     predict token p + 1, so for next-token prediction this is the last prompt token.
+    text / corrupted_text: the clean and corrupted prompts, for people and error messages.
     """
     clean: list[int]
     corrupted: list[int]
@@ -29,6 +30,7 @@ class Example:
     distractor: int | None = None
     label: Any = None
     text: str = ""
+    corrupted_text: str = ""
 
 
 @dataclass

@@ -119,7 +119,8 @@ def make_example(encoder: Encoder, item: dict, where: str) -> Example:
     start, end = len(prompt_ids), len(through_answer)
     corrupted = corrupted + [encoder.pad_id] * (len(full) - len(corrupted))
     return Example(clean=full, corrupted=corrupted, positions=list(range(start - 1, end - 1)),
-                   answer=full[start], label=full[start:end], text=clean_text)
+                   answer=full[start], label=full[start:end], text=clean_text,
+                   corrupted_text=corrupted_text)
 
 
 def _where(source: str, index: int, lines: list[int] | None) -> str:

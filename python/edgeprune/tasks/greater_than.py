@@ -100,7 +100,8 @@ def make_maker(vocab: list[int]):
         if encoder.encode(start)[-1] != vocab[yy]:
             raise Drop(f"the start year does not split into '{CENTURY}' + two digits")
         return Example(clean=clean, corrupted=corrupted, positions=[len(clean) - 1], answer=vocab[yy],
-                       label=yy, text=candidate.clean)
+                       label=yy, text=candidate.clean,
+                       corrupted_text=candidate.corrupted)
     return make
 
 

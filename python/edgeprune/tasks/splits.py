@@ -146,7 +146,8 @@ def prompt_example(candidate: Candidate, encoder: Encoder) -> Example:
     answer = single_token(encoder, clean, candidate.clean, candidate.answer, "answer")
     distractor = single_token(encoder, clean, candidate.clean, candidate.distractor, "distractor")
     return Example(clean=clean, corrupted=corrupted, positions=[len(clean) - 1], answer=answer,
-                   distractor=distractor, label=candidate.label, text=candidate.clean)
+                   distractor=distractor, label=candidate.label, text=candidate.clean,
+                   corrupted_text=candidate.corrupted)
 
 
 def single_token(encoder: Encoder, prompt_ids: list[int], prompt: str, text: str | None, role: str) -> int | None:
