@@ -1,0 +1,157 @@
+"""Tracr programs with known circuits: `edgeprune.tracr.load("reverse" | "xproportion")`.
+
+    prog = edgeprune.tracr.load("reverse")
+    prog.model          # TracrTransformer (torch only; weights from package data, no JAX)
+    prog.dataset        # the task dataset ("tracr-reverse"), every input sequence, BOS prepended
+    prog.ground_truth   # [(writer, reader), ...]: the weight-support circuit, derived from the weights
+
+The weights were compiled by scripts/compile_tracr.py (tracr-pypi 1.0.0; see its docstring):
+
+| program     | RASP                          | vocab        | max_seq_len | L x H | d_model | key | MLP | BOS id | edges |
+|-------------|-------------------------------|--------------|-------------|-------|---------|-----|-----|--------|-------|
+| reverse     | make_reverse(tokens)          | {1, 2, 3}    | 3           | 4 x 1 | 29      | 8   | 12  | 3      | 94    |
+| xproportion | make_frac_prevs(tokens=="x")  | {w, x, y, z} | 4           | 2 x 1 | 13      | 6   | 1   | 0      | 32    |
+
+Inputs are BOS + exactly max_seq_len tokens (the reference's sequence lengths 4 and 5). The
+compiled models have no padding mask (tracr's), so shorter inputs cannot be batched with padding:
+a pad token would count towards reverse's `length`. Tracr's BOS id comes from sorting "BOS" with
+the vocabulary and "compiler_pad" (method.md 7), hence 3 for reverse and 0 for xproportion.
+
+Ground truth (method.md 7). A writer's output support is the set of residual dimensions it can
+write (non-zero columns of the token / position embedding, of a head's rows of W_O plus the output
+bias, of an MLP's W_2 plus its bias); a reader's input support is the set of dimensions it reads
+(non-zero rows of the head's slice of W_Q, W_K or W_V, of W_1, or of the unembedding; for
+xproportion's final read, the output dimension 0 only, since the loss and the metric read nothing
+else). An edge (w, r) allowed by the graph is in the circuit when the two supports intersect, w is
+not identically zero, and r belongs to a component that is not identically zero. With the
+vocabularies and lengths above this gives exactly method.md 7's circuits: 15 of 94 edges for
+reverse, 7 of 32 for xproportion. Components tracr leaves empty (reverse: a1, a2, m3;
+xproportion: a0, m1) have all-zero weights and so no edges. Several tok_embeds edges carry only
+tracr's "one" direction or the BOS token (attention-sink and bias plumbing); they are part of the
+weight-support circuit all the same, and pruning them changes the output.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from ..graph import Graph
+from ..models.tracr import TracrAdapter, TracrConfig, TracrTransformer
+
+PROGRAMS = ("reverse", "xproportion")
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+__all__ = ["PROGRAMS", "TracrProgram", "load", "load_model", "ground_truth", "supports", "TracrTransformer",
+           "TracrAdapter", "TracrConfig"]
+
+
+def _check_name(name: str) -> str:
+    if name.startswith("tracr-"):
+        name = name[len("tracr-"):]
+    if name not in PROGRAMS:
+        raise ValueError(f"unknown Tracr program {name!r}; choose one of {', '.join(PROGRAMS)}")
+    return name
+
+
+@lru_cache(maxsize=None)
+def _read(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+    base = os.path.join(DATA_DIR, name)
+    if not os.path.exists(base + ".json") or not os.path.exists(base + ".safetensors"):
+        raise FileNotFoundError(f"the package data for Tracr program {name!r} is missing from {DATA_DIR}; "
+                                "regenerate it with `python scripts/compile_tracr.py` (needs tracr-pypi)")
+    with open(base + ".json") as f:
+        config = json.load(f)
+    return config, load_file(base + ".safetensors")
+
+
+def load_model(name: str) -> TracrTransformer:
+    """The compiled model of a program, from the shipped weights (a fresh copy each call)."""
+    config, weights = _read(_check_name(name))
+    return TracrTransformer(TracrConfig.from_json(config), weights)
+
+
+# ---------------------------------------------------------------------------------------- ground truth
+
+def _nonzero(t: torch.Tensor) -> frozenset[int]:
+    return frozenset(torch.nonzero(t != 0).flatten().tolist())
+
+
+def supports(model: TracrTransformer) -> tuple[dict[str, frozenset[int]], dict[str, frozenset[int]]]:
+    """(writer -> residual dims it writes, reader -> residual dims it reads), by graph names."""
+    c = model.config
+    H, dk = c.num_heads, c.key_size
+    col = lambda w: w.abs().sum(0)  # noqa: E731  (D_in, D_out) -> per output column
+    row = lambda w: w.abs().sum(1)  # noqa: E731  per input row
+    writes = {"tok_embeds": _nonzero(col(model.token_embed)), "pos_embeds": _nonzero(col(model.pos_embed))}
+    reads: dict[str, frozenset[int]] = {}
+    for layer, m in enumerate(model.layers):
+        for h in range(H):
+            heads = slice(h * dk, (h + 1) * dk)
+            writes[f"a{layer}.h{h}"] = _nonzero(col(m.out_w[heads]) + m.out_b.abs())
+            reads[f"a{layer}.h{h}.q"] = _nonzero(row(m.query_w[:, heads]))
+            reads[f"a{layer}.h{h}.k"] = _nonzero(row(m.key_w[:, heads]))
+            reads[f"a{layer}.h{h}.v"] = _nonzero(row(m.value_w[:, heads]))
+        writes[f"m{layer}"] = _nonzero(col(m.mlp_w2) + m.mlp_b2.abs())
+        reads[f"m{layer}"] = _nonzero(row(m.mlp_w1))
+    if model.unembedding is not None:
+        reads["resid_post"] = _nonzero(row(model.unembedding))
+    else:
+        reads["resid_post"] = frozenset({c.output_dim})
+    return writes, reads
+
+
+def ground_truth(model: TracrTransformer) -> list[tuple[str, str]]:
+    """The weight-support circuit of a compiled model, in the graph's edge order (module docstring)."""
+    c = model.config
+    graph = Graph(c.num_layers, c.num_heads, c.num_heads, 2)
+    writes, reads = supports(model)
+
+    def live_reader(reader: str) -> bool:  # the component the reader feeds writes something
+        return reader == "resid_post" or bool(writes[reader.rsplit(".", 1)[0] if reader.count(".") == 2
+                                                     else reader])
+
+    return [(w, r) for w, r in graph.edges if writes[w] and live_reader(r) and writes[w] & reads[r]]
+
+
+# ---------------------------------------------------------------------------------------- load
+
+@dataclass
+class TracrProgram:
+    name: str
+    model: TracrTransformer
+    dataset: object  # edgeprune.tasks.base.TaskDataset
+    ground_truth: list[tuple[str, str]]
+    config: dict  # the package-data JSON
+
+    @property
+    def task(self):
+        return self.dataset.task
+
+    @property
+    def graph(self) -> Graph:
+        c = self.model.config
+        return Graph(c.num_layers, c.num_heads, c.num_heads, 2)
+
+    @property
+    def settings(self) -> dict:
+        from .settings import SETTINGS
+        return dict(SETTINGS[self.name])
+
+    def __repr__(self) -> str:
+        c = self.model.config
+        return (f"TracrProgram({self.name!r}: {c.num_layers} layers x {c.num_heads} heads, d_model {c.d_model}, "
+                f"{len(self.dataset)} examples, ground truth {len(self.ground_truth)}/{self.graph.num_edges} edges)")
+
+
+def load(name: str, split: str = "train") -> TracrProgram:
+    """Model, task dataset and ground-truth circuit of "reverse" or "xproportion" (or "tracr-<name>")."""
+    name = _check_name(name)
+    from .tasks import dataset
+    model = load_model(name)
+    return TracrProgram(name=name, model=model, dataset=dataset(name, split=split, model=model),
+                        ground_truth=ground_truth(model), config=_read(name)[0])
