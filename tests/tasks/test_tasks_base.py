@@ -139,6 +139,7 @@ def test_registering_a_task():
     data = tasks.get("toy-test-task", None, split="test", n=3, seed=4)
     assert len(data) == 3 and data[0].text == "test-4"
     assert tasks.load("toy-test-task", None, n=2).split == "train"
+    tasks.register("toy-test-task", factory)  # the same factory again: a no-op
     with pytest.raises(ValueError, match="already registered"):
         tasks.register("toy-test-task", lambda *a, **k: None)
     tasks.register("toy-test-task", "edgeprune.tasks.ioi:dataset", replace=True)  # lazy "module:function"

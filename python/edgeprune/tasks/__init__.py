@@ -18,6 +18,8 @@ register("greater-than", "edgeprune.tasks.greater_than:dataset")
 register("gendered-pronoun", "edgeprune.tasks.gendered_pronoun:dataset")
 register("boolean-expressions", "edgeprune.tasks.boolean_expressions:dataset")
 register("boolean-expressions-instr", "edgeprune.tasks.boolean_expressions:dataset_instr")
+register("tracr-reverse", "edgeprune.tracr.tasks:reverse_dataset")
+register("tracr-xproportion", "edgeprune.tracr.tasks:xproportion_dataset")
 
 
 def get(name: str, tokenizer, split: str = "train", n: int | None = None, seed: int = 0) -> TaskDataset:

@@ -38,10 +38,15 @@ TEMPLATES = [
     "Everyone knows that {N} loves music, because",
     "Every Sunday {N} visits the market, where",
     "Then {N} looked at the clock and realised that",
+    "When the bus was late, {N} called home and said that",
+    "Although it was raining, {N} went out because",
+    "After the exam, {N} was relieved because",
+    "Our manager {N} is always early, because",
+    "So {N} is the best player on the team, isn't",
 ]
 
 SIZES = {"train": 150, "validation": 150, "test": 1000}
-FRACTIONS = {"train": 0.36, "validation": 0.12, "test": 0.52}
+FRACTIONS = {"train": 0.35, "validation": 0.15, "test": 0.5}
 
 
 class GenderedPronounTask(AnswerTask):

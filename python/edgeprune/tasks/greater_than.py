@@ -29,7 +29,7 @@ CENTURY = "17"
 CORRUPT_YEAR = 1
 
 SIZES = {"train": 150, "validation": 150, "test": 1000}
-FRACTIONS = {"train": 0.64, "validation": 0.06, "test": 0.30}
+FRACTIONS = {"train": 0.6, "validation": 0.1, "test": 0.3}
 
 
 def prompt(noun: str, yy: int) -> str:

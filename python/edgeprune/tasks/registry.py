@@ -13,9 +13,18 @@ _FACTORIES: dict[str, Callable | str] = {}
 
 
 def register(name: str, factory: Callable | str, *, replace: bool = False) -> None:
-    if not replace and name in _FACTORIES and _FACTORIES[name] is not factory:
+    """Add a task. Registering the same factory again (also as its "module:function") is a no-op."""
+    if name in _FACTORIES and not replace:
+        if _same(_FACTORIES[name], factory):
+            return
         raise ValueError(f"a task named {name!r} is already registered (pass replace=True to replace it)")
     _FACTORIES[name] = factory
+
+
+def _same(a, b) -> bool:
+    def path(f):
+        return f if isinstance(f, str) else f"{getattr(f, '__module__', '')}:{getattr(f, '__qualname__', '')}"
+    return a is b or path(a) == path(b)
 
 
 def names() -> list[str]:
