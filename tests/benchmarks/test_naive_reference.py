@@ -2,6 +2,7 @@
 reference saves: (2L+1) stack-sized tensors plus corr_x (method.md 2.6). Deterministic counts only."""
 import importlib.util
 import pathlib
+import sys
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from transformers import GPT2LMHeadModel
 _PATH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "naive_reference.py"
 _spec = importlib.util.spec_from_file_location("_bench_naive_reference", _PATH)
 nr = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = nr
 _spec.loader.exec_module(nr)
 
 V, B, S = 101, 2, 8

@@ -1,0 +1,525 @@
+"""End-to-end training-step benchmark: edgeprune against the plain model and the naive reference.
+
+In one run, on one device, for each shape it builds one random-weight Hugging Face model and
+measures, one after the other on that same model:
+  (a) edgeprune's training step (`edgeprune.train.TrainStep`, through the adapter
+      `edgeprune_step_factory` below); skipped with a note when edgeprune's trainer is unavailable;
+  (b) the plain HF model step: a clean and a corrupted forward without gradient, then one forward
+      and backward (KL at the loss position against the clean logits), HF's default attention, the
+      same dtype; weights trainable, no optimiser;
+  (c) the naive reference step (benchmarks/naive_reference.py: the reference implementation's
+      stack materialisation, three forwards, backward, clipping, AdamW); GPT-2 shapes only.
+Reported per variant: median step time (CUDA events on a GPU, perf_counter on the CPU, after
+warm-up) and peak memory (torch.cuda.max_memory_allocated over the timed steps, weights and cached
+state included; on the CPU the storage-tracking dispatch mode of _utils plus the model's resident
+weights), with the ratios a/b and a/c (and c/b). Shapes that do not fit are recorded as OOM.
+
+    python benchmarks/step.py                          # GPU shapes (GPT-2 small b32 = the paper's setting)
+    python benchmarks/step.py --cpu-small              # small shapes, about a minute on 2 CPU cores
+    python benchmarks/step.py --ioi-run                # + a full IOI-shaped pruning run timed end to end
+    python benchmarks/step.py --shapes gpt2-small-b32 --variants a,b --jsonl out.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import math
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _utils as U  # noqa: E402
+import naive_reference as NR  # noqa: E402
+
+EDGE_SPARSITY = 0.98
+
+
+# ------------------------------------------------------------------------------ shapes
+
+@dataclass
+class Shape:
+    name: str
+    family: str               # "gpt2" or "llama"
+    layers: int
+    heads: int
+    width: int
+    batch: int
+    seq: int
+    dtype: str = "fp32"
+    kv_heads: int | None = None
+    intermediate: int | None = None
+    vocab: int = 50257
+    variants: tuple = ("a", "b", "c")
+    note: str = ""
+
+    @property
+    def torch_dtype(self):
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype]
+
+
+GPU_SHAPES = [
+    Shape("gpt2-small-b32", "gpt2", 12, 12, 768, 32, 64, note="the paper's setting"),
+    Shape("gpt2-small-b128", "gpt2", 12, 12, 768, 128, 64),
+    Shape("gpt2-medium-b32", "gpt2", 24, 16, 1024, 32, 64),
+    Shape("gpt2-xl-b8", "gpt2", 48, 25, 1600, 8, 64),
+    Shape("gpt2-xl-b32", "gpt2", 48, 25, 1600, 32, 64),
+    Shape("llama13b-bf16-b1-s512", "llama", 40, 40, 5120, 1, 512, dtype="bf16", kv_heads=40, intermediate=13824,
+          vocab=32000, variants=("a", "b"), note="13B Llama shape, built on the GPU"),
+]
+# CPU shapes: GPT-2 blocks at head size 64, vocabulary cut to 8,192 so that the unembedding's share of the
+# plain step's FLOPs (about 30%) stays near GPT-2 small's instead of dominating a 4-layer model.
+CPU_SHAPES = [
+    Shape("cpu-small-b4", "gpt2", 4, 4, 256, 4, 32, vocab=8192, note="vocab 8,192"),
+]
+EXTRA_CPU_SHAPES = [
+    Shape("cpu-small-b16", "gpt2", 4, 4, 256, 16, 32, vocab=8192, note="vocab 8,192"),
+    Shape("cpu-small-b4-v50k", "gpt2", 4, 4, 256, 4, 32, note="full GPT-2 vocab"),
+]
+ALL_SHAPES = {s.name: s for s in GPU_SHAPES + CPU_SHAPES + EXTRA_CPU_SHAPES}
+
+
+def build_model(shape: Shape, device):
+    """A random-weight HF model of the shape, built directly on the device in its dtype."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+    if shape.family == "gpt2":
+        cfg = NR.gpt2_config(shape.layers, shape.heads, shape.width, vocab_size=shape.vocab,
+                             n_positions=max(1024, shape.seq))
+    else:
+        cfg = LlamaConfig(num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
+                          num_key_value_heads=shape.kv_heads or shape.heads, hidden_size=shape.width,
+                          intermediate_size=shape.intermediate or 4 * shape.width, vocab_size=shape.vocab,
+                          max_position_embeddings=max(4096, shape.seq))
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(shape.torch_dtype)
+    try:
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(cfg)
+    finally:
+        torch.set_default_dtype(old)
+    return model.to(device=device, dtype=shape.torch_dtype).train()
+
+
+def make_inputs(shape: Shape, device, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(0, shape.vocab, (shape.batch, shape.seq), generator=g)
+    corrupted = torch.randint(0, shape.vocab, (shape.batch, shape.seq), generator=g)
+    positions = torch.full((shape.batch,), shape.seq - 1, dtype=torch.long)   # KL at one position
+    return clean.to(device), corrupted.to(device), positions.to(device)
+
+
+# ------------------------------------------------------------------------------ the three steps
+
+def _import_edgeprune_train():
+    """edgeprune.train, installed or from the repository's python/ folder."""
+    try:
+        import edgeprune.train as T
+        return T
+    except ImportError:
+        src = Path(__file__).resolve().parents[1] / "python"
+        if str(src) not in sys.path:
+            sys.path.insert(0, str(src))
+        for name in [m for m in sys.modules if m == "edgeprune" or m.startswith("edgeprune.")]:
+            del sys.modules[name]
+        import edgeprune.train as T
+        return T
+
+
+# ======================= ADAPTER (a): the only code here that touches edgeprune internals =========
+def edgeprune_step_factory(model, clean_ids, corrupted_ids, positions, edge_sparsity=EDGE_SPARSITY, **kwargs):
+    """Build edgeprune's training step on `model` and return a callable running one full
+    optimisation step (forward, backward, optimiser) that returns the loss as a float.
+
+    Written against the trainer's API: TrainStep.build(hf_model, clean_ids, corrupted_ids,
+    positions, edge_sparsity=...) -> object with step() -> float. Cache building happens in build().
+    """
+    from edgeprune.train import TrainStep
+    step = TrainStep.build(model, clean_ids, corrupted_ids, positions, edge_sparsity=edge_sparsity, **kwargs)
+    return step.step
+# ==================================================================================================
+
+
+def plain_step_factory(model, clean_ids, corrupted_ids, positions, **_):
+    """(b): clean and corrupted forward without gradient, one forward and backward (weights trainable)."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    rows = torch.arange(clean_ids.shape[0], device=clean_ids.device)
+
+    def step() -> float:
+        with torch.no_grad():
+            target = model(clean_ids, use_cache=False).logits[rows, positions]
+            model(corrupted_ids, use_cache=False)
+        logits = model(clean_ids, use_cache=False).logits[rows, positions]
+        loss = F.kl_div(F.log_softmax(logits.float(), -1), F.log_softmax(target.float(), -1),
+                        reduction="batchmean", log_target=True)
+        loss.backward()
+        for p in model.parameters():
+            p.grad = None
+        return loss.item()
+    return step
+
+
+def naive_step_factory(model, clean_ids, corrupted_ids, positions, edge_sparsity=EDGE_SPARSITY, **_):
+    """(c): the naive reference step (with its own second copy of the model, as the reference)."""
+    return NR.NaiveReferenceStep(model, clean_ids, corrupted_ids, positions, edge_sparsity=edge_sparsity).step
+
+
+FACTORIES = {"a": edgeprune_step_factory, "b": plain_step_factory, "c": naive_step_factory}
+LABELS = {"a": "(a) edgeprune", "b": "(b) plain HF step", "c": "(c) naive reference"}
+
+
+# ------------------------------------------------------------------------------ measuring
+
+@dataclass
+class Result:
+    shape: str
+    variant: str
+    status: str = "ok"
+    time_s: float | None = None
+    p20_s: float | None = None
+    p80_s: float | None = None
+    iters: int = 0
+    peak_bytes: int | None = None
+    build_s: float | None = None
+    loss: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _status_of(e: BaseException, verbose: bool) -> str:
+    if isinstance(e, ImportError):
+        return f"skipped: edgeprune trainer unavailable ({e})"
+    if U.is_oom(e):
+        return "OOM"
+    if verbose:
+        traceback.print_exception(e)
+    msg = str(e).splitlines()[0][:200] if str(e) else ""
+    return f"error: {type(e).__name__}: {msg}"
+
+
+def _pin_flags(model, fn):
+    """Each variant leaves the model's requires_grad flags as it needs them (the naive step freezes the
+    weights, the plain step trains them); re-apply that variant's flags before each of its steps, so
+    variants can run interleaved on one model."""
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+
+    def run():
+        for p, f in zip(params, flags):
+            if p.requires_grad != f:
+                p.requires_grad_(f)
+        return fn()
+    return run
+
+
+def prepare(shape: Shape, variant: str, model, inputs, device, args):
+    """Build one variant and run its first step; on the CPU also measure its peak memory
+    (build and first step inside the tracker, peak over the second step). Returns (Result, fn or None)."""
+    res = Result(shape.name, variant)
+    device = torch.device(device)
+    tracker = U.CpuMemoryTracker() if device.type == "cpu" and not args.no_cpu_memory else None
+    try:
+        U.free_memory(device)
+        if tracker is not None:
+            tracker.ignore(*model.parameters(), *model.buffers(), *inputs)
+        t0 = time.perf_counter()
+        with tracker if tracker is not None else contextlib.nullcontext():
+            fn = _pin_flags(model, FACTORIES[variant](model, *inputs, edge_sparsity=EDGE_SPARSITY))
+            U.synchronize(device)
+            res.build_s = time.perf_counter() - t0
+            fn()                                   # first step: lazy state (optimiser, grads, compile)
+            if tracker is not None:
+                tracker.reset_peak()
+                fn()
+                res.peak_bytes = tracker.peak + U.resident_bytes(model)
+        U.synchronize(device)
+        return res, fn
+    except Exception as e:  # noqa: BLE001 - a benchmark records failures and moves on
+        res.status = _status_of(e, args.verbose)
+        U.free_memory(device)
+        return res, None
+
+
+def measure_cuda(shape: Shape, variant: str, model, inputs, device, args) -> Result:
+    """GPU: build, warm up, then peak memory and CUDA-event times over the timed steps."""
+    flags = [p.requires_grad for p in model.parameters()]
+    res, fn = prepare(shape, variant, model, inputs, device, args)
+    if fn is not None:
+        try:
+            for _ in range(max(0, args.warmup - 1)):
+                fn()
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            t = U.time_steps(fn, device, warmup=0, iters=args.iters, target_s=args.target_s)
+            res.peak_bytes = torch.cuda.max_memory_allocated(device)
+            res.time_s, res.p20_s, res.p80_s, res.iters = t["median_s"], t["p20_s"], t["p80_s"], t["iters"]
+            res.loss = fn()
+        except Exception as e:  # noqa: BLE001
+            res.status = _status_of(e, args.verbose)
+    fn = None
+    for p, f in zip(model.parameters(), flags):
+        p.requires_grad_(f)
+        p.grad = None
+    U.free_memory(device)
+    return res
+
+
+def measure_cpu(shape: Shape, variants: list[str], model, inputs, device, args) -> dict[str, Result]:
+    """CPU: build every variant on the one model, then time them interleaved (round-robin), so a
+    shared machine's load falls on all of them alike."""
+    flags = [p.requires_grad for p in model.parameters()]
+    results, fns = {}, {}
+    for v in variants:
+        print(f"   building {LABELS[v]} ...", flush=True)
+        results[v], fn = prepare(shape, v, model, inputs, device, args)
+        if fn is not None:
+            fns[v] = fn
+    for _ in range(max(0, args.warmup - 2)):
+        for v in list(fns):
+            try:
+                fns[v]()
+            except Exception as e:  # noqa: BLE001
+                results[v].status = _status_of(e, args.verbose)
+                del fns[v]
+    if fns:
+        print(f"   timing {', '.join(fns)} interleaved ...", flush=True)
+        timed = U.time_interleaved(fns, device, iters=args.iters, target_s=args.target_s)
+        for v, t in timed.items():
+            r = results[v]
+            if isinstance(t, BaseException):
+                r.status = _status_of(t, args.verbose)
+                continue
+            r.time_s, r.p20_s, r.p80_s, r.iters = t["median_s"], t["p20_s"], t["p80_s"], t["iters"]
+            r.loss = fns[v]()
+    fns.clear()
+    for p, f in zip(model.parameters(), flags):
+        p.requires_grad_(f)
+        p.grad = None
+    U.free_memory(device)
+    return results
+
+
+def report_shape(shape: Shape, results: dict[str, Result], card: str) -> str:
+    a, b, c = (results.get(k) for k in "abc")
+
+    def val(r, attr):
+        return getattr(r, attr) if r is not None and r.status == "ok" else None
+
+    rows = []
+    for k in "abc":
+        r = results.get(k)
+        if r is None:
+            continue
+        rows.append({
+            "v": LABELS[k], "status": r.status, "time": U.fmt_time(val(r, "time_s")),
+            "mem": U.fmt_bytes(val(r, "peak_bytes")),
+            "tb": U.fmt_ratio(U.ratio(val(r, "time_s"), val(b, "time_s"))),
+            "mb": U.fmt_ratio(U.ratio(val(r, "peak_bytes"), val(b, "peak_bytes"))),
+            "tc": U.fmt_ratio(U.ratio(val(r, "time_s"), val(c, "time_s"))),
+            "mc": U.fmt_ratio(U.ratio(val(r, "peak_bytes"), val(c, "peak_bytes"))),
+            "n": r.iters or "-",
+        })
+    dims = (f"L={shape.layers} H={shape.heads} D={shape.width} B={shape.batch} S={shape.seq} {shape.dtype}"
+            + (f", {shape.note}" if shape.note else ""))
+    table = U.markdown_table(rows, [("v", "variant"), ("status", "status"), ("time", "step time (median)"),
+                                    ("tb", "time / b"), ("tc", "time / c"), ("mem", "peak memory"),
+                                    ("mb", "mem / b"), ("mc", "mem / c"), ("n", "timed steps")])
+    lines = [f"### {shape.name} ({dims}) on {card}", "", table, ""]
+    for num, den in (("a", "b"), ("a", "c"), ("c", "b")):
+        rt = U.ratio(val(results.get(num), "time_s"), val(results.get(den), "time_s"))
+        rm = U.ratio(val(results.get(num), "peak_bytes"), val(results.get(den), "peak_bytes"))
+        if rt is not None or rm is not None:
+            lines.append(f"- {num}/{den}: time {U.fmt_ratio(rt)}, peak memory {U.fmt_ratio(rm)}")
+    return "\n".join(lines)
+
+
+def record(args, info: dict, payload: dict) -> None:
+    rec = {**info, **payload}
+    if args.jsonl:
+        U.append_jsonl(args.jsonl, rec)
+    if args.csv:
+        U.append_csv(args.csv, rec)
+
+
+def run_shapes(args, device, shapes: list[Shape], info: dict) -> None:
+    card = info["card"]
+    notes_printed = set()
+    for shape in shapes:
+        variants = [v for v in args.variants if v in shape.variants]
+        print(f"\n== {shape.name}: building the model on {device} ...", flush=True)
+        try:
+            U.free_memory(device)
+            torch.manual_seed(0)
+            model = build_model(shape, device)
+            inputs = make_inputs(shape, device)
+        except Exception as e:  # noqa: BLE001
+            status = "OOM" if U.is_oom(e) else f"error: {type(e).__name__}: {e}"
+            print(f"   model build failed: {status}")
+            record(args, info, {"bench": "step", "shape": asdict(shape), "variant": "build", "status": status})
+            U.free_memory(device)
+            continue
+        order = sorted(variants, key="bca".index)              # baselines first, then edgeprune
+        if device.type == "cuda":
+            results = {}
+            for v in order:
+                print(f"   {LABELS[v]} ...", flush=True)
+                results[v] = measure_cuda(shape, v, model, inputs, device, args)
+        else:
+            results = measure_cpu(shape, order, model, inputs, device, args)
+        for v in order:
+            r = results[v]
+            if r.status.startswith("skipped") and v not in notes_printed:
+                print(f"   NOTE: {LABELS[v]} {r.status}")
+                notes_printed.add(v)
+            else:
+                print(f"     {LABELS[v]}: {r.status}: {U.fmt_time(r.time_s)}, peak {U.fmt_bytes(r.peak_bytes)}")
+            cfg = asdict(shape)
+            cfg["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else None
+            cfg["edge_sparsity"] = EDGE_SPARSITY
+            cfg["timing"] = "cuda events, sequential" if device.type == "cuda" else "perf_counter, interleaved"
+            record(args, info, {"bench": "step", "shape": cfg, **{k: x for k, x in asdict(r).items() if k != "shape"}})
+        print()
+        print(report_shape(shape, results, card), flush=True)
+        del model, inputs
+        U.free_memory(device)
+
+
+# ------------------------------------------------------------------------------ IOI-shaped run
+
+def synthetic_ioi_data(n: int = 200, seed: int = 0, vocab: int = 50257, lengths=(15, 25)):
+    """IOI-shaped examples as GPT-2 token ids at the prompts' real lengths (about 15-25 tokens):
+    each corrupted prompt has the clean prompt's length with three 'name' positions replaced."""
+    g = torch.Generator().manual_seed(seed)
+    data = []
+    for _ in range(n):
+        L = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=g))
+        clean = torch.randint(0, vocab - 1, (L,), generator=g)
+        corr = clean.clone()
+        names = torch.randperm(L - 2, generator=g)[:3] + 1
+        corr[names] = torch.randint(0, vocab - 1, (3,), generator=g)
+        data.append({"clean": clean.tolist(), "corrupted": corr.tolist()})
+    return data
+
+
+def _accepted_kwargs(fn, wanted: dict) -> tuple[dict, list]:
+    """Keep the keyword arguments fn names explicitly; report the rest as dropped."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}, list(wanted)
+    keep = {k: v for k, v in wanted.items() if k in params and params[k].kind != inspect.Parameter.POSITIONAL_ONLY}
+    return keep, [k for k in wanted if k not in keep]
+
+
+PAD_KWARGS = ("pad_to", "max_length", "seq_len", "pad_to_length")
+STEP_KWARGS = ("steps", "max_steps", "num_steps")
+
+
+def ioi_run(args, device, info: dict) -> None:
+    """A full IOI-shaped pruning run, timed end to end: edgeprune.train(model, data, ...) from the call
+    to its return (cache building and final binarisation included; model construction excluded);
+    once padded to 64 tokens as in the paper, once at the prompts' real lengths."""
+    print("\n== IOI-shaped pruning run (edgeprune.train) ==", flush=True)
+    try:
+        _import_edgeprune_train()
+        import edgeprune
+        train = edgeprune.train
+    except Exception as e:  # noqa: BLE001
+        print(f"NOTE: skipped, edgeprune.train unavailable ({type(e).__name__}: {e})")
+        record(args, info, {"bench": "ioi_run", "status": f"skipped: {e}"})
+        return
+    cpu = torch.device(device).type == "cpu"
+    shape = CPU_SHAPES[0] if cpu else GPU_SHAPES[0]
+    steps = args.ioi_steps or (20 if cpu else 3000)
+    data = synthetic_ioi_data(args.ioi_examples, vocab=shape.vocab)
+    rows = []
+    for label, pad in (("padded to 64 tokens", 64), ("real lengths", None)):
+        torch.manual_seed(0)
+        model = build_model(shape, device)
+        wanted = {"edge_sparsity": EDGE_SPARSITY, "batch_size": 32, "device": str(device)}
+        wanted.update({k: steps for k in STEP_KWARGS})
+        if pad is not None:
+            wanted.update({k: pad for k in PAD_KWARGS})
+        kwargs, dropped = _accepted_kwargs(train, wanted)
+        run_data = data
+        if pad is not None and not any(k in kwargs for k in PAD_KWARGS):
+            # no padding option: pad the token lists ourselves with EOS, as the reference's collator does
+            run_data = [{k: v + [shape.vocab - 1] * (pad - len(v)) for k, v in ex.items()} for ex in data]
+        if not any(k in kwargs for k in STEP_KWARGS):
+            print(f"   NOTE: edgeprune.train takes no step-count argument; running its default ({label})")
+        status, elapsed = "ok", None
+        try:
+            U.synchronize(device)
+            t0 = time.perf_counter()
+            train(model, run_data, **kwargs)
+            U.synchronize(device)
+            elapsed = time.perf_counter() - t0
+        except Exception as e:  # noqa: BLE001
+            status = "OOM" if U.is_oom(e) else f"error: {type(e).__name__}: {str(e)[:200]}"
+            if args.verbose:
+                traceback.print_exc()
+        rows.append({"run": label, "status": status, "time": U.fmt_time(elapsed),
+                     "per_step": U.fmt_time(elapsed / steps if elapsed else None), "kwargs": str(kwargs)})
+        record(args, info, {"bench": "ioi_run", "run": label, "status": status, "time_s": elapsed, "steps": steps,
+                            "examples": len(data), "shape": asdict(shape), "kwargs": kwargs, "dropped": dropped})
+        del model
+        U.free_memory(device)
+    print(U.markdown_table(rows, [("run", "IOI-shaped run"), ("status", "status"), ("time", "end to end"),
+                                  ("per_step", "per step"), ("kwargs", "train kwargs")]))
+
+
+# ------------------------------------------------------------------------------ main
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="edgeprune training-step benchmark (a) vs (b) plain HF vs (c) naive")
+    p.add_argument("--cpu-small", action="store_true", help="small shapes for a CPU (about a minute)")
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--shapes", default=None, help=f"comma list of {', '.join(ALL_SHAPES)}")
+    p.add_argument("--variants", default="a,b,c")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--iters", type=int, default=None, help="timed steps (default: about --target-s seconds)")
+    p.add_argument("--target-s", type=float, default=3.0)
+    p.add_argument("--ioi-run", action="store_true", help="also time a full IOI-shaped pruning run")
+    p.add_argument("--ioi-only", action="store_true", help="only the IOI-shaped run")
+    p.add_argument("--ioi-steps", type=int, default=None, help="default 3000 (GPU), 20 (CPU)")
+    p.add_argument("--ioi-examples", type=int, default=200)
+    p.add_argument("--jsonl", default=None, help="append one JSON record per measurement")
+    p.add_argument("--csv", default=None, help="append one CSV row per measurement")
+    p.add_argument("--no-cpu-memory", action="store_true", help="skip the CPU storage-tracking pass")
+    p.add_argument("--force", action="store_true", help="run GPU shapes on a CPU anyway")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.shapes:
+        shapes = [ALL_SHAPES[s.strip()] for s in args.shapes.split(",")]
+    elif args.cpu_small:
+        shapes = CPU_SHAPES
+    else:
+        shapes = GPU_SHAPES
+    if device.type == "cpu" and not args.force and any(s not in CPU_SHAPES + EXTRA_CPU_SHAPES for s in shapes):
+        p.error("GPU shapes on a CPU would take hours; use --cpu-small (or --force)")
+    if "a" in args.variants:
+        try:
+            _import_edgeprune_train().TrainStep  # noqa: B018
+        except Exception as e:  # noqa: BLE001
+            print(f"NOTE: (a) skipped: `from edgeprune.train import TrainStep` failed ({type(e).__name__}: {e})")
+            args.variants = [v for v in args.variants if v != "a"]
+
+    info = U.run_info(device)
+    print(f"device: {info['card']} | torch {info['torch']} | transformers {info.get('transformers')} | "
+          f"commit {info['git_commit']}")
+    if not args.ioi_only:
+        run_shapes(args, device, shapes, info)
+    if args.ioi_run or args.ioi_only:
+        ioi_run(args, device, info)
+
+
+if __name__ == "__main__":
+    main()
