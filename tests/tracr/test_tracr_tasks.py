@@ -63,3 +63,11 @@ def test_dataset_options():
     with pytest.raises(ValueError):
         T.load("sort")
     assert T.load("tracr-reverse").name == "reverse"
+
+
+def test_registered_tasks():
+    import edgeprune.tasks as tasks
+    for name, size in (("tracr-reverse", 39), ("tracr-xproportion", 256)):
+        assert name in tasks.names()
+        ds = tasks.load(name, None, split="validation")
+        assert len(ds) == size and ds.task.name == name

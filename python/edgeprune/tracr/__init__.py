@@ -12,10 +12,14 @@ The weights were compiled by scripts/compile_tracr.py (tracr-pypi 1.0.0; see its
 | reverse     | make_reverse(tokens)          | {1, 2, 3}    | 3           | 4 x 1 | 29      | 8   | 12  | 3      | 94    |
 | xproportion | make_frac_prevs(tokens=="x")  | {w, x, y, z} | 4           | 2 x 1 | 13      | 6   | 1   | 0      | 32    |
 
-Inputs are BOS + exactly max_seq_len tokens (the reference's sequence lengths 4 and 5). The
-compiled models have no padding mask (tracr's), so shorter inputs cannot be batched with padding:
-a pad token would count towards reverse's `length`. Tracr's BOS id comes from sorting "BOS" with
-the vocabulary and "compiler_pad" (method.md 7), hence 3 for reverse and 0 for xproportion.
+Inputs are BOS + at most max_seq_len tokens (the reference's sequence lengths 4 and 5). Batches
+are right-padded, and padded keys are masked in attention (the attention mask, or the compiler's
+pad token), which makes a padded row compute exactly what tracr computes on the unpadded input;
+without the mask a pad would count towards reverse's `length`. Tracr's BOS id comes from sorting
+"BOS" with the vocabulary and "compiler_pad" (method.md 7), hence 3 for reverse and 0 for
+xproportion. The datasets (edgeprune.tracr.tasks) hold every input: reverse every length 1..3
+(39), since with one fixed length the length head a0 would be constant and prunable;
+xproportion length 4 only (256), since its loss is a softmax over the sequence axis.
 
 Ground truth (method.md 7). A writer's output support is the set of residual dimensions it can
 write (non-zero columns of the token / position embedding, of a head's rows of W_O plus the output
@@ -27,8 +31,12 @@ not identically zero, and r belongs to a component that is not identically zero.
 vocabularies and lengths above this gives exactly method.md 7's circuits: 15 of 94 edges for
 reverse, 7 of 32 for xproportion. Components tracr leaves empty (reverse: a1, a2, m3;
 xproportion: a0, m1) have all-zero weights and so no edges. Several tok_embeds edges carry only
-tracr's "one" direction or the BOS token (attention-sink and bias plumbing); they are part of the
-weight-support circuit all the same, and pruning them changes the output.
+tracr's "one" direction or the BOS token (attention-sink and bias plumbing). They are part of the
+weight-support circuit all the same, but four of reverse's are not needed under zero ablation:
+tok_embeds -> a0.h0.q / a0.h0.k (the selector-width head attends uniformly whatever its query and
+key) and tok_embeds -> a3.h0.q / a3.h0.k; the other 11 reverse edges and all 7 xproportion edges
+are each necessary for an exact output (tests/tracr/test_tracr_ground_truth.py). A recovered
+circuit may therefore omit those four and still be exact.
 """
 from __future__ import annotations
 

@@ -1,10 +1,15 @@
 """The Tracr tasks "tracr-reverse" and "tracr-xproportion" (method.md 4.1, 7).
 
 Both use zero ablation, so an example's corrupted input is unused and set equal to the clean one.
-Every split holds every input sequence (BOS + max_seq_len program tokens, 27 for reverse, 256 for
-xproportion), in lexicographic order: the input space is tiny, the compiled model is exact on all
-of it, and the reference samples its training and evaluation inputs from that same space. `n`
-takes a seeded random subset.
+Every split holds every input sequence, BOS prepended, in order of length then lexicographically:
+the input space is tiny, the compiled model is exact on all of it, and the reference samples its
+training and evaluation inputs from that same space. `n` takes a seeded random subset.
+- reverse: every length 1..3 (3 + 9 + 27 = 39 inputs), right-padded in batches with the attention
+  mask marking real tokens (the model masks padded keys, so a padded row computes exactly the
+  unpadded program). With a single length, `length` would be constant and the head computing it
+  (a0) would not be needed by the task: variable lengths keep every node of the program needed.
+- xproportion: length 4 only (256 inputs): its loss is a softmax over the sequence axis, which
+  padded positions would enter.
 
 - reverse: loss positions are every position after BOS; the distribution is the softmax over the
   three output classes; KL summed over positions, then averaged over the batch. Metrics: "kl",
