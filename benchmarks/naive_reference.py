@@ -412,8 +412,9 @@ def saved_bytes(step: NaiveReferenceStep) -> dict:
 
 def gpt2_config(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024):
     from transformers import GPT2Config
+    eos = min(50256, vocab_size - 1)
     return GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size, n_positions=n_positions,
-                      attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0)
+                      attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, bos_token_id=eos, eos_token_id=eos)
 
 
 def main(argv=None):

@@ -139,7 +139,7 @@ def edgeprune_step_factory(model, clean_ids, corrupted_ids, positions, edge_spar
     Written against the trainer's API: TrainStep.build(hf_model, clean_ids, corrupted_ids,
     positions, edge_sparsity=...) -> object with step() -> float. Cache building happens in build().
     """
-    from edgeprune.train import TrainStep
+    TrainStep = _import_edgeprune_train().TrainStep     # i.e. `from edgeprune.train import TrainStep`
     step = TrainStep.build(model, clean_ids, corrupted_ids, positions, edge_sparsity=edge_sparsity, **kwargs)
     return step.step
 # ==================================================================================================
@@ -391,19 +391,48 @@ def run_shapes(args, device, shapes: list[Shape], info: dict) -> None:
 
 # ------------------------------------------------------------------------------ IOI-shaped run
 
-def synthetic_ioi_data(n: int = 200, seed: int = 0, vocab: int = 50257, lengths=(15, 25)):
-    """IOI-shaped examples as GPT-2 token ids at the prompts' real lengths (about 15-25 tokens):
-    each corrupted prompt has the clean prompt's length with three 'name' positions replaced."""
+_NAMES = ["Mary", "John", "Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Irene", "Jack",
+          "Kate", "Leo", "Mia", "Noah", "Olivia", "Paul", "Rose", "Sam"]
+_PLACES = ["store", "park", "school", "office", "garden", "station", "market", "library"]
+_OBJECTS = ["drink", "book", "ring", "kiss", "bone", "basketball", "computer", "snack"]
+_TEMPLATES = [
+    "Then , {B} and {A} went to the {P} . {B} gave a {O} to",
+    "When {B} and {A} got a {O} at the {P} , {B} decided to give it to",
+    "After the lunch , {B} and {A} went to the {P} . {B} gave a {O} to",
+    "While {B} and {A} were working at the {P} , {B} gave a {O} to",
+    "Friends {B} and {A} found a {O} at the {P} . {B} gave it to",
+]
+
+
+def synthetic_ioi_data(n: int = 200, seed: int = 0):
+    """IOI-shaped {"clean", "corrupted"} pairs (edgeprune's custom format): the clean prompt ends with
+    <predict>IO</predict>; the corrupted prompt uses three other names (the paper's ABC corruption).
+    With a word-level tokenizer the prompts are 14-20 tokens, close to IOI's real lengths."""
     g = torch.Generator().manual_seed(seed)
+
+    def pick(xs):
+        return xs[int(torch.randint(len(xs), (1,), generator=g))]
+
     data = []
     for _ in range(n):
-        L = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=g))
-        clean = torch.randint(0, vocab - 1, (L,), generator=g)
-        corr = clean.clone()
-        names = torch.randperm(L - 2, generator=g)[:3] + 1
-        corr[names] = torch.randint(0, vocab - 1, (3,), generator=g)
-        data.append({"clean": clean.tolist(), "corrupted": corr.tolist()})
+        t = pick(_TEMPLATES)
+        a, b, c, d, e = (_NAMES[i] for i in torch.randperm(len(_NAMES), generator=g)[:5].tolist())
+        place, obj = pick(_PLACES), pick(_OBJECTS)
+        clean = t.format(A=a, B=b, P=place, O=obj) + f" <predict>{a}</predict>"
+        corrupted = t.format(A=c, B=d, P=place, O=obj).replace(f"{d} gave", f"{e} gave").replace(
+            f"{d} decided", f"{e} decided")
+        data.append({"clean": clean, "corrupted": corrupted})
     return data
+
+
+def word_tokenizer(texts):
+    """A word-level tokenizer built locally (nothing is downloaded), EOS as id 0 and as padding."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=["<|endoftext|>", "[UNK]"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", unk_token="[UNK]")
 
 
 def _accepted_kwargs(fn, wanted: dict) -> tuple[dict, list]:
@@ -416,19 +445,13 @@ def _accepted_kwargs(fn, wanted: dict) -> tuple[dict, list]:
     return keep, [k for k in wanted if k not in keep]
 
 
-PAD_KWARGS = ("pad_to", "max_length", "seq_len", "pad_to_length")
-STEP_KWARGS = ("steps", "max_steps", "num_steps")
-
-
 def ioi_run(args, device, info: dict) -> None:
     """A full IOI-shaped pruning run, timed end to end: edgeprune.train(model, data, ...) from the call
-    to its return (cache building and final binarisation included; model construction excluded);
-    once padded to 64 tokens as in the paper, once at the prompts' real lengths."""
+    to its return (caches, in-training evaluation and the final binarisation included; model
+    construction excluded); once padded to 64 tokens as in the paper, once at the prompts' real lengths."""
     print("\n== IOI-shaped pruning run (edgeprune.train) ==", flush=True)
     try:
-        _import_edgeprune_train()
-        import edgeprune
-        train = edgeprune.train
+        train = _import_edgeprune_train().train
     except Exception as e:  # noqa: BLE001
         print(f"NOTE: skipped, edgeprune.train unavailable ({type(e).__name__}: {e})")
         record(args, info, {"bench": "ioi_run", "status": f"skipped: {e}"})
@@ -436,41 +459,50 @@ def ioi_run(args, device, info: dict) -> None:
     cpu = torch.device(device).type == "cpu"
     shape = CPU_SHAPES[0] if cpu else GPU_SHAPES[0]
     steps = args.ioi_steps or (20 if cpu else 3000)
-    data = synthetic_ioi_data(args.ioi_examples, vocab=shape.vocab)
+    data = synthetic_ioi_data(args.ioi_examples)
+    tokenizer = word_tokenizer([d["clean"] for d in data] + [d["corrupted"] for d in data])
+    lengths = [len(tokenizer(d["clean"].split(" <predict>")[0])["input_ids"]) for d in data]
+    print(f"   {len(data)} examples, prompts of {min(lengths)}-{max(lengths)} tokens; {shape.name} random weights; "
+          f"{steps} steps, batch 32, edge sparsity {EDGE_SPARSITY}", flush=True)
+    # same-run baseline: the plain HF step (b) at the run's batch and padded length, times the step count
+    base_shape = Shape(shape.name + "-b32-s64", shape.family, shape.layers, shape.heads, shape.width, 32, 64,
+                       shape.dtype, vocab=shape.vocab)
+    model = build_model(base_shape, device)
+    plain = plain_step_factory(model, *make_inputs(base_shape, device))
+    base = U.time_steps(plain, device, warmup=2, iters=args.iters, target_s=args.target_s)["median_s"]
+    del model, plain
+    U.free_memory(device)
+    print(f"   baseline (b) plain HF step at batch 32, sequence 64: {U.fmt_time(base)} "
+          f"-> {steps} steps = {U.fmt_time(base * steps)}", flush=True)
     rows = []
     for label, pad in (("padded to 64 tokens", 64), ("real lengths", None)):
         torch.manual_seed(0)
         model = build_model(shape, device)
-        wanted = {"edge_sparsity": EDGE_SPARSITY, "batch_size": 32, "device": str(device)}
-        wanted.update({k: steps for k in STEP_KWARGS})
-        if pad is not None:
-            wanted.update({k: pad for k in PAD_KWARGS})
+        wanted = {"edge_sparsity": EDGE_SPARSITY, "steps": steps, "batch_size": 32, "pad_to": pad,
+                  "tokenizer": tokenizer, "device": str(device), "progress": False}
         kwargs, dropped = _accepted_kwargs(train, wanted)
-        run_data = data
-        if pad is not None and not any(k in kwargs for k in PAD_KWARGS):
-            # no padding option: pad the token lists ourselves with EOS, as the reference's collator does
-            run_data = [{k: v + [shape.vocab - 1] * (pad - len(v)) for k, v in ex.items()} for ex in data]
-        if not any(k in kwargs for k in STEP_KWARGS):
-            print(f"   NOTE: edgeprune.train takes no step-count argument; running its default ({label})")
         status, elapsed = "ok", None
         try:
             U.synchronize(device)
             t0 = time.perf_counter()
-            train(model, run_data, **kwargs)
+            train(model, data, **kwargs)
             U.synchronize(device)
             elapsed = time.perf_counter() - t0
         except Exception as e:  # noqa: BLE001
-            status = "OOM" if U.is_oom(e) else f"error: {type(e).__name__}: {str(e)[:200]}"
-            if args.verbose:
-                traceback.print_exc()
+            status = _status_of(e, args.verbose)
+        shown = {k: v for k, v in kwargs.items() if k != "tokenizer"}
         rows.append({"run": label, "status": status, "time": U.fmt_time(elapsed),
-                     "per_step": U.fmt_time(elapsed / steps if elapsed else None), "kwargs": str(kwargs)})
+                     "per_step": U.fmt_time(elapsed / steps if elapsed else None),
+                     "vs": U.fmt_ratio(U.ratio(elapsed, base * steps)), "kwargs": str(shown)})
+        print(f"   {label}: {status} {U.fmt_time(elapsed)}", flush=True)
         record(args, info, {"bench": "ioi_run", "run": label, "status": status, "time_s": elapsed, "steps": steps,
-                            "examples": len(data), "shape": asdict(shape), "kwargs": kwargs, "dropped": dropped})
+                            "plain_step_s": base, "ratio_vs_plain_steps": U.ratio(elapsed, base * steps),
+                            "examples": len(data), "shape": asdict(shape), "kwargs": shown, "dropped": dropped})
         del model
         U.free_memory(device)
     print(U.markdown_table(rows, [("run", "IOI-shaped run"), ("status", "status"), ("time", "end to end"),
-                                  ("per_step", "per step"), ("kwargs", "train kwargs")]))
+                                  ("per_step", "per step"), ("vs", f"/ ({steps} x plain step)"),
+                                  ("kwargs", "train kwargs")]))
 
 
 # ------------------------------------------------------------------------------ main
