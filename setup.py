@@ -24,15 +24,18 @@ def _cuda_buildable() -> bool:
 
 
 def _extensions():
-    cpu_sources = sorted(glob.glob("csrc/*.cpp"))
+    # csrc/*.cpp: op schemas and CPU host code; csrc/cpu/*.cpp: inner loops, one file per ISA
+    # (each selects its own instruction set with #pragma GCC target; chosen at run time).
+    cpu_sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     if not cpu_sources:
         return []
-    cxx = ["-O3", "-std=c++17", "-fopenmp"]
+    cxx = ["-O3", "-std=c++20", "-fopenmp"]
     if _cuda_buildable():
         cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
+        nvcc = ["-O3", "-std=c++20", "-DEDGEPRUNE_WITH_CUDA", "-lineinfo"]
         return [cpp_extension.CUDAExtension(
             "edgeprune._C", cpu_sources + cuda_sources,
-            extra_compile_args={"cxx": cxx + ["-DEDGEPRUNE_WITH_CUDA"], "nvcc": ["-O3", "-DEDGEPRUNE_WITH_CUDA"]},
+            extra_compile_args={"cxx": cxx + ["-DEDGEPRUNE_WITH_CUDA"], "nvcc": nvcc},
             extra_link_args=["-fopenmp"])]
     return [cpp_extension.CppExtension("edgeprune._C", cpu_sources, extra_compile_args=cxx,
                                        extra_link_args=["-fopenmp"])]

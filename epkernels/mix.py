@@ -1,0 +1,296 @@
+"""Masked mixing over the delta stack: Triton kernels and their launchers.
+
+    out[r] = base + sum_{w < prefix[r]} gates[r, w] * delta[w]          (forward)
+    grad_gates[r, w] = <grad_out[r], delta[w]>       for w < prefix[r]  (backward, a reduction over N)
+    grad_delta[w]  (+)= sum_r gates[r, w] * grad_out[r]                  (backward, rows < P)
+
+Memory-bound skinny GEMMs (R readers x P writers x N = B*S*D columns). Design choices:
+- Forward: one program per BLOCK_N columns holds every reader of the group (padded to BLOCK_R) and
+  loops over writer chunks, so each delta row is read from memory once.
+- A writer whose gate column (after prefix masking) is all zero is never read: the delta load is
+  masked per row, and a chunk with no active writer skips its load and dot entirely. Rows >= P
+  are never addressed. NaN in those rows therefore cannot reach the results.
+- Backward: one program per (writer chunk, N split). It reduces grad_out . delta over its N range
+  into a partial (split, R, P) buffer summed on the host (deterministic, no atomics) and, in the
+  same pass over grad_out, writes or accumulates the delta gradient of its writer rows.
+- Accumulation is float32 (float64 for float64 inputs). float32 dots use input_precision="ieee"
+  unless asked otherwise. With bf16/fp16 delta the float32 gates are split into a high and a low
+  half-precision part (two tensor-core dots), which keeps about 16 bits of each gate.
+- Reader groups larger than the largest BLOCK_R are handled by the launcher, one launch each.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._utils import INTERPRETED, acc_dtype, check_device, pow2_at_least, target_programs
+
+MAX_BLOCK_R = 128
+_TL_DTYPE = {torch.float32: tl.float32, torch.float64: tl.float64}
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+@triton.jit
+def _reader_limits(prefix_ptr, offs_r, R, P, HAS_PREFIX: tl.constexpr):
+    """Each reader's valid writer count, clamped to [0, P]; 0 for padding readers."""
+    in_range = offs_r < R
+    if HAS_PREFIX:
+        lim = tl.load(prefix_ptr + offs_r, mask=in_range, other=0).to(tl.int32)
+        lim = tl.minimum(tl.maximum(lim, 0), P)
+    else:
+        lim = tl.where(in_range, P, 0)
+    return lim
+
+
+@triton.jit
+def _gate_tile(gates_ptr, stride_g, offs_r, offs_w, limit, ACC: tl.constexpr):
+    """Gates (readers x writers), zero (and not loaded) past each reader's prefix."""
+    valid = offs_w[None, :] < limit[:, None]
+    z = tl.load(gates_ptr + offs_r[:, None].to(tl.int64) * stride_g + offs_w[None, :], mask=valid, other=0.0)
+    return z.to(ACC)
+
+
+@triton.jit
+def _gates_dot(z, x, acc, DOT_MODE: tl.constexpr, PRECISION: tl.constexpr):
+    """acc += z @ x, z in the accumulation type, x in the storage type.
+
+    DOT_MODE 0: float32; 1: float64; 2: half types, z split into hi + lo halves; 3: the same
+    split with every operand widened to float32 first (the interpreter's bf16 dot is wrong).
+    """
+    if DOT_MODE == 0:
+        acc = tl.dot(z, x, acc, input_precision=PRECISION)
+    elif DOT_MODE == 1:
+        acc = tl.dot(z, x, acc, input_precision="ieee", out_dtype=tl.float64)
+    elif DOT_MODE == 2:
+        z_hi = z.to(x.dtype)
+        z_lo = (z - z_hi.to(tl.float32)).to(x.dtype)
+        acc = tl.dot(z_hi, x, acc)
+        acc = tl.dot(z_lo, x, acc)
+    else:
+        z_hi = z.to(x.dtype).to(tl.float32)
+        z_lo = (z - z_hi).to(x.dtype).to(tl.float32)
+        x = x.to(tl.float32)
+        acc = tl.dot(z_hi, x, acc, input_precision="ieee")
+        acc = tl.dot(z_lo, x, acc, input_precision="ieee")
+    return acc
+
+
+@triton.jit
+def _data_dot(a, b, acc, DOT_MODE: tl.constexpr, PRECISION: tl.constexpr):
+    """acc += a @ b, both in the storage type (half products are exact in float32)."""
+    if DOT_MODE == 0:
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    elif DOT_MODE == 1:
+        acc = tl.dot(a, b, acc, input_precision="ieee", out_dtype=tl.float64)
+    elif DOT_MODE == 2:
+        acc = tl.dot(a, b, acc)
+    else:
+        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    return acc
+
+
+# ---------------------------------------------------------------------------------- forward
+
+@triton.jit
+def _mix_fwd_kernel(gates_ptr, delta_ptr, base_ptr, prefix_ptr, out_ptr,
+                    R, P, N, stride_g, stride_d, stride_b, stride_o,
+                    HAS_PREFIX: tl.constexpr, BASE_ROWS: tl.constexpr, DOT_MODE: tl.constexpr,
+                    PRECISION: tl.constexpr, ACC: tl.constexpr,
+                    BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr):
+    pid_n = tl.program_id(0)
+    offs_r = tl.arange(0, BLOCK_R)
+    offs_n = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    r_ok = offs_r < R
+    n_ok = offs_n < N
+    limit = _reader_limits(prefix_ptr, offs_r, R, P, HAS_PREFIX)
+    top = tl.max(limit, axis=0)  # no reader looks past this writer
+
+    acc = tl.zeros((BLOCK_R, BLOCK_N), dtype=ACC)
+    for w0 in range(0, top, BLOCK_W):
+        offs_w = w0 + tl.arange(0, BLOCK_W)
+        z = _gate_tile(gates_ptr, stride_g, offs_r, offs_w, limit, ACC)
+        active = tl.sum((z != 0).to(tl.int32), axis=0) > 0
+        if tl.sum(active.to(tl.int32), axis=0) > 0:
+            d = tl.load(delta_ptr + offs_w[:, None].to(tl.int64) * stride_d + offs_n[None, :],
+                        mask=active[:, None] & n_ok[None, :], other=0.0)
+            acc = _gates_dot(z, d, acc, DOT_MODE, PRECISION)
+
+    if BASE_ROWS:
+        b = tl.load(base_ptr + offs_r[:, None].to(tl.int64) * stride_b + offs_n[None, :],
+                    mask=r_ok[:, None] & n_ok[None, :], other=0.0)
+    else:
+        b = tl.load(base_ptr + offs_n, mask=n_ok, other=0.0)[None, :]
+    out = acc + b.to(ACC)
+    tl.store(out_ptr + offs_r[:, None].to(tl.int64) * stride_o + offs_n[None, :],
+             out.to(out_ptr.dtype.element_ty), mask=r_ok[:, None] & n_ok[None, :])
+
+
+# --------------------------------------------------------------------------------- backward
+
+@triton.jit
+def _mix_bwd_kernel(grad_out_ptr, gates_ptr, delta_ptr, grad_delta_ptr, prefix_ptr, partial_ptr,
+                    R, P, N, stride_go, stride_g, stride_d, stride_gd, tiles_per_split,
+                    HAS_PREFIX: tl.constexpr, NEED_GD: tl.constexpr, ACCUMULATE: tl.constexpr,
+                    DOT_MODE: tl.constexpr, PRECISION: tl.constexpr, ACC: tl.constexpr,
+                    BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr):
+    pid_w = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    offs_r = tl.arange(0, BLOCK_R)
+    offs_w = pid_w * BLOCK_W + tl.arange(0, BLOCK_W)
+    r_ok = offs_r < R
+    w_ok = offs_w < P
+    limit = _reader_limits(prefix_ptr, offs_r, R, P, HAS_PREFIX)
+    z = _gate_tile(gates_ptr, stride_g, offs_r, offs_w, limit, ACC)
+    active = tl.sum((z != 0).to(tl.int32), axis=0) > 0
+    n_active = tl.sum(active.to(tl.int32), axis=0)
+
+    # A chunk with no active writer has nothing to compute, unless it must write zero gradients.
+    n_tiles = tl.where(n_active > 0, tiles_per_split, 0)
+    if NEED_GD and not ACCUMULATE:
+        n_tiles = tiles_per_split
+    zt = tl.trans(z)
+    dz = tl.zeros((BLOCK_R, BLOCK_W), dtype=ACC)
+    for t in range(0, n_tiles):
+        offs_n = (pid_s * tiles_per_split + t).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < N
+        g = tl.load(grad_out_ptr + offs_r[:, None].to(tl.int64) * stride_go + offs_n[None, :],
+                    mask=r_ok[:, None] & n_ok[None, :], other=0.0)
+        d = tl.load(delta_ptr + offs_w[:, None].to(tl.int64) * stride_d + offs_n[None, :],
+                    mask=active[:, None] & n_ok[None, :], other=0.0)
+        dz = _data_dot(g, tl.trans(d), dz, DOT_MODE, PRECISION)
+        if NEED_GD:
+            gd = _gates_dot(zt, g, tl.zeros((BLOCK_W, BLOCK_N), dtype=ACC), DOT_MODE, PRECISION)
+            ptrs = grad_delta_ptr + offs_w[:, None].to(tl.int64) * stride_gd + offs_n[None, :]
+            if ACCUMULATE:
+                m = active[:, None] & n_ok[None, :]
+                old = tl.load(ptrs, mask=m, other=0.0)
+                tl.store(ptrs, (old.to(ACC) + gd).to(grad_delta_ptr.dtype.element_ty), mask=m)
+            else:
+                gd = tl.where(active[:, None], gd, 0.0)
+                tl.store(ptrs, gd.to(grad_delta_ptr.dtype.element_ty), mask=w_ok[:, None] & n_ok[None, :])
+
+    dz = tl.where((offs_w[None, :] < limit[:, None]) & active[None, :], dz, 0.0)
+    p_ptrs = partial_ptr + (pid_s * R + offs_r[:, None]).to(tl.int64) * P + offs_w[None, :]
+    tl.store(p_ptrs, dz, mask=r_ok[:, None] & w_ok[None, :])
+
+
+# -------------------------------------------------------------------------------- launchers
+
+def _dot_mode(dtype: torch.dtype) -> int:
+    if dtype == torch.float32:
+        return 0
+    if dtype == torch.float64:
+        return 1
+    if dtype in (torch.bfloat16, torch.float16):
+        return 3 if INTERPRETED else 2
+    raise TypeError(f"epkernels.mix: unsupported delta dtype {dtype}")
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """A 2-D tensor whose rows are contiguous (any row stride); copies only if needed."""
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _reader_groups(R: int, block_r: int | None):
+    step = block_r or MAX_BLOCK_R
+    return [(r0, min(R, r0 + step)) for r0 in range(0, R, step)]
+
+
+def default_forward_blocks(R: int, dtype: torch.dtype) -> dict:
+    """GPU launch configuration for the forward (see benchmarks/kernels.py --sweep)."""
+    block_r = pow2_at_least(min(R, MAX_BLOCK_R))
+    half = dtype in (torch.bfloat16, torch.float16)
+    block_n = 128 if (block_r <= 64 or half) else 64
+    return dict(block_r=block_r, block_w=64 if half else 32, block_n=block_n,
+                num_warps=8 if block_r * block_n >= 8192 else 4, num_stages=3)
+
+
+def default_backward_blocks(R: int, dtype: torch.dtype) -> dict:
+    block_r = pow2_at_least(min(R, MAX_BLOCK_R))
+    return dict(block_r=block_r, block_w=64 if block_r <= 64 else 32, block_n=64,
+                num_warps=8 if block_r >= 64 else 4, num_stages=2)
+
+
+def _blocks(defaults: dict, given: dict) -> dict:
+    out = dict(defaults)
+    out.update({k: v for k, v in given.items() if v is not None})
+    return out
+
+
+def mix_forward(gates: torch.Tensor, delta: torch.Tensor, base: torch.Tensor,
+                prefix: torch.Tensor | None = None, *, precision: str = "ieee",
+                block_r: int | None = None, block_w: int | None = None, block_n: int | None = None,
+                num_warps: int | None = None, num_stages: int | None = None) -> torch.Tensor:
+    """out (R, N) in delta's dtype = base + gates (masked to each prefix) @ delta[:P]."""
+    check_device(gates, delta, base, prefix)
+    R, P = gates.shape
+    N = delta.shape[1]
+    delta, gates = _rows(delta), _rows(gates)
+    base = _rows(base)
+    out = torch.empty(R, N, dtype=delta.dtype, device=delta.device)
+    if R == 0 or N == 0:
+        return out
+    cfg = _blocks(default_forward_blocks(R, delta.dtype),
+                  dict(block_r=block_r, block_w=block_w, block_n=block_n, num_warps=num_warps,
+                       num_stages=num_stages))
+    acc = _TL_DTYPE[acc_dtype(delta.dtype)]
+    base_rows = base.dim() == 2
+    for r0, r1 in _reader_groups(R, cfg["block_r"]):
+        grid = (triton.cdiv(N, cfg["block_n"]),)
+        _mix_fwd_kernel[grid](
+            gates[r0:r1], delta, base[r0:r1] if base_rows else base,
+            prefix[r0:r1] if prefix is not None else gates, out[r0:r1],
+            r1 - r0, P, N, gates.stride(0), delta.stride(0), base.stride(0) if base_rows else 0, out.stride(0),
+            HAS_PREFIX=prefix is not None, BASE_ROWS=base_rows, DOT_MODE=_dot_mode(delta.dtype),
+            PRECISION=precision, ACC=acc, BLOCK_R=pow2_at_least(min(r1 - r0, cfg["block_r"])),
+            BLOCK_W=cfg["block_w"], BLOCK_N=cfg["block_n"], num_warps=cfg["num_warps"],
+            num_stages=cfg["num_stages"])
+    return out
+
+
+def mix_backward(grad_out: torch.Tensor, gates: torch.Tensor, delta: torch.Tensor,
+                 prefix: torch.Tensor | None = None, grad_delta: torch.Tensor | None = None,
+                 accumulate: bool = True, *, precision: str = "ieee", splits: int | None = None,
+                 block_r: int | None = None, block_w: int | None = None, block_n: int | None = None,
+                 num_warps: int | None = None, num_stages: int | None = None) -> torch.Tensor:
+    """Gate gradient (R, P) in the accumulation dtype; the delta gradient into grad_delta[:P].
+
+    grad_delta None: not computed. accumulate=True adds into the rows of active writers only;
+    accumulate=False overwrites rows < P (inactive writers get exact zeros, their delta unread).
+    splits: how many N ranges the gate reduction is cut into (default: enough to fill the device).
+    """
+    check_device(grad_out, gates, delta, grad_delta, prefix)
+    R, P = gates.shape
+    N = delta.shape[1]
+    acc_t = acc_dtype(delta.dtype)
+    grad_out, gates, delta = _rows(grad_out.to(delta.dtype)), _rows(gates), _rows(delta)
+    if grad_delta is not None and grad_delta.stride(-1) != 1:
+        raise ValueError("epkernels.mix_backward: grad_delta rows must be contiguous (it is updated in place)")
+    if R == 0 or P == 0 or N == 0:
+        if grad_delta is not None and not accumulate:
+            grad_delta[:P].zero_()
+        return torch.zeros(R, P, dtype=acc_t, device=gates.device)
+    cfg = _blocks(default_backward_blocks(R, delta.dtype),
+                  dict(block_r=block_r, block_w=block_w, block_n=block_n, num_warps=num_warps,
+                       num_stages=num_stages))
+    w_chunks = triton.cdiv(P, cfg["block_w"])
+    n_tiles = triton.cdiv(N, cfg["block_n"])
+    if splits is None:
+        splits = triton.cdiv(target_programs(delta.device), w_chunks)
+    tiles_per_split = triton.cdiv(n_tiles, max(1, min(splits, n_tiles)))
+    splits = triton.cdiv(n_tiles, tiles_per_split)
+    grad_gates = torch.empty(R, P, dtype=acc_t, device=gates.device)
+    for i, (r0, r1) in enumerate(_reader_groups(R, cfg["block_r"])):
+        partial = torch.empty(splits, r1 - r0, P, dtype=acc_t, device=gates.device)
+        gd = grad_delta if grad_delta is not None else delta  # placeholder pointer when unused
+        _mix_bwd_kernel[(w_chunks, splits)](
+            grad_out[r0:r1], gates[r0:r1], delta, gd, prefix[r0:r1] if prefix is not None else gates, partial,
+            r1 - r0, P, N, grad_out.stride(0), gates.stride(0), delta.stride(0), gd.stride(0), tiles_per_split,
+            HAS_PREFIX=prefix is not None, NEED_GD=grad_delta is not None, ACCUMULATE=accumulate or i > 0,
+            DOT_MODE=_dot_mode(delta.dtype), PRECISION=precision, ACC=_TL_DTYPE[acc_t],
+            BLOCK_R=pow2_at_least(min(r1 - r0, cfg["block_r"])), BLOCK_W=cfg["block_w"],
+            BLOCK_N=cfg["block_n"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        grad_gates[r0:r1] = partial.sum(dim=0)  # fixed order: deterministic
+    return grad_gates

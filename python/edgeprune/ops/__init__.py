@@ -1,0 +1,53 @@
+"""edgeprune's ops: masked mixing over the delta stack and hard-concrete gates.
+
+Public functional API (every backend implements the same contract; see ops/reference.py):
+    mix(gates, delta, base, prefix=None, backend=None) -> out            differentiable
+    mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None) -> grad_gates
+                                                                         accumulates into grad_delta
+    hard_concrete(log_alpha, seed, offset, eps=1e-6, backend=None) -> z   differentiable, u regenerated
+    expected_l0(log_alpha), zero_probability(log_alpha, eps), soft_mask(log_alpha)
+
+backend: None (EDGEPRUNE_BACKEND, else the default for the device), "auto", "torch", "cpp",
+"cuda" or "triton". The ops are registered as torch custom ops (torch.ops.edgeprune.*), so
+autograd, torch.compile and FSDP see ordinary ops; see ops/mix.py and ops/hard_concrete.py.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import reference as _ref
+from .backends import BACKENDS
+from .dispatch import ENV_VAR, report, select
+from .hard_concrete import hard_concrete_op as _hard_concrete_op
+from .mix import mix_op as _mix_op
+
+__all__ = ["mix", "mix_backward_", "hard_concrete", "expected_l0", "zero_probability", "soft_mask",
+           "select_backend", "BACKENDS", "ENV_VAR", "report"]
+
+
+def select_backend(op: str, tensor: torch.Tensor, backend: str | None = None) -> str:
+    """The backend name that would run `op` ("mix" or "hard_concrete") for this tensor."""
+    return select(op, tensor.device, tensor.dtype, backend).name
+
+
+def mix(gates, delta, base, prefix=None, backend=None):
+    """out (R, N) = base + sum_{w < prefix[r]} gates[r, w] delta[w], accumulated in float32."""
+    return _mix_op(gates, delta, base, prefix, select_backend("mix", delta, backend))
+
+
+def mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None):
+    """Gate gradient (R, P); adds gates_masked^T @ grad_out into grad_delta[:P] in place."""
+    name = select_backend("mix", delta, backend)
+    return torch.ops.edgeprune.mix_backward_(grad_out, gates, delta, grad_delta, prefix, name)
+
+
+def hard_concrete(log_alpha, seed: int, offset: int, eps: float = 1e-6, backend=None):
+    """Sampled gates z with noise Philox(seed, offset + i); the backward regenerates the noise."""
+    return _hard_concrete_op(log_alpha, int(seed), int(offset), float(eps),
+                             select_backend("hard_concrete", log_alpha, backend))
+
+
+# Cheap elementwise closed forms: plain torch (autograd and torch.compile handle them well).
+expected_l0 = _ref.expected_l0_reference
+zero_probability = _ref.zero_probability_reference
+soft_mask = _ref.soft_mask_reference
