@@ -1,0 +1,126 @@
+"""Circuit drawings with Graphviz: one rank per layer, nodes coloured by kind, q/k/v inside heads.
+
+Before drawing, the circuit is cleaned as the reference's draw script does (method.md 5.3): every
+head that writes gets edges from its used q/k/v inputs; then, until nothing changes, edges into a
+node with no outgoing edge are dropped (the output excepted), and q/k/v inputs with no incoming
+edge are dropped. Under grouped-query attention a key/value reader is drawn on the head whose index
+names its key-value group.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+COLOURS = {"embedding": "#d9ead3", "head": "#cfe2f3", "mlp": "#fce5cd", "output": "#f4cccc"}
+_READER = re.compile(r"^(a\d+\.h\d+)\.([qkv])$")
+
+
+def _kind(node: str) -> str:
+    if node == "resid_post":
+        return "output"
+    if node.startswith("m"):
+        return "mlp"
+    if node.startswith("a"):
+        return "head"
+    return "embedding"
+
+
+def _layer(node: str) -> int:
+    match = re.match(r"^[am](\d+)", node)
+    return int(match.group(1)) if match else -1
+
+
+def clean_edges(edges) -> set[tuple[str, str]]:
+    """Drop what cannot affect the output (method.md 5.3); returns (writer, reader) edges."""
+    edges = {tuple(e) for e in edges}
+    while True:
+        writers = {w for w, _ in edges}
+        target_of = {}
+        for w, r in edges:
+            match = _READER.match(r)
+            target_of[(w, r)] = match.group(1) if match else r
+        # a reader counts as used if the node it feeds writes somewhere (or is the output)
+        kept = {(w, r) for (w, r) in edges if target_of[(w, r)] in writers or r == "resid_post"}
+        if kept == edges:
+            return edges
+        edges = kept
+
+
+def circuit_to_dot(circuit, title: str | None = None) -> str:
+    edges = clean_edges(circuit.edges)
+    heads_inputs: dict[str, set[str]] = {}
+    nodes: set[str] = set()
+    for w, r in edges:
+        nodes.add(w)
+        match = _READER.match(r)
+        if match:
+            heads_inputs.setdefault(match.group(1), set()).add(match.group(2))
+            nodes.add(match.group(1))
+        else:
+            nodes.add(r)
+    if title is None:
+        title = (f"{circuit.model or 'model'} / {circuit.task or 'task'}: {len(circuit.edges)} edges "
+                 f"(sparsity {circuit.edge_sparsity:.2%}; {len(edges)} drawn)")
+    lines = ["digraph circuit {", f'  label="{_escape(title)}"; labelloc=t; fontsize=16;',
+             "  rankdir=BT; nodesep=0.25; ranksep=0.6;",
+             '  node [style="filled,rounded", fontname="Helvetica", fontsize=11];']
+    for node in sorted(nodes, key=lambda n: (_layer(n), n)):
+        colour = COLOURS[_kind(node)]
+        if node in heads_inputs or _kind(node) == "head":
+            ports = "|".join(f"<{p}>{p}" for p in "qkv" if p in heads_inputs.get(node, ()))
+            label = f"{{{{{ports}}}|{node}}}" if ports else node
+            lines.append(f'  "{node}" [shape=record, style="filled", fillcolor="{colour}", label="{label}"];')
+        else:
+            lines.append(f'  "{node}" [shape=box, fillcolor="{colour}", label="{_pretty(node)}"];')
+    by_layer: dict[int, list[str]] = {}
+    for node in nodes:
+        if node != "resid_post":
+            by_layer.setdefault(_layer(node), []).append(node)
+    for layer in sorted(by_layer):
+        members = " ".join(f'"{n}"' for n in sorted(by_layer[layer]))
+        lines.append(f"  {{ rank=same; {members} }}")
+    for w, r in sorted(edges):
+        match = _READER.match(r)
+        head_port = f'"{match.group(1)}":{match.group(2)}' if match else f'"{r}"'
+        colour = {"q": "#6aa84f", "k": "#3d85c6", "v": "#a64d79"}.get(match.group(2) if match else "", "#666666")
+        lines.append(f'  "{w}" -> {head_port} [color="{colour}"];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _pretty(node: str) -> str:
+    names = {"resid_post": "Output", "tok_embeds": "Token embeddings", "pos_embeds": "Position embeddings",
+             "embeds": "Embeddings", "token_embeds": "Token embeddings"}
+    if node in names:
+        return names[node]
+    return f"MLP {node[1:]}" if node.startswith("m") else node
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render(circuit, path: str, title: str | None = None) -> str:
+    """Write the drawing; the format follows the extension (.svg, .png, .pdf or .dot).
+
+    Returns the path written. Without Graphviz's `dot` program, writes the .dot file beside the
+    requested path and raises RuntimeError saying how to render it.
+    """
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "svg"
+    if fmt not in ("svg", "png", "pdf", "dot"):
+        raise ValueError(f"cannot draw to {path!r}: use a .svg, .png, .pdf or .dot file name")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    source = circuit_to_dot(circuit, title)
+    dot_path = path if fmt == "dot" else os.path.splitext(path)[0] + ".dot"
+    with open(dot_path, "w") as f:
+        f.write(source)
+    if fmt == "dot":
+        return dot_path
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RuntimeError(f"Graphviz's `dot` program was not found, so only {dot_path} was written. Install "
+                           f"Graphviz (e.g. apt-get install graphviz) and run: dot -T{fmt} {dot_path} -o {path}")
+    subprocess.run([dot, f"-T{fmt}", dot_path, "-o", path], check=True, capture_output=True)
+    return path
