@@ -68,3 +68,32 @@ def test_fractional_gates_match_naive_float64(family, embedding_nodes, ablation)
     want = torch.autograd.grad((ref * weights).sum(), (edges, nodes))
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_no_grad_bf16_and_right_padding(family):
+    model = tiny(family)
+    ids, cids = _ids(b=2, s=6)
+    pm = edgeprune.prunable(model).eval()
+    with torch.no_grad():
+        reference = pm(ids, cids)
+    out = pm(ids, cids)
+    torch.testing.assert_close(out.detach(), reference)
+
+    # right padding with an attention mask: real positions are unchanged
+    pad = torch.full((2, 3), 1)
+    mask = torch.cat([torch.ones(2, 6, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long)], 1)
+    with torch.no_grad():
+        padded = pm(torch.cat([ids, pad], 1), torch.cat([cids, pad], 1), attention_mask=mask)
+    torch.testing.assert_close(padded[:, :6], reference, rtol=1e-5, atol=1e-5)
+
+    # bf16: the error against fp32 is within a few times HF's own bf16 error
+    hf32 = model(ids).logits
+    model16 = tiny(family, dtype=torch.bfloat16)
+    pm16 = edgeprune.prunable(model16).eval()
+    pm16.set_circuit(None)
+    with torch.no_grad():
+        ours = pm16(ids, cids).float()
+        theirs = model16(ids).logits.float()
+    assert ours.dtype == torch.float32 and torch.isfinite(ours).all()
+    assert (ours - hf32).abs().max() <= 3 * (theirs - hf32).abs().max() + 1e-3
