@@ -127,11 +127,13 @@ def time_interleaved(fns: dict, device, iters: int | None = None, target_s: floa
     device = torch.device(device)
     live = dict(fns)
     times = {k: [] for k in fns}
+    cpu_times = {k: [] for k in fns}     # process CPU time: less sensitive than wall time to other jobs
     errors = {}
     r = 0
     while live:
         for k, fn in list(live.items()):
             synchronize(device)
+            c = time.process_time()
             t = time.perf_counter()
             try:
                 fn()
@@ -141,6 +143,7 @@ def time_interleaved(fns: dict, device, iters: int | None = None, target_s: floa
                 del live[k]
                 continue
             times[k].append(time.perf_counter() - t)
+            cpu_times[k].append(time.process_time() - c)
         r += 1
         if iters is None and r == 1:
             per = sum(v[0] for v in times.values() if v)
@@ -154,7 +157,8 @@ def time_interleaved(fns: dict, device, iters: int | None = None, target_s: floa
             continue
         ts = times[k]
         q = statistics.quantiles(ts, n=5) if len(ts) >= 2 else [ts[0]] * 4
-        out[k] = {"median_s": statistics.median(ts), "p20_s": q[0], "p80_s": q[-1], "iters": len(ts), "warmup": 0}
+        out[k] = {"median_s": statistics.median(ts), "p20_s": q[0], "p80_s": q[-1], "iters": len(ts), "warmup": 0,
+                  "cpu_median_s": statistics.median(cpu_times[k])}
     return out
 
 

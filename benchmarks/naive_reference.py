@@ -349,13 +349,17 @@ class NaiveReferenceStep:
         frac = min(1.0, self.global_step / self.ramp_steps) if self.ramp_steps else 1.0
         return self.edge_target * frac, self.node_target * frac
 
-    def forward_loss(self):
-        """The three forward passes and the loss (no backward)."""
+    def reference_passes(self):
+        """The two no-grad passes of the reference copy: target logits and the corrupted stack corr_x."""
         with torch.no_grad():
             target_logits = self.reference(self.clean).logits
             corr_x = self.reference(self.corrupted, output_writer_states=True).writer_states
             corr_x = corr_x.transpose(0, 1)          # the trainer's (B, W, S, D) view ...
-        corr_x = corr_x.transpose(0, 1)              # ... and the LM-head wrapper's transpose back
+        return target_logits, corr_x.transpose(0, 1)  # ... and the LM-head wrapper's transpose back
+
+    def forward_loss(self, reference_outputs=None):
+        """The three forward passes (or the last one, given reference_outputs) and the loss."""
+        target_logits, corr_x = reference_outputs if reference_outputs is not None else self.reference_passes()
         t_edge, t_node = self._targets()
         out = self.model(self.clean, corr_x=corr_x, target_edge_sparsity=t_edge, target_node_sparsity=t_node)
         kl = 0
@@ -410,6 +414,26 @@ def saved_bytes(step: NaiveReferenceStep) -> dict:
             "n_stack_sized": n_stack, "stack_sized_bytes": n_stack * stack_bytes}
 
 
+def peak_live_bytes(step: NaiveReferenceStep) -> int:
+    """Peak bytes of live storages created during the pruned forward and backward (the reference
+    passes run first, outside the window, as in method.md 2.6's measurement; CPU only)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _utils import CpuMemoryTracker
+    ref = step.reference_passes()
+    tracker = CpuMemoryTracker()
+    for mod in (step.model, step.reference):
+        tracker.ignore(*mod.parameters(), *mod.buffers())
+    tracker.ignore(step.clean, step.corrupted, *ref)
+    with tracker:
+        loss = step.forward_loss(ref)
+        loss.backward()
+        del loss
+    step.optimizer.zero_grad(set_to_none=True)
+    return tracker.peak
+
+
 def gpt2_config(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024):
     from transformers import GPT2Config
     eos = min(50256, vocab_size - 1)
@@ -426,6 +450,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--no-embedding-nodes", action="store_true")
+    p.add_argument("--peak", action="store_true", help="also track the peak of live storages in forward+backward")
     args = p.parse_args(argv)
     from transformers import GPT2LMHeadModel
     torch.manual_seed(0)
@@ -441,6 +466,9 @@ def main(argv=None):
     print(f"saved for backward: {r['total_bytes'] / mib:,.1f} MiB in {r['n_storages']} storages; "
           f"{r['n_stack_sized']} stack-sized ({r['stack_bytes'] / mib:.2f} MiB each) = "
           f"{r['stack_sized_bytes'] / mib:,.1f} MiB  [2L+2 = {2 * args.layers + 2}]")
+    if args.peak:
+        print(f"peak of live storages in the pruned forward + backward: {peak_live_bytes(step) / mib:,.1f} MiB "
+              "(reference passes, corr_x and weights outside the window)")
 
 
 if __name__ == "__main__":

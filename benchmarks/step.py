@@ -269,6 +269,13 @@ def measure_cuda(shape: Shape, variant: str, model, inputs, device, args) -> Res
     return res
 
 
+def _loadavg():
+    try:
+        return [round(x, 2) for x in __import__("os").getloadavg()]
+    except OSError:
+        return None
+
+
 def measure_cpu(shape: Shape, variants: list[str], model, inputs, device, args) -> dict[str, Result]:
     """CPU: build every variant on the one model, then time them interleaved (round-robin), so a
     shared machine's load falls on all of them alike."""
@@ -295,6 +302,8 @@ def measure_cpu(shape: Shape, variants: list[str], model, inputs, device, args) 
                 r.status = _status_of(t, args.verbose)
                 continue
             r.time_s, r.p20_s, r.p80_s, r.iters = t["median_s"], t["p20_s"], t["p80_s"], t["iters"]
+            r.extra["cpu_time_median_s"] = t["cpu_median_s"]
+            r.extra["load_average"] = _loadavg()
             r.loss = fns[v]()
     fns.clear()
     for p, f in zip(model.parameters(), flags):
@@ -330,11 +339,21 @@ def report_shape(shape: Shape, results: dict[str, Result], card: str) -> str:
                                     ("tb", "time / b"), ("tc", "time / c"), ("mem", "peak memory"),
                                     ("mb", "mem / b"), ("mc", "mem / c"), ("n", "timed steps")])
     lines = [f"### {shape.name} ({dims}) on {card}", "", table, ""]
+    def cpu_time(r):
+        return r.extra.get("cpu_time_median_s") if r is not None and r.status == "ok" else None
+
     for num, den in (("a", "b"), ("a", "c"), ("c", "b")):
-        rt = U.ratio(val(results.get(num), "time_s"), val(results.get(den), "time_s"))
-        rm = U.ratio(val(results.get(num), "peak_bytes"), val(results.get(den), "peak_bytes"))
+        rn, rd = results.get(num), results.get(den)
+        rt = U.ratio(val(rn, "time_s"), val(rd, "time_s"))
+        rm = U.ratio(val(rn, "peak_bytes"), val(rd, "peak_bytes"))
+        rc = U.ratio(cpu_time(rn), cpu_time(rd))
         if rt is not None or rm is not None:
-            lines.append(f"- {num}/{den}: time {U.fmt_ratio(rt)}, peak memory {U.fmt_ratio(rm)}")
+            lines.append(f"- {num}/{den}: time {U.fmt_ratio(rt)}"
+                         + (f" (process CPU time {U.fmt_ratio(rc)})" if rc is not None else "")
+                         + f", peak memory {U.fmt_ratio(rm)}")
+    loads = [r.extra.get("load_average") for r in results.values() if r.extra.get("load_average")]
+    if loads:
+        lines.append(f"- load average (1, 5, 15 min) after timing: {loads[-1]}")
     return "\n".join(lines)
 
 
@@ -524,10 +543,13 @@ def main(argv=None):
     p.add_argument("--csv", default=None, help="append one CSV row per measurement")
     p.add_argument("--no-cpu-memory", action="store_true", help="skip the CPU storage-tracking pass")
     p.add_argument("--force", action="store_true", help="run GPU shapes on a CPU anyway")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.shapes:
         shapes = [ALL_SHAPES[s.strip()] for s in args.shapes.split(",")]
