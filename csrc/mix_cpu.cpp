@@ -72,9 +72,15 @@ int storage_of(const at::Tensor& t) {
   return 0;
 }
 
-size_t mix_scratch_bytes(const MixArgs& a) {
-  return a.K > cpu::kMixBlockK ? size_t(a.M * cpu::kMixScratchPerRow) : 0;
-}
+// A per-thread packing panel for mix_columns, 64-byte aligned.
+struct Panel {
+  explicit Panel(int64_t K) : bytes(cpu::mix_scratch_bytes(K)) {}
+  void* data() {
+    const auto p = reinterpret_cast<uintptr_t>(bytes.data());
+    return bytes.data() + ((64 - p % 64) % 64);
+  }
+  std::vector<char> bytes;
+};
 
 at::Tensor rows_contiguous(const at::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
 
@@ -161,8 +167,8 @@ at::Tensor mix_forward_impl(const at::Tensor& gates, const at::Tensor& delta, co
   const Isa k = isa();
   const int64_t align = cpu::kColumnAlign, strips = (N + align - 1) / align;
   at::parallel_for(0, strips, 4, [&](int64_t s0, int64_t s1) {
-    std::vector<char> scratch(mix_scratch_bytes(args));
-    k.mix(args, s0 * align, std::min(N, s1 * align), scratch.data());
+    Panel panel(args.K);
+    k.mix(args, s0 * align, std::min(N, s1 * align), panel.data());
   });
   return out;
 }
@@ -235,12 +241,12 @@ at::Tensor mix_backward_impl(const at::Tensor& grad_out, const at::Tensor& gates
   std::vector<T> partial(chunks * R * A, T(0));
   const Isa k = isa();
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<char> scratch(need_gd ? mix_scratch_bytes(gd_args) : 0);
+    Panel panel(need_gd ? gd_args.K : 0);
     for (int64_t c = c0; c < c1; ++c) {
       for (int64_t b = c * per_chunk; b < std::min(blocks, (c + 1) * per_chunk); ++b) {
         const int64_t n0 = b * block, n1 = std::min(N, n0 + block);
         k.dot(dot_args, n0, n1, partial.data() + c * R * A);
-        if (need_gd) k.mix(gd_args, n0, n1, scratch.data());
+        if (need_gd) k.mix(gd_args, n0, n1, panel.data());
       }
     }
   });

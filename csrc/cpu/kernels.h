@@ -38,10 +38,14 @@ struct DotArgs {
 
 // Column granularity the kernels prefer: a multiple of every ISA's strip width.
 constexpr int64_t kColumnAlign = 64;
-// K is processed in blocks of this many rows so a strip of B stays in L1 across row tiles;
-// with K larger than one block, mix_columns needs a scratch of M * kMixScratchPerRow bytes.
-constexpr int64_t kMixBlockK = 256;
-constexpr int64_t kMixScratchPerRow = 128;  // two 64-byte vectors of accumulators
+// mix_columns packs the active rows of a block of columns into a per-thread panel of at most
+// this many bytes (more only when one strip of every row needs more), so the microkernel
+// streams contiguous memory; this is a cache block, never a copy of delta.
+constexpr int64_t kPackBytes = 512 * 1024;
+constexpr int64_t kStripBytes = 128;  // one strip: two 64-byte vectors per row, widest ISA
+inline int64_t mix_scratch_bytes(int64_t K) {
+  return (K * kStripBytes > kPackBytes ? K * kStripBytes : kPackBytes) + 64;
+}
 
 #define EP_DECLARE_ISA(ns)                                                             \
   namespace ns {                                                                       \
