@@ -21,6 +21,7 @@ weights), with the ratios a/b and a/c (and c/b). Shapes that do not fit are reco
 """
 from __future__ import annotations
 
+import importlib
 import argparse
 import contextlib
 import inspect
@@ -119,7 +120,7 @@ def make_inputs(shape: Shape, device, seed: int = 0):
 def _import_edgeprune_train():
     """edgeprune.train, installed or from the repository's python/ folder."""
     try:
-        import edgeprune.train as T
+        T = importlib.import_module("edgeprune.train")  # the module; edgeprune.train is the function
         return T
     except ImportError:
         src = Path(__file__).resolve().parents[1] / "python"
@@ -127,7 +128,7 @@ def _import_edgeprune_train():
             sys.path.insert(0, str(src))
         for name in [m for m in sys.modules if m == "edgeprune" or m.startswith("edgeprune.")]:
             del sys.modules[name]
-        import edgeprune.train as T
+        T = importlib.import_module("edgeprune.train")  # the module; edgeprune.train is the function
         return T
 
 

@@ -94,20 +94,25 @@ class Gates(nn.Module):
 def bisect_threshold(soft: torch.Tensor, target: float, iters: int = 17) -> float:
     """The reference's bisection (method.md 5.1): tau in [0, 1] so that mean(soft > tau) ~ 1 - target.
 
-    If the sparsity at tau exceeds the target, the upper end moves down, else the lower end up;
-    stops when r - l <= 1e-5 (17 halvings); the last tau tried is returned.
+    If the sparsity at tau exceeds the target, the upper end moves down, else the lower end up,
+    until r - l <= 1e-5 (17 halvings). The reference keeps the last tau tried, which lands on either
+    side of the final boundary depending on the path; we return whichever end of the final bracket
+    gives the sparsity closer to the target (the lower end on a tie), so a soft mass of 7.99 keeps
+    8 edges, not 7.
     """
-    lo, hi, tau = 0.0, 1.0, 0.5
+    def sparsity(tau):
+        return 1 - float((soft > tau).float().mean())
+
+    lo, hi = 0.0, 1.0
     for _ in range(iters):
         tau = (lo + hi) / 2
-        sparsity = 1 - float((soft > tau).float().mean())
-        if sparsity > target:
+        if sparsity(tau) > target:
             hi = tau
         else:
             lo = tau
         if hi - lo <= 1e-5:
             break
-    return tau
+    return lo if abs(sparsity(lo) - target) <= abs(sparsity(hi) - target) else hi
 
 
 def expected_sparsity(soft: torch.Tensor) -> float:

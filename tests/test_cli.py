@@ -1,0 +1,51 @@
+"""The command line: each command's success and its errors, with exit codes a shell can rely on."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from edgeprune.cli import main
+from test_end_to_end import model_folder  # noqa: F401  (fixture)
+
+
+def test_prune_eval_draw(model_folder, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "runs"
+    code = main(["prune", model_folder, "ioi", "--sparsity", "0.5", "0.9", "--one-run", "--out", str(out),
+                 "--steps", "3", "--batch-size", "8", "--n", "8", "--warmup-steps", "1", "--ramp-steps", "2",
+                 "--eval-every", "0", "--no-progress"])
+    assert code == 0
+    assert "target 0.9:" in capsys.readouterr().out
+    folder = out / "sparsity-0.9"
+    data = json.load(open(folder / "circuit.json"))
+    assert data["num_edges"] == round(0.1 * data["total_edges"])
+    assert main(["eval", str(folder), "ioi", "--model", model_folder, "--n", "8"]) == 0
+    assert '"kl"' in capsys.readouterr().out
+    assert main(["draw", str(folder), "-o", str(tmp_path / "c.dot")]) == 0
+    assert (tmp_path / "c.dot").read_text().startswith("digraph circuit")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "/no/such/folder", "ioi"], "no circuit.json"),
+    (["prune", "m", "no-such-task", "--sparsity", "0.9", "--out", "x"], "neither a task"),
+    (["draw", "/no/such/folder"], "no circuit.json"),
+])
+def test_errors_exit_1_with_a_message(argv, message, capsys):
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_bad_sparsity_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prune", "m", "ioi", "--sparsity", "2.5", "--out", "x"])
+    assert exit_info.value.code == 2
+    assert "outside [0, 2)" in capsys.readouterr().err
+
+
+def test_help_lists_commands():
+    result = subprocess.run([sys.executable, "-m", "edgeprune", "--help"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.returncode == 0
+    for command in ("prune", "eval", "draw", "demo", "plan", "bench"):
+        assert command in result.stdout
