@@ -21,9 +21,9 @@ weights), with the ratios a/b and a/c (and c/b). Shapes that do not fit are reco
 """
 from __future__ import annotations
 
-import importlib
 import argparse
 import contextlib
+import importlib
 import inspect
 import math
 import sys
