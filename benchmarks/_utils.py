@@ -96,8 +96,10 @@ def time_steps(fn, device, warmup: int = 3, iters: int | None = None, target_s: 
     for _ in range(warmup):
         fn()
     synchronize(device)
-    if iters is None:
-        per = (time.perf_counter() - t0) / max(1, warmup)
+    if iters is None and warmup == 0:
+        iters = min_iters                     # nothing to size it from
+    elif iters is None:
+        per = (time.perf_counter() - t0) / warmup
         iters = int(min(max_iters, max(min_iters, math.ceil(target_s / max(per, 1e-6)))))
     times = []
     if device.type == "cuda":

@@ -342,7 +342,8 @@ class NaiveReferenceStep:
             {"params": groups["lam_edge"], "lr": reg_lr, "maximize": True},
             {"params": groups["node"], "lr": lr},
         ], lr=lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _linear_warmup_decay(warmup_steps, max_steps))
+        schedule = _linear_warmup_decay(warmup_steps, max_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.global_step = 0
 
     def _targets(self):

@@ -252,11 +252,16 @@ def measure_cuda(shape: Shape, variant: str, model, inputs, device, args) -> Res
     res, fn = prepare(shape, variant, model, inputs, device, args)
     if fn is not None:
         try:
-            for _ in range(max(0, args.warmup - 1)):
+            n_warm = max(1, args.warmup - 1)
+            torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(n_warm):
                 fn()
             torch.cuda.synchronize(device)
+            per = (time.perf_counter() - t0) / n_warm      # sizes the timed part to about --target-s
+            iters = args.iters or int(min(50, max(5, math.ceil(args.target_s / max(per, 1e-6)))))
             torch.cuda.reset_peak_memory_stats(device)
-            t = U.time_steps(fn, device, warmup=0, iters=args.iters, target_s=args.target_s)
+            t = U.time_steps(fn, device, warmup=0, iters=iters)
             res.peak_bytes = torch.cuda.max_memory_allocated(device)
             res.time_s, res.p20_s, res.p80_s, res.iters = t["median_s"], t["p20_s"], t["p80_s"], t["iters"]
             res.loss = fn()
