@@ -1,0 +1,46 @@
+"""Edge counts and names of the computation graph (method.md section 1)."""
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+import edgeprune
+from edgeprune.graph import Graph, num_edges
+
+
+@pytest.mark.parametrize("embedding_nodes,expected", [(2, 32_936), (1, 32_491), (0, 32_046)])
+def test_gpt2_small_counts(embedding_nodes, expected):
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(GPT2Config())
+    pm = edgeprune.prunable(model, embedding_nodes=embedding_nodes)
+    assert pm.graph.num_edges == expected == num_edges(12, 12, embedding_nodes)
+    assert len(pm.graph.edges) == expected and pm.graph.num_writers == 156 + embedding_nodes
+    assert len(pm.graph.readers) == 445
+
+
+def test_codellama_13b_count_from_config():
+    config = LlamaConfig(num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=40, hidden_size=5120,
+                         intermediate_size=13824, vocab_size=32016)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    pm = edgeprune.prunable(model)
+    assert pm.graph.embedding_nodes == 0 and pm.graph.num_writers == 1640
+    assert pm.graph.num_edges == 3_872_820 == num_edges(40, 40, 0, 40)
+    assert num_edges(40, 40, 1, 40) == 3_877_661
+
+
+def test_tracr_counts_and_gqa_names():
+    assert num_edges(4, 1, 2) == 94 and num_edges(2, 1, 2) == 32
+    g = Graph(num_layers=2, num_heads=4, num_kv_heads=2, embedding_nodes=1)
+    assert g.attn_reader_names(1) == [f"a1.h{h}.q" for h in range(4)] + ["a1.h0.k", "a1.h1.k", "a1.h0.v", "a1.h1.v"]
+    assert g.num_edges == num_edges(2, 4, 1, num_kv_heads=2) == len(g.edges)
+    # validity: a layer's attention reads earlier layers only; its MLP also reads its own heads
+    assert ("a1.h0", "a1.h2.q") not in g.edge_index and ("a1.h0", "m1") in g.edge_index
+    assert ("m1", "resid_post") in g.edge_index and ("m1", "m0") not in g.edge_index
+
+
+def test_embedding_nodes_validated():
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(LlamaConfig(num_hidden_layers=1, hidden_size=32, intermediate_size=8,
+                                                             num_attention_heads=4, vocab_size=10))
+    with pytest.raises(ValueError, match="embedding_nodes=2 is not valid for llama"):
+        edgeprune.prunable(model, embedding_nodes=2)
