@@ -8,9 +8,13 @@
 Bytes counted per pass (the traffic a perfect kernel needs; the same figure for every backend):
     forward:  delta rows actually read (writers with a nonzero gate) + base + outputs written
     backward: grad_out read + delta rows read + grad_delta rows read and written
+Triton is also timed with its faster dot settings, triton[tf32x3] and triton[tf32] (see
+epkernels/mix.py; the ops default is exact-float32 "ieee" dots and split bf16 gates).
 Baselines measured in the same run on the same device: a device copy moving the same number of
 bytes (half read, half written), and the plain PyTorch formulation with torch.einsum over the
 valid prefix (forward: einsum + base; backward: the two einsums, accumulated into grad_delta).
+"x reference" is the speed-up over the readable PyTorch reference backend (ops/reference.py).
+Ratios above 1 are faster than the baseline; "x copy" is the fraction of copy bandwidth reached.
 On CPU the shapes keep the layer's readers, writers and width but fewer tokens (memory, time),
 and by default each call is timed by the CPU time of one thread (`--threads 1 --clock cpu`): on a
 shared development machine wall time mostly measures the scheduler. Use --clock wall for wall time.
@@ -133,6 +137,8 @@ def run_case(case: Case, device: torch.device, backends: list[str], reps: int, s
             fns = {"copy": lambda: dst.copy_(src), "einsum": einsum_backward}
             for b in backends:
                 fns[b] = (lambda b=b: ops.mix_backward_(grad_out, gates, delta, grad_delta, backend=b))
+        if device.type == "cuda" and "triton" in backends:
+            fns.update(triton_precisions(pass_name, gates, delta, base, grad_out, grad_delta))
         with torch.no_grad():
             times = timeit(fns, device, reps, clock)
             if sweep and "triton" in backends:
@@ -141,8 +147,22 @@ def run_case(case: Case, device: torch.device, backends: list[str], reps: int, s
         for name, t in times.items():
             moved = nbytes if name != "copy" else 2 * elems * delta.element_size()
             rows.append(dict(case=case.name, pass_=pass_name, backend=name, ms=t * 1e3, gbps=moved / t / 1e9,
-                             vs_copy=times["copy"] / t, vs_einsum=times["einsum"] / t))
+                             vs_copy=times["copy"] / t, vs_einsum=times["einsum"] / t,
+                             vs_reference=times["torch"] / t if "torch" in times else float("nan")))
     return rows
+
+
+def triton_precisions(pass_name, gates, delta, base, grad_out, grad_delta) -> dict:
+    """The faster dot settings (ops default: ieee float32 dots, gates split into two halves)."""
+    from epkernels import mix as k
+    fns = {}
+    for precision in ("tf32x3", "tf32"):
+        if pass_name == "forward":
+            fns[f"triton[{precision}]"] = lambda p=precision: k.mix_forward(gates, delta, base, precision=p)
+        else:
+            fns[f"triton[{precision}]"] = lambda p=precision: k.mix_backward(grad_out, gates, delta, None, grad_delta,
+                                                                           True, precision=p)
+    return fns
 
 
 def sweep_triton(pass_name, gates, delta, base, grad_out, grad_delta, device, reps) -> dict[str, float]:
@@ -184,9 +204,10 @@ def machine(device: torch.device) -> str:
 
 
 def print_table(rows, markdown: bool):
-    head = ["case", "pass", "backend", "ms", "GB/s", "x copy", "x einsum"]
+    head = ["case", "pass", "backend", "ms", "GB/s", "x copy", "x einsum", "x reference"]
     fmt = [lambda r: r["case"], lambda r: r["pass_"], lambda r: r["backend"], lambda r: f"{r['ms']:.3f}",
-           lambda r: f"{r['gbps']:.1f}", lambda r: f"{r['vs_copy']:.2f}", lambda r: f"{r['vs_einsum']:.2f}"]
+           lambda r: f"{r['gbps']:.1f}", lambda r: f"{r['vs_copy']:.2f}", lambda r: f"{r['vs_einsum']:.2f}",
+           lambda r: f"{r['vs_reference']:.2f}"]
     table = [[f(r) for f in fmt] for r in rows]
     if markdown:
         print("| " + " | ".join(head) + " |")
@@ -218,7 +239,7 @@ def main(argv=None):
     backends = [name for name, b in BACKENDS.items() if not b.not_supported_reasons("mix", device, torch.float32)]
     if device.type == "cpu":
         backends = [b for b in backends if b != "triton"]  # the interpreter is for tests, not speed
-    reps = 3 if args.quick else 7
+    reps = 3 if args.quick else 5
     clock = "" if device.type == "cuda" else f", {args.clock} time"
     print(f"# mixing kernels on {machine(device)}{clock}; backends: {', '.join(backends)}")
     rows = []

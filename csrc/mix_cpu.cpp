@@ -25,7 +25,7 @@ using cpu::MixArgs;
 
 struct Isa {
   void (*mix)(const MixArgs&, int64_t, int64_t, void*);
-  void (*dot)(const DotArgs&, int64_t, int64_t, void*);
+  void (*dot)(const DotArgs&, int64_t, int64_t, void*, void*);
   const char* name;
 };
 
@@ -72,9 +72,9 @@ int storage_of(const at::Tensor& t) {
   return 0;
 }
 
-// A per-thread packing panel for mix_columns, 64-byte aligned.
+// A per-thread packing panel for the inner kernels, 64-byte aligned.
 struct Panel {
-  explicit Panel(int64_t K) : bytes(cpu::mix_scratch_bytes(K)) {}
+  explicit Panel(int64_t size) : bytes(size) {}
   void* data() {
     const auto p = reinterpret_cast<uintptr_t>(bytes.data());
     return bytes.data() + ((64 - p % 64) % 64);
@@ -167,7 +167,7 @@ at::Tensor mix_forward_impl(const at::Tensor& gates, const at::Tensor& delta, co
   const Isa k = isa();
   const int64_t align = cpu::kColumnAlign, strips = (N + align - 1) / align;
   at::parallel_for(0, strips, 4, [&](int64_t s0, int64_t s1) {
-    Panel panel(args.K);
+    Panel panel(cpu::mix_scratch_bytes(args.K));
     k.mix(args, s0 * align, std::min(N, s1 * align), panel.data());
   });
   return out;
@@ -217,7 +217,7 @@ at::Tensor mix_backward_impl(const at::Tensor& grad_out, const at::Tensor& gates
   if (A == 0 || N == 0 || R == 0) return grad_gates;
 
   const int storage = storage_of(delta);
-  // Gate gradient: one partial (R, A) per fixed chunk of columns, summed in order afterwards,
+  // Gate gradient: one partial (A, R) per fixed chunk of columns, summed in order afterwards,
   // so the result does not depend on the thread count.
   std::vector<int64_t> g_off(R), d_off(A), gd_off(A);
   for (int64_t r = 0; r < R; ++r) g_off[r] = r * grad_out.stride(0);
@@ -241,11 +241,12 @@ at::Tensor mix_backward_impl(const at::Tensor& grad_out, const at::Tensor& gates
   std::vector<T> partial(chunks * R * A, T(0));
   const Isa k = isa();
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    Panel panel(need_gd ? gd_args.K : 0);
+    Panel panel(need_gd ? cpu::mix_scratch_bytes(gd_args.K) : 0);
+    Panel dot_panel(cpu::dot_scratch_bytes(R));
     for (int64_t c = c0; c < c1; ++c) {
       for (int64_t b = c * per_chunk; b < std::min(blocks, (c + 1) * per_chunk); ++b) {
         const int64_t n0 = b * block, n1 = std::min(N, n0 + block);
-        k.dot(dot_args, n0, n1, partial.data() + c * R * A);
+        k.dot(dot_args, n0, n1, partial.data() + c * R * A, dot_panel.data());
         if (need_gd) k.mix(gd_args, n0, n1, panel.data());
       }
     }
@@ -256,7 +257,7 @@ at::Tensor mix_backward_impl(const at::Tensor& grad_out, const at::Tensor& gates
     const T* part = partial.data() + c * R * A;
     for (int64_t r = 0; r < R; ++r)
       for (int64_t k2 = 0; k2 < A; ++k2)
-        if (g.active[k2] < g.limit[r]) gg[r * P + g.active[k2]] += part[r * A + k2];
+        if (g.active[k2] < g.limit[r]) gg[r * P + g.active[k2]] += part[k2 * R + r];
   }
   return grad_gates;
 }

@@ -14,8 +14,9 @@ Memory-bound skinny GEMMs (R readers x P writers x N = B*S*D columns). Design ch
   into a partial (split, R, P) buffer summed on the host (deterministic, no atomics) and, in the
   same pass over grad_out, writes or accumulates the delta gradient of its writer rows.
 - Accumulation is float32 (float64 for float64 inputs). float32 dots use input_precision="ieee"
-  unless asked otherwise. With bf16/fp16 delta the float32 gates are split into a high and a low
-  half-precision part (two tensor-core dots), which keeps about 16 bits of each gate.
+  unless asked otherwise ("tf32x3": tensor cores at about float32 accuracy; "tf32"). With bf16/fp16
+  delta the float32 gates are split into a high and a low half-precision part (two tensor-core
+  dots), which keeps about 16 bits of each gate; precision="tf32" rounds them instead (one dot).
 - Reader groups larger than the largest BLOCK_R are handled by the launcher, one launch each.
 """
 from __future__ import annotations
@@ -57,7 +58,8 @@ def _gates_dot(z, x, acc, DOT_MODE: tl.constexpr, PRECISION: tl.constexpr):
     """acc += z @ x, z in the accumulation type, x in the storage type.
 
     DOT_MODE 0: float32; 1: float64; 2: half types, z split into hi + lo halves; 3: the same
-    split with every operand widened to float32 first (the interpreter's bf16 dot is wrong).
+    split with every operand widened to float32 first (the interpreter's bf16 dot is wrong);
+    4: half types, z rounded to the half type (one dot: the "tf32" speed setting).
     """
     if DOT_MODE == 0:
         acc = tl.dot(z, x, acc, input_precision=PRECISION)
@@ -68,6 +70,8 @@ def _gates_dot(z, x, acc, DOT_MODE: tl.constexpr, PRECISION: tl.constexpr):
         z_lo = (z - z_hi.to(tl.float32)).to(x.dtype)
         acc = tl.dot(z_hi, x, acc)
         acc = tl.dot(z_lo, x, acc)
+    elif DOT_MODE == 4:
+        acc = tl.dot(z.to(x.dtype), x, acc)
     else:
         z_hi = z.to(x.dtype).to(tl.float32)
         z_lo = (z - z_hi).to(x.dtype).to(tl.float32)
@@ -84,7 +88,7 @@ def _data_dot(a, b, acc, DOT_MODE: tl.constexpr, PRECISION: tl.constexpr):
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
     elif DOT_MODE == 1:
         acc = tl.dot(a, b, acc, input_precision="ieee", out_dtype=tl.float64)
-    elif DOT_MODE == 2:
+    elif DOT_MODE == 2 or DOT_MODE == 4:
         acc = tl.dot(a, b, acc)
     else:
         acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
@@ -178,13 +182,19 @@ def _mix_bwd_kernel(grad_out_ptr, gates_ptr, delta_ptr, grad_delta_ptr, prefix_p
 
 # -------------------------------------------------------------------------------- launchers
 
-def _dot_mode(dtype: torch.dtype) -> int:
+PRECISIONS = ("ieee", "tf32x3", "tf32")
+
+
+def _dot_mode(dtype: torch.dtype, precision: str) -> int:
+    """precision: float32 dots' input_precision; "tf32" also rounds gates to bf16/fp16 for half data."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if dtype == torch.float32:
         return 0
     if dtype == torch.float64:
         return 1
     if dtype in (torch.bfloat16, torch.float16):
-        return 3 if INTERPRETED else 2
+        return 3 if INTERPRETED else (4 if precision == "tf32" else 2)
     raise TypeError(f"epkernels.mix: unsupported delta dtype {dtype}")
 
 
@@ -243,7 +253,7 @@ def mix_forward(gates: torch.Tensor, delta: torch.Tensor, base: torch.Tensor,
             gates[r0:r1], delta, base[r0:r1] if base_rows else base,
             prefix[r0:r1] if prefix is not None else gates, out[r0:r1],
             r1 - r0, P, N, gates.stride(0), delta.stride(0), base.stride(0) if base_rows else 0, out.stride(0),
-            HAS_PREFIX=prefix is not None, BASE_ROWS=base_rows, DOT_MODE=_dot_mode(delta.dtype),
+            HAS_PREFIX=prefix is not None, BASE_ROWS=base_rows, DOT_MODE=_dot_mode(delta.dtype, precision),
             PRECISION=precision, ACC=acc, BLOCK_R=pow2_at_least(min(r1 - r0, cfg["block_r"])),
             BLOCK_W=cfg["block_w"], BLOCK_N=cfg["block_n"], num_warps=cfg["num_warps"],
             num_stages=cfg["num_stages"])
@@ -289,7 +299,7 @@ def mix_backward(grad_out: torch.Tensor, gates: torch.Tensor, delta: torch.Tenso
             grad_out[r0:r1], gates[r0:r1], delta, gd, prefix[r0:r1] if prefix is not None else gates, partial,
             r1 - r0, P, N, grad_out.stride(0), gates.stride(0), delta.stride(0), gd.stride(0), tiles_per_split,
             HAS_PREFIX=prefix is not None, NEED_GD=grad_delta is not None, ACCUMULATE=accumulate or i > 0,
-            DOT_MODE=_dot_mode(delta.dtype), PRECISION=precision, ACC=_TL_DTYPE[acc_t],
+            DOT_MODE=_dot_mode(delta.dtype, precision), PRECISION=precision, ACC=_TL_DTYPE[acc_t],
             BLOCK_R=pow2_at_least(min(r1 - r0, cfg["block_r"])), BLOCK_W=cfg["block_w"],
             BLOCK_N=cfg["block_n"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
         grad_gates[r0:r1] = partial.sum(dim=0)  # fixed order: deterministic

@@ -26,7 +26,7 @@ struct MixArgs {
   const int64_t* add_off;
 };
 
-// partial[r * K + k] += sum_{n in [n0, n1)} G[r, n] * D[k, n]  (the gate gradient, one N range).
+// partial[k * R + r] += sum_{n in [n0, n1)} G[r, n] * D[k, n]  (the gate gradient, one N range).
 struct DotArgs {
   int storage;
   int64_t R, K;
@@ -46,11 +46,18 @@ constexpr int64_t kStripBytes = 128;  // one strip: two 64-byte vectors per row,
 inline int64_t mix_scratch_bytes(int64_t K) {
   return (K * kStripBytes > kPackBytes ? K * kStripBytes : kPackBytes) + 64;
 }
+// dot_columns packs blocks of at least kDotMinColumns columns of G, transposed (readers padded
+// to a whole strip), plus up to 8 widened rows of D.
+constexpr int64_t kDotMinColumns = 16;
+inline int64_t dot_scratch_bytes(int64_t R) {
+  const int64_t need = (R + kStripBytes + 8) * kDotMinColumns * 8;
+  return (need > kPackBytes ? need : kPackBytes) + 64;
+}
 
 #define EP_DECLARE_ISA(ns)                                                             \
   namespace ns {                                                                       \
   void mix_columns(const MixArgs& a, int64_t n0, int64_t n1, void* scratch);                       \
-  void dot_columns(const DotArgs& a, int64_t n0, int64_t n1, void* partial);           \
+  void dot_columns(const DotArgs& a, int64_t n0, int64_t n1, void* partial, void* scratch);\
   }
 
 EP_DECLARE_ISA(avx512)

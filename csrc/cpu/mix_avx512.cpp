@@ -11,6 +11,8 @@
 #else
 namespace edgeprune { namespace cpu { namespace avx512 {  // never selected off x86-64
 void mix_columns(const MixArgs& a, int64_t n0, int64_t n1, void* s) { generic::mix_columns(a, n0, n1, s); }
-void dot_columns(const DotArgs& a, int64_t n0, int64_t n1, void* p) { generic::dot_columns(a, n0, n1, p); }
+void dot_columns(const DotArgs& a, int64_t n0, int64_t n1, void* p, void* s) {
+  generic::dot_columns(a, n0, n1, p, s);
+}
 }}}
 #endif
