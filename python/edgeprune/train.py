@@ -50,6 +50,7 @@ class TrainConfig:
     pad_to: int | None = None            # None: the longest example (attention is causal: same result)
     cache_bytes: int = 4 << 30           # budget for cached targets and ablation records
     backend: str | None = None
+    checkpointing: bool = False          # recompute each decoder layer in backward (non-reentrant)
 
     def validate(self):
         for name in ("edge_sparsity", "node_sparsity"):
@@ -79,6 +80,9 @@ class Trainer:
         self.checkpoint_dir = checkpoint_dir
         self.log_file = log_file or (os.path.join(checkpoint_dir, "metrics.jsonl") if checkpoint_dir else None)
         self.device = model.adapter.device
+        if config.checkpointing:
+            from .checkpointing import apply_checkpointing
+            apply_checkpointing(model)
         self.data = _device_batch(dataset, range(len(dataset)), config.pad_to, self.device)
         self.lambdas = nn.ParameterDict({k: nn.Parameter(torch.zeros((), device=self.device))
                                          for k in ("edge1", "edge2", "node1", "node2")})
@@ -299,7 +303,8 @@ class Trainer:
             return False
         state = torch.load(path, map_location=self.device, weights_only=True)
         saved = {k: v for k, v in state["config"].items() if k not in ("steps", "eval_every", "log_every",
-                                                                        "checkpoint_every", "cache_bytes")}
+                                                                        "checkpoint_every", "cache_bytes",
+                                                                        "checkpointing")}
         mine = {k: v for k, v in asdict(self.config).items() if k in saved}
         if saved != mine:
             diff = {k: (saved[k], mine[k]) for k in saved if saved[k] != mine[k]}

@@ -11,12 +11,33 @@ a version check. The ordering of the gradient accumulation is made visible to au
 chain of empty "token" tensors: every write consumes the previous token and produces a new one,
 every read consumes the latest token. So a write's backward, which hands grad[rows] to the writer,
 runs only after every read that could have accumulated into those rows has run its backward.
+
+Activation checkpointing (edgeprune.checkpointing) re-runs a layer's writes during backward. Inside
+`recomputing()` a write checks that its rows were written by the forward and leaves them as they
+are: readers recomputed in backward see exactly the values the forward's readers saw, even if a
+kernel is not bitwise deterministic, and rows that later readers' backward already used never change.
 """
 from __future__ import annotations
+
+import contextlib
+import threading
 
 import torch
 
 from .. import ops
+
+_replay = threading.local()
+
+
+@contextlib.contextmanager
+def recomputing():
+    """Writes inside are a checkpointed layer's recomputation: they must repeat forward writes."""
+    previous = getattr(_replay, "active", False)
+    _replay.active = True
+    try:
+        yield
+    finally:
+        _replay.active = previous
 
 
 class DeltaStack:
@@ -33,9 +54,15 @@ class DeltaStack:
 
     def write(self, start: int, rows: torch.Tensor) -> None:
         """Fill rows [start, start + k) with `rows` (k, *shape). Writers come in index order."""
+        if getattr(_replay, "active", False):
+            if start + rows.shape[0] > self.written:
+                raise RuntimeError(f"a recomputed layer wrote rows [{start}, {start + rows.shape[0]}) that its "
+                                   f"forward never wrote (rows < {self.written} are written)")
+            self.token = _Write.apply(self, start, rows, self.token, False)
+            return
         if start != self.written:
             raise RuntimeError(f"delta rows must be written in order: expected row {self.written}, got {start}")
-        self.token = _Write.apply(self, start, rows, self.token)
+        self.token = _Write.apply(self, start, rows, self.token, True)
         self.written = start + rows.shape[0]
 
     def read(self, gates: torch.Tensor, base: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,9 +85,10 @@ class DeltaStack:
 
 class _Write(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, stack, start, rows, token):
+    def forward(ctx, stack, start, rows, token, copy):
         k = rows.shape[0]
-        stack.buffer[start:start + k].copy_(rows.reshape(k, -1))
+        if copy:
+            stack.buffer[start:start + k].copy_(rows.reshape(k, -1))
         ctx.stack, ctx.start, ctx.k, ctx.rows_shape = stack, start, k, rows.shape
         return token.new_empty(0)
 
@@ -72,7 +100,7 @@ class _Write(torch.autograd.Function):
             g = stack.grad[ctx.start:ctx.start + ctx.k] if stack.grad is not None else None
             grad = torch.zeros(ctx.rows_shape, dtype=stack.buffer.dtype, device=stack.buffer.device) if g is None \
                 else g.view(ctx.rows_shape)
-        return None, None, grad, stack.token.new_empty(0)
+        return None, None, grad, stack.token.new_empty(0), None
 
 
 class _Read(torch.autograd.Function):

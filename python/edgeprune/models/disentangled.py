@@ -100,25 +100,57 @@ def _embedding_writers(adapter: Adapter, embeds: list[torch.Tensor], embedding_n
     return [sum(embeds)] if embedding_nodes == 1 else []
 
 
+class LayerRunner:
+    """How the forward runs the whole model and each decoder layer: by direct calls (this default).
+
+    Installed as `adapter.runner`. edgeprune.checkpointing recomputes each layer in backward;
+    edgeprune.distributed gathers each FSDP2-sharded layer's weights around it. `fn(*args)` is the
+    layer's (or model's) computation: the tensors that need gradients are passed as `args` (so a
+    runner can hook them), everything else is closed over.
+    """
+
+    def model(self, fn, *args):
+        return fn(*args)
+
+    def layer(self, index: int, fn, *args):
+        return fn(*args)
+
+
+_DIRECT = LayerRunner()
+
+
+def runner_of(adapter: Adapter) -> LayerRunner:
+    return getattr(adapter, "runner", None) or _DIRECT
+
+
 @torch.no_grad()
 def record_writers(adapter: Adapter, input_ids, attention_mask=None) -> WriterRecord:
     """One plain forward of the unpruned model, keeping what the ablations need."""
+    return runner_of(adapter).model(_record_writers, adapter, input_ids, attention_mask)
+
+
+def _record_writers(adapter: Adapter, input_ids, attention_mask) -> WriterRecord:
     mask = attention_mask_for(adapter, attention_mask, input_ids.shape[1], input_ids.device)
     pos = _position_ids(input_ids)
     embeds = adapter.embeddings(input_ids)
     resid = sum(embeds)
     H, K = adapter.num_heads, adapter.num_kv_heads
+    runner = runner_of(adapter)
     ctxs, mlps, pres, mids = [], [], [], []
+
     for layer in range(adapter.num_layers):
+        def plain_layer(resid, layer=layer):
+            q, k, v = adapter.attention_inputs(layer, resid.expand(H, *resid.shape), resid.expand(K, *resid.shape),
+                                               resid.expand(K, *resid.shape), pos)
+            ctx = attend(adapter, layer, q, k, v, mask)
+            w_o, b_o = adapter.output_projection(layer)
+            attn = ctx.flatten(2) @ w_o.flatten(0, 1)
+            mid = resid + (attn if b_o is None else attn + b_o)
+            return ctx, mid, adapter.mlp(layer, mid)
+
         pres.append(resid)
-        q, k, v = adapter.attention_inputs(layer, resid.expand(H, *resid.shape), resid.expand(K, *resid.shape),
-                                           resid.expand(K, *resid.shape), pos)
-        ctx = attend(adapter, layer, q, k, v, mask)
-        w_o, b_o = adapter.output_projection(layer)
-        attn = ctx.flatten(2) @ w_o.flatten(0, 1)
-        resid = resid + (attn if b_o is None else attn + b_o)
+        ctx, resid, out = runner.layer(layer, plain_layer, resid)
         mids.append(resid)
-        out = adapter.mlp(layer, resid)
         resid = resid + out
         ctxs.append(ctx)
         mlps.append(out)
@@ -132,12 +164,18 @@ def run_disentangled(adapter: Adapter, graph: Graph, input_ids, record: WriterRe
 
     record None means zero ablation. edges / nodes: flat gate values in graph order.
     """
+    return runner_of(adapter).model(_run_disentangled, adapter, graph, input_ids, record, edges, nodes,
+                                    attention_mask, positions, backend)
+
+
+def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention_mask, positions, backend):
     B, S = input_ids.shape
     H, K, D = adapter.num_heads, adapter.num_kv_heads, adapter.d_model
     E = graph.embedding_nodes
     mask = attention_mask_for(adapter, attention_mask, S, input_ids.device)
     pos = _position_ids(input_ids)
     stack = DeltaStack(graph.num_writers, (B, S, D), adapter.dtype, input_ids.device, backend)
+    runner = runner_of(adapter)
 
     def base_of(resid):  # the ablated prefix sum, shaped (B, S, D)
         b = clean_base if resid is None else (resid if clean_base is None else resid + clean_base)
@@ -155,24 +193,32 @@ def run_disentangled(adapter: Adapter, graph: Graph, input_ids, record: WriterRe
         stack.write(0, torch.stack([r.expand(B, S, D) for r in rows]))
 
     for layer in range(graph.num_layers):
-        p = graph.attn_prefix(layer)
-        start, stop = graph.attn_segment(layer)
-        gates = edges[start:stop].view(graph.attn_readers_per_layer, p) * nodes[:p]
-        inputs = stack.read(gates, base_of(record.resid_pre[layer] if record else None))
-        q, k, v = adapter.attention_inputs(layer, inputs[:H], inputs[H:H + K], inputs[H + K:], pos)
-        ctx = attend(adapter, layer, q, k, v, mask)
-        w_o, b_o = adapter.output_projection(layer)
-        diff = ctx - record.ctx[layer] if record is not None else ctx
-        heads = torch.einsum("bshe,hed->hbsd", diff, w_o)
-        if record is None and b_o is not None:
-            heads = heads + b_o / H
-        stack.write(graph.head_writer(layer, 0), heads)
+        # One decoder layer: its tensors with gradients are arguments (the runner may hook them); the
+        # returned token carries the layer's reads and writes into the rest of the autograd graph.
+        def gated_layer(token, attn_edges, mlp_edges, nodes, layer=layer):
+            stack.token = token
+            p = graph.attn_prefix(layer)
+            gates = attn_edges.view(graph.attn_readers_per_layer, p) * nodes[:p]
+            inputs = stack.read(gates, base_of(record.resid_pre[layer] if record else None))
+            q, k, v = adapter.attention_inputs(layer, inputs[:H], inputs[H:H + K], inputs[H + K:], pos)
+            ctx = attend(adapter, layer, q, k, v, mask)
+            w_o, b_o = adapter.output_projection(layer)
+            diff = ctx - record.ctx[layer] if record is not None else ctx
+            heads = torch.einsum("bshe,hed->hbsd", diff, w_o)
+            if record is None and b_o is not None:
+                heads = heads + b_o / H
+            stack.write(graph.head_writer(layer, 0), heads)
 
+            gates = mlp_edges.view(1, -1) * nodes[:graph.mlp_prefix(layer)]
+            mlp_in = stack.read(gates, base_of(record.resid_mid[layer] if record else None))[0]
+            out = adapter.mlp(layer, mlp_in)
+            stack.write(graph.mlp_writer(layer), (out - record.mlp[layer] if record is not None else out)[None])
+            return stack.token
+
+        start, stop = graph.attn_segment(layer)
         seg = graph.mlp_segment(layer)
-        gates = edges[seg.start:seg.stop].view(1, -1) * nodes[:seg.cols]
-        mlp_in = stack.read(gates, base_of(record.resid_mid[layer] if record else None))[0]
-        out = adapter.mlp(layer, mlp_in)
-        stack.write(graph.mlp_writer(layer), (out - record.mlp[layer] if record is not None else out)[None])
+        stack.token = runner.layer(layer, gated_layer, stack.token, edges[start:stop], edges[seg.start:seg.stop],
+                                   nodes)
 
     seg = graph.final_segment
     gates = edges[seg.start:seg.stop].view(1, -1) * nodes

@@ -1,0 +1,290 @@
+"""`edgeprune.plan(...)`: the peak memory per GPU of a pruning run, estimated before it runs.
+
+    cfg = transformers.LlamaConfig(num_hidden_layers=40, num_attention_heads=40, hidden_size=5120,
+                                   intermediate_size=13824, vocab_size=32016)
+    print(edgeprune.plan(cfg, batch_size=1, seq_len=512, dtype=torch.bfloat16, checkpointing=True,
+                         gpu_memory_gib=141))
+
+The estimate follows what a training step of edgeprune.train keeps alive at its peak (the start of
+the backward of the last decoder layer, or of the layer being recomputed under checkpointing):
+  weights            the frozen model (FSDP: this rank's shard, the gathered root and two gathered
+                     layers, the running one and the prefetched one; CPU offload: no shard on the GPU)
+  delta stack        W writers x (B, S, D) in the model dtype, written once (models/delta_stack.py)
+  delta gradient     the same shape again, allocated by the first backward
+  ablation records   the corrupted run's writer outputs: cached for the dataset if within cache_bytes,
+                     plus the batch's copy
+  saved activations  what autograd keeps per layer (counted from the code path: the readers' norm
+                     inputs dominate, in fp32 for RMSNorm); under checkpointing only the layer being
+                     recomputed
+  layer working set  one layer's backward temporaries, in units of its attention readers' inputs
+                     (calibrated on the CPU against a storage-tracking measurement, tests/test_plan.py)
+  gates, optimiser   fp32 gates, their gradients and AdamW's two moments
+  loss               logits and log-probabilities at the loss positions, the final read's gathered rows
+Parameters are counted on the meta device, so a 13B config costs nothing to plan. The figure is what
+torch.cuda.max_memory_allocated reports; a card also needs its CUDA context and allocator slack
+(`reserve_gib`, default 2 GiB plus 5%).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+GIB = 2 ** 30
+
+# One layer's working set beyond what autograd saves, in units of its attention readers' norm
+# inputs (R x B x S x D, fp32 for RMSNorm, which upcasts; the model dtype for LayerNorm), keyed by
+# (family, half precision, checkpointing). Measured on the CPU with a storage-tracking dispatch
+# mode (tests/test_plan.py) on configs shaped like the targets (Llama: H = K, MLP 2.7 D, S = 64;
+# GPT-2: MLP 4 D); checkpointing keeps the recomputed layer's outputs live beside its backward.
+BACKWARD_WORKING_SET = {("llama", False, False): 2.1, ("llama", False, True): 3.2,
+                        ("llama", True, False): 1.6, ("llama", True, True): 1.95,
+                        ("gpt2", False, False): 1.8, ("gpt2", False, True): 3.0,
+                        ("gpt2", True, False): 1.8, ("gpt2", True, True): 3.0}
+# The same for the forward's peak (the last layer's forward, or any layer's under checkpointing).
+FORWARD_WORKING_SET = {("llama", False, False): 0.6, ("llama", False, True): 1.8,
+                       ("llama", True, False): 1.1, ("llama", True, True): 1.25,
+                       ("gpt2", False, False): 0.7, ("gpt2", False, True): 2.2,
+                       ("gpt2", True, False): 0.7, ("gpt2", True, True): 2.2}
+
+
+@dataclass
+class ModelShape:
+    family: str              # "gpt2" or "llama"
+    layers: int
+    heads: int
+    kv_heads: int
+    d_model: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    params: int              # distinct parameters (tied embeddings once)
+    layer_params: int        # one decoder layer
+    name: str = ""
+
+    @property
+    def root_params(self) -> int:
+        return self.params - self.layers * self.layer_params
+
+
+@dataclass
+class Plan:
+    """Peak memory per GPU, by part. str() is a table; `fits` says whether it fits the card."""
+    shape: ModelShape
+    batch_size: int
+    seq_len: int
+    dtype: torch.dtype
+    n_gpus: int
+    checkpointing: bool
+    cpu_offload: bool
+    parts: dict[str, int]                          # bytes at the peak, per GPU
+    forward_peak_bytes: int
+    gpu_memory_gib: float | None = None
+    reserve_gib: float = 2.0
+    reserve_fraction: float = 0.05
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def peak_bytes(self) -> int:
+        return max(sum(self.parts.values()), self.forward_peak_bytes)
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak_bytes / GIB
+
+    @property
+    def needed_gib(self) -> float:
+        """Peak plus the CUDA context and allocator slack: what a card must have."""
+        return self.peak_gib * (1 + self.reserve_fraction) + self.reserve_gib
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.gpu_memory_gib is None else self.needed_gib <= self.gpu_memory_gib
+
+    def verdict(self, gpu_memory_gib: float | None = None) -> str:
+        card = gpu_memory_gib if gpu_memory_gib is not None else self.gpu_memory_gib
+        if card is None:
+            return f"needs about {self.needed_gib:.1f} GiB per GPU"
+        ok = self.needed_gib <= card
+        return (f"{'fits' if ok else 'does NOT fit'} a {card:g} GiB card "
+                f"(needs about {self.needed_gib:.1f} GiB per GPU)")
+
+    def __str__(self) -> str:
+        s = self.shape
+        dt = str(self.dtype).replace("torch.", "")
+        head = (f"edgeprune plan: {s.name or s.family} ({s.layers} layers, {s.heads} heads"
+                f"{'' if s.kv_heads == s.heads else f' / {s.kv_heads} KV'}, width {s.d_model}, "
+                f"{s.params / 1e9:.2f}B parameters), {dt}, batch {self.batch_size} x seq {self.seq_len}, "
+                f"{self.n_gpus} GPU{'s' if self.n_gpus > 1 else ''}"
+                f"{', checkpointing' if self.checkpointing else ''}{', CPU offload' if self.cpu_offload else ''}")
+        width = max(len(k) for k in self.parts) + 2
+        lines = [head, f"  {'part':<{width}}{'GiB':>9}"]
+        for k, v in self.parts.items():
+            lines.append(f"  {k:<{width}}{v / GIB:>9.2f}")
+        lines.append(f"  {'peak (allocated)':<{width}}{self.peak_gib:>9.2f}")
+        lines.append(f"  {'+ context, slack':<{width}}{self.needed_gib - self.peak_gib:>9.2f}")
+        lines.append(f"  -> {self.verdict()}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- model shapes
+
+def _config_of(obj):
+    from transformers import AutoConfig, PretrainedConfig
+    if isinstance(obj, PretrainedConfig):
+        return obj
+    if isinstance(obj, dict):
+        d = dict(obj)
+        if "model_type" not in d:
+            raise ValueError("a config dict needs its 'model_type' (e.g. 'llama' or 'gpt2'), as in a hub config.json")
+        return AutoConfig.for_model(d.pop("model_type"), **d)
+    if isinstance(obj, str):
+        return AutoConfig.from_pretrained(obj)
+    inner = getattr(obj, "model", obj)        # a PrunableModel holds the HF model
+    cfg = getattr(inner, "config", None)
+    if cfg is None:
+        raise TypeError(f"plan() takes a Hugging Face config, config dict, model or prunable model; got "
+                        f"{type(obj).__name__}")
+    return cfg
+
+
+def _family(cfg) -> str:
+    if cfg.model_type == "gpt2":
+        return "gpt2"
+    if cfg.model_type in ("llama", "mistral", "qwen2"):
+        return "llama"
+    raise ValueError(f"plan() supports GPT-2 and Llama-family configs, not model_type={cfg.model_type!r}")
+
+
+def _count(module) -> int:
+    seen, total = set(), 0
+    for p in module.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+def model_shape(model_or_config) -> ModelShape:
+    """The sizes a plan needs; parameters counted on the meta device (nothing is allocated)."""
+    cfg = _config_of(model_or_config)
+    family = _family(cfg)
+    model = model_or_config if isinstance(model_or_config, torch.nn.Module) else None
+    model = getattr(model, "model", model) if model is not None and hasattr(model, "adapter") else model
+    if model is None:
+        from transformers import AutoModelForCausalLM
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(cfg)
+    layers = model.transformer.h if family == "gpt2" else model.model.layers
+    if family == "gpt2":
+        heads = kv = cfg.n_head
+        d, inter = cfg.n_embd, cfg.n_inner or 4 * cfg.n_embd
+        head_dim = d // heads
+    else:
+        heads = cfg.num_attention_heads
+        kv = getattr(cfg, "num_key_value_heads", None) or heads
+        d, inter = cfg.hidden_size, cfg.intermediate_size
+        head_dim = getattr(cfg, "head_dim", None) or d // heads
+    return ModelShape(family, len(layers), heads, kv, d, head_dim, inter, cfg.vocab_size, _count(model),
+                      _count(layers[0]), getattr(cfg, "_name_or_path", "") or "")
+
+
+# ---------------------------------------------------------------------------------- the estimate
+
+def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype) -> int:
+    """What autograd saves for one gated decoder layer (weights frozen: only activations).
+
+    Counted from the code path, and checked against SavedTensors on tiny models (tests/test_plan.py).
+    """
+    b = torch.finfo(dtype).bits // 8
+    s = shape
+    bs = batch * seq
+    n = bs * s.d_model
+    readers = s.heads + 2 * s.kv_heads
+    att = (2 * s.heads + 2 * s.kv_heads) * bs * s.head_dim * b + s.heads * bs * 4      # q, k, v, out; lse
+    if s.family == "llama":
+        # RMSNorm upcasts each reader's mixture to fp32 and saves it, with its rsqrt
+        reads = readers * (n * 4 + bs * 4) + (n * 4 + bs * 4)
+        rotary = 2 * bs * s.head_dim * b
+        mlp = 3 * bs * s.intermediate * b                                              # gate, up, act
+        return reads + rotary + att + mlp
+    # LayerNorm saves its input (model dtype), mean and rstd
+    reads = readers * (n * b + 2 * bs * 4) + (n * b + 2 * bs * 4)
+    mlp = 4 * bs * s.intermediate * b                                                  # GELU-tanh
+    return reads + att + mlp
+
+
+def _reader_unit(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype) -> int:
+    """Bytes of one layer's attention-reader norm inputs: the unit of the working set."""
+    b = 4 if shape.family == "llama" else torch.finfo(dtype).bits // 8
+    return (shape.heads + 2 * shape.kv_heads) * batch * seq * shape.d_model * b
+
+
+def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32, n_gpus: int = 1,
+         checkpointing: bool = False, gpu_memory_gib: float | None = None, *, embedding_nodes: int | None = None,
+         positions: int = 1, examples: int | None = None, ablation: str = "corrupted", cache_bytes: int = 4 << 30,
+         cpu_offload: bool = False, reserve_gib: float = 2.0) -> Plan:
+    """Estimate the peak GPU memory of edgeprune.train on this model and say whether it fits.
+
+    Args:
+        model_or_config: a Hugging Face config, a config dict with its model_type, a model (HF or
+            prunable) or a hub id / local folder (its config.json only).
+        batch_size, seq_len: the global batch and the padded length; with n_gpus > 1 each GPU runs
+            its slice of the batch (FSDP).
+        dtype: the model's dtype (the compute dtype; gates are always fp32).
+        positions: loss positions per example (1 for next-token tasks).
+        examples: training examples; their targets and ablation records are cached when they fit
+            cache_bytes (as the trainer does). None: the dataset is one batch.
+        gpu_memory_gib: the card, for the verdict (`Plan.fits`).
+    """
+    shape = model_shape(model_or_config)
+    s = shape
+    b = torch.finfo(dtype).bits // 8
+    local = math.ceil(batch_size / n_gpus)
+    n = local * seq_len * s.d_model
+    if embedding_nodes is None:
+        embedding_nodes = 2 if s.family == "gpt2" else 0
+    writers = embedding_nodes + s.layers * (s.heads + 1)
+    from .graph import num_edges
+    edges = num_edges(s.layers, s.heads, embedding_nodes, s.kv_heads)
+    notes = []
+
+    parts: dict[str, int] = {}
+    if n_gpus == 1 and not cpu_offload:
+        parts["weights"] = s.params * b
+    else:
+        shard = 0 if cpu_offload else math.ceil(s.params / n_gpus) * b
+        parts["weights"] = shard + s.root_params * b + min(2, s.layers) * s.layer_params * b
+        notes.append("FSDP: weights are this rank's shard + the gathered root + 2 gathered layers")
+    parts["delta stack"] = writers * n * b
+    parts["delta gradient"] = writers * n * b
+
+    examples = batch_size if examples is None else examples
+    if ablation == "corrupted":
+        # embedding outputs (GPT-2: token and position), per layer a context, MLP output and the
+        # residual streams before and after attention, the final residual stream
+        per_example = ((2 if s.family == "gpt2" else 1) + 4 * s.layers + 1) * seq_len * s.d_model * b
+        cached = examples * per_example if examples * per_example <= cache_bytes else 0
+        parts["ablation records"] = cached + local * per_example
+    targets = examples * positions * s.vocab * 4
+    parts["targets"] = targets if targets <= cache_bytes else local * positions * s.vocab * 4
+
+    saved = layer_saved_bytes(s, local, seq_len, dtype)
+    parts["saved activations"] = saved if checkpointing else s.layers * saved
+    unit = _reader_unit(s, local, seq_len, dtype)
+    parts["layer working set"] = int(BACKWARD_WORKING_SET[s.family, b < 4, checkpointing] * unit)
+    parts["gates, optimiser"] = (edges + writers) * 4 * 4 + 2 * edges * 4
+    # logits, log-probabilities and their gradients; the final read's gathered rows and their gradient
+    parts["loss"] = local * positions * (s.vocab * (b + 3 * 4) + 2 * writers * s.d_model * b)
+
+    # the forward's peak: no stack gradient yet; under checkpointing no layer's activations are kept
+    skip = ("delta gradient", "layer working set") + (("saved activations",) if checkpointing else ())
+    forward = sum(v for k, v in parts.items() if k not in skip)
+    forward += int(FORWARD_WORKING_SET[s.family, b < 4, checkpointing] * unit)
+    return Plan(shape, batch_size, seq_len, dtype, n_gpus, checkpointing, cpu_offload, parts, forward,
+                gpu_memory_gib, reserve_gib, notes=notes)
+
+
+__all__ = ["Plan", "ModelShape", "plan", "model_shape", "layer_saved_bytes"]
