@@ -51,6 +51,7 @@ class TrainConfig:
     cache_bytes: int = 4 << 30           # budget for cached targets and ablation records
     backend: str | None = None
     checkpointing: bool = False          # recompute each decoder layer in backward (non-reentrant)
+    cpu_offload: bool = False            # FSDP: keep the weight shards in CPU memory
 
     def validate(self):
         for name in ("edge_sparsity", "node_sparsity"):
@@ -79,7 +80,9 @@ class Trainer:
         self.validation = validation
         self.checkpoint_dir = checkpoint_dir
         self.log_file = log_file or (os.path.join(checkpoint_dir, "metrics.jsonl") if checkpoint_dir else None)
-        self.device = model.adapter.device
+        # Under torchrun, edgeprune.distributed.apply_fsdp has sharded the model and set this.
+        self.dist = getattr(model, "distributed", None)
+        self.device = self.dist.device if self.dist is not None else model.adapter.device
         if config.checkpointing:
             from .checkpointing import apply_checkpointing
             apply_checkpointing(model)
@@ -170,6 +173,9 @@ class Trainer:
 
     def loss_terms(self, step: int) -> dict[str, torch.Tensor]:
         idx = self.batch_indices(step)
+        if self.dist is not None:  # this rank's slice of the global batch
+            global_n = len(idx)
+            idx, weight = self.dist.local_batch(idx)
         d = self.data
         if self.pm.ablation != "corrupted":
             record = self.fixed_record
@@ -180,28 +186,39 @@ class Trainer:
         logits = run_disentangled(self.pm.adapter, self.pm.graph, d["clean"][idx], record, edges, nodes,
                                   d["attention_mask"][idx], d["positions"][idx], self.config.backend)
         kl = kl_per_example(self.task.log_probs(logits.float()), target, d["position_mask"][idx],
-                            self.task.position_reduction).mean()
+                            self.task.position_reduction)
+        if self.dist is None:
+            kl = kl.mean()
+        else:
+            local = kl.sum() * weight
+            kl = self.dist.all_reduce_sum(local) / global_n
         s_edge, s_node = self.pm.gates.sampled_sparsity(edges, nodes)
         t_edge, t_node = self.target(step)
         lam = self.lambdas
         reg = lam["edge1"] * (s_edge - t_edge) + lam["edge2"] * (s_edge - t_edge) ** 2
         if t_node is not None:
             reg = reg + lam["node1"] * (s_node - t_node) + lam["node2"] * (s_node - t_node) ** 2
-        return {"loss": kl + reg, "kl": kl, "edge_sparsity": s_edge, "node_sparsity": s_node,
-                "edge_target": torch.tensor(t_edge), "lambda_edge1": lam["edge1"], "lambda_edge2": lam["edge2"]}
+        terms = {"loss": kl + reg, "kl": kl, "edge_sparsity": s_edge, "node_sparsity": s_node,
+                 "edge_target": torch.tensor(t_edge), "lambda_edge1": lam["edge1"], "lambda_edge2": lam["edge2"]}
+        if self.dist is not None:  # averaged over ranks, its gradient is the global batch's
+            terms["objective"] = local * (self.dist.world_size / global_n) + reg
+        return terms
 
     def step(self) -> dict[str, float]:
         step = self.step_index
         terms = self.loss_terms(step)
         loss = terms["loss"]
+        objective = terms.pop("objective", loss)
         if not torch.isfinite(loss):
             where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else \
                 "; no checkpoint was written yet (pass checkpoint_dir to keep one)"
             raise NonFiniteLoss(f"the loss became {loss.item()} at step {step} (KL {terms['kl'].item()}){where}. "
                                 "Lower the learning rates, or check the model's dtype (fp32 is safest).")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.dist is not None:
+            self.dist.average_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -211,7 +228,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def run(self, progress: bool = True) -> Circuit:
         c = self.config
-        bar = _progress(c.steps, self.step_index, progress)
+        bar = _progress(c.steps, self.step_index, progress and (self.dist is None or self.dist.is_main))
         self.pm.gates.train()
         started = time.perf_counter()
         while self.step_index < c.steps:
@@ -247,7 +264,7 @@ class Trainer:
 
     def _log(self, row: dict):
         self.history.append(row)
-        if self.log_file:
+        if self.log_file and (self.dist is None or self.dist.is_main):
             os.makedirs(os.path.dirname(os.path.abspath(self.log_file)), exist_ok=True)
             with open(self.log_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -291,10 +308,13 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
 
     def save_checkpoint(self):
-        os.makedirs(self.checkpoint_dir, exist_ok=True)
         path = os.path.join(self.checkpoint_dir, "checkpoint.pt")
-        torch.save(self.state_dict(), path + ".tmp")
-        os.replace(path + ".tmp", path)  # atomic: a killed run never leaves half a checkpoint
+        if self.dist is None or self.dist.is_main:  # gates and optimiser are replicated: rank 0 writes
+            os.makedirs(self.checkpoint_dir, exist_ok=True)
+            torch.save(self.state_dict(), path + ".tmp")
+            os.replace(path + ".tmp", path)  # atomic: a killed run never leaves half a checkpoint
+        if self.dist is not None:
+            self.dist.barrier()
         self.last_checkpoint = path
 
     def maybe_resume(self) -> bool:
@@ -304,7 +324,7 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=True)
         saved = {k: v for k, v in state["config"].items() if k not in ("steps", "eval_every", "log_every",
                                                                         "checkpoint_every", "cache_bytes",
-                                                                        "checkpointing")}
+                                                                        "checkpointing", "cpu_offload")}
         mine = {k: v for k, v in asdict(self.config).items() if k in saved}
         if saved != mine:
             diff = {k: (saved[k], mine[k]) for k in saved if saved[k] != mine[k]}
@@ -371,7 +391,9 @@ def train(model, data, *, edge_sparsity: float, node_sparsity: float | None = No
                          warmup_steps=warmup_steps, ramp_steps=ramp_steps, ablation=ablation,
                          embedding_nodes=embedding_nodes, seed=seed, eval_every=eval_every, pad_to=pad_to, **options)
     config.validate()
-    model, tokenizer = load_model(model, tokenizer, device, dtype)
+    from . import distributed
+    run = distributed.setup(device, force=config.cpu_offload)  # under torchrun: this rank's process group
+    model, tokenizer = load_model(model, tokenizer, device if run is None else None, dtype)
     dataset = tasks.load(data, tokenizer, split="train", n=n, seed=seed)
     if validation is None and isinstance(data, str):
         try:
@@ -383,9 +405,12 @@ def train(model, data, *, edge_sparsity: float, node_sparsity: float | None = No
     pm = prunable(model, embedding_nodes=embedding_nodes, ablation=ablation, backend=config.backend)
     torch.manual_seed(seed)
     pm.gates.reset_parameters(torch.Generator().manual_seed(seed))
+    if run is not None:
+        distributed.apply_fsdp(pm, run, cpu_offload=config.cpu_offload)
     if ablation == "mean":
         batch = dataset.batch(list(range(len(dataset))), pad_to=pad_to)
-        pm.set_mean_ablation(batch.clean.to(pm.adapter.device), batch.attention_mask.to(pm.adapter.device))
+        where = distributed.local_device_of(pm)
+        pm.set_mean_ablation(batch.clean.to(where), batch.attention_mask.to(where))
     trainer = Trainer(pm, dataset, config, validation, checkpoint_dir, log_file)
     trainer.maybe_resume()
     return trainer.run(progress)
