@@ -101,7 +101,7 @@ def _data_dot(a, b, acc, DOT_MODE: tl.constexpr, PRECISION: tl.constexpr):
 def _mix_fwd_kernel(gates_ptr, delta_ptr, base_ptr, prefix_ptr, out_ptr,
                     R, P, N, stride_g, stride_d, stride_b, stride_o,
                     HAS_PREFIX: tl.constexpr, BASE_ROWS: tl.constexpr, DOT_MODE: tl.constexpr,
-                    PRECISION: tl.constexpr, ACC: tl.constexpr,
+                    PRECISION: tl.constexpr, ACC: tl.constexpr, SKIP_EMPTY: tl.constexpr,
                     BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr):
     pid_n = tl.program_id(0)
     offs_r = tl.arange(0, BLOCK_R)
@@ -116,7 +116,12 @@ def _mix_fwd_kernel(gates_ptr, delta_ptr, base_ptr, prefix_ptr, out_ptr,
         offs_w = w0 + tl.arange(0, BLOCK_W)
         z = _gate_tile(gates_ptr, stride_g, offs_r, offs_w, limit, ACC)
         active = tl.sum((z != 0).to(tl.int32), axis=0) > 0
-        if tl.sum(active.to(tl.int32), axis=0) > 0:
+        if SKIP_EMPTY:  # a branch saves the dot of an all-zero chunk but may stop load pipelining
+            if tl.sum(active.to(tl.int32), axis=0) > 0:
+                d = tl.load(delta_ptr + offs_w[:, None].to(tl.int64) * stride_d + offs_n[None, :],
+                            mask=active[:, None] & n_ok[None, :], other=0.0)
+                acc = _gates_dot(z, d, acc, DOT_MODE, PRECISION)
+        else:
             d = tl.load(delta_ptr + offs_w[:, None].to(tl.int64) * stride_d + offs_n[None, :],
                         mask=active[:, None] & n_ok[None, :], other=0.0)
             acc = _gates_dot(z, d, acc, DOT_MODE, PRECISION)
@@ -214,7 +219,7 @@ def default_forward_blocks(R: int, dtype: torch.dtype) -> dict:
     half = dtype in (torch.bfloat16, torch.float16)
     block_n = 128 if (block_r <= 64 or half) else 64
     return dict(block_r=block_r, block_w=64 if half else 32, block_n=block_n,
-                num_warps=8 if block_r * block_n >= 8192 else 4, num_stages=3)
+                num_warps=8 if block_r * block_n >= 8192 else 4, num_stages=3, skip_empty=False)
 
 
 def default_backward_blocks(R: int, dtype: torch.dtype) -> dict:
@@ -232,8 +237,13 @@ def _blocks(defaults: dict, given: dict) -> dict:
 def mix_forward(gates: torch.Tensor, delta: torch.Tensor, base: torch.Tensor,
                 prefix: torch.Tensor | None = None, *, precision: str = "ieee",
                 block_r: int | None = None, block_w: int | None = None, block_n: int | None = None,
-                num_warps: int | None = None, num_stages: int | None = None) -> torch.Tensor:
-    """out (R, N) in delta's dtype = base + gates (masked to each prefix) @ delta[:P]."""
+                num_warps: int | None = None, num_stages: int | None = None,
+                skip_empty: bool | None = None) -> torch.Tensor:
+    """out (R, N) in delta's dtype = base + gates (masked to each prefix) @ delta[:P].
+
+    skip_empty: branch around writer chunks with no active writer (their rows are never loaded
+    either way; the branch also skips the dot, at the risk of defeating load pipelining).
+    """
     check_device(gates, delta, base, prefix)
     R, P = gates.shape
     N = delta.shape[1]
@@ -244,7 +254,7 @@ def mix_forward(gates: torch.Tensor, delta: torch.Tensor, base: torch.Tensor,
         return out
     cfg = _blocks(default_forward_blocks(R, delta.dtype),
                   dict(block_r=block_r, block_w=block_w, block_n=block_n, num_warps=num_warps,
-                       num_stages=num_stages))
+                       num_stages=num_stages, skip_empty=skip_empty))
     acc = _TL_DTYPE[acc_dtype(delta.dtype)]
     base_rows = base.dim() == 2
     for r0, r1 in _reader_groups(R, cfg["block_r"]):
@@ -254,7 +264,8 @@ def mix_forward(gates: torch.Tensor, delta: torch.Tensor, base: torch.Tensor,
             prefix[r0:r1] if prefix is not None else gates, out[r0:r1],
             r1 - r0, P, N, gates.stride(0), delta.stride(0), base.stride(0) if base_rows else 0, out.stride(0),
             HAS_PREFIX=prefix is not None, BASE_ROWS=base_rows, DOT_MODE=_dot_mode(delta.dtype, precision),
-            PRECISION=precision, ACC=acc, BLOCK_R=pow2_at_least(min(r1 - r0, cfg["block_r"])),
+            PRECISION=precision, ACC=acc, SKIP_EMPTY=cfg["skip_empty"],
+            BLOCK_R=pow2_at_least(min(r1 - r0, cfg["block_r"])),
             BLOCK_W=cfg["block_w"], BLOCK_N=cfg["block_n"], num_warps=cfg["num_warps"],
             num_stages=cfg["num_stages"])
     return out

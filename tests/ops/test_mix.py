@@ -131,9 +131,10 @@ def test_triton_reader_groups_and_splits():
     from epkernels import mix as k
     gates, delta, base, pre, unread = mix_inputs(37, 50, 52, 70, torch.float32, device, base_rows=True)
     blocks = dict(block_r=16, block_w=16, block_n=16)
-    out = k.mix_forward(gates, delta, base, pre, **blocks)
-    torch.testing.assert_close(out.cpu(), ref.mix_reference(gates.cpu(), delta.cpu(), base.cpu(), pre.cpu()),
-                               rtol=1e-5, atol=1e-5)
+    for skip_empty in (False, True):
+        out = k.mix_forward(gates, delta, base, pre, skip_empty=skip_empty, **blocks)
+        torch.testing.assert_close(out.cpu(), ref.mix_reference(gates.cpu(), delta.cpu(), base.cpu(), pre.cpu()),
+                                   rtol=1e-5, atol=1e-5)
     grad_out = torch.randn(37, 70, device=device)
     for accumulate in (True, False):
         gd = torch.zeros_like(delta)
