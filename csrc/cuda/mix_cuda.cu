@@ -209,6 +209,9 @@ at::Tensor mix_forward_cuda(const at::Tensor& gates, const at::Tensor& delta_in,
   const auto delta = rows(delta_in);
   const auto base = rows(base_in.to(delta.scalar_type()));
   const int64_t R = gates.size(0), P = gates.size(1), N = delta.size(1);
+  TORCH_CHECK((base.dim() == 1 && base.size(0) == N) || (base.dim() == 2 && base.size(0) == R && base.size(1) == N),
+              "base must be (N,) or (R, N), got ", base.sizes());
+  TORCH_CHECK(base.device() == delta.device(), "base must be on delta's device");
   const auto acc = delta.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const auto m = mask_gates(gates, prefix, acc);
   auto out = at::empty({R, N}, delta.options());

@@ -142,3 +142,17 @@ def test_triton_reader_groups_and_splits():
         rg, rows = ref.mix_backward_reference(grad_out.cpu(), gates.cpu(), delta.cpu(), pre.cpu())
         torch.testing.assert_close(gg.cpu(), rg, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(gd[:50].cpu()[~unread[:50].cpu()], rows[~unread[:50].cpu()], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_float32_gradient_buffer_for_bf16_delta(backend):
+    """mix_backward_ accumulates into a buffer of another dtype (e.g. float32 for bf16 delta)."""
+    device = require(backend, "mix", torch.bfloat16)
+    gates, delta, base, pre, unread = mix_inputs(4, 12, 14, 40, torch.bfloat16, device)
+    grad_out = torch.randn(4, 40).to(torch.bfloat16).to(device)
+    grad_delta = torch.ones(14, 40, device=device)
+    ops.mix_backward_(grad_out, gates, delta, grad_delta, pre, backend=backend)
+    _, rows = ref.mix_backward_reference(grad_out.cpu().double(), gates.cpu().double(), delta.cpu().double(), pre.cpu())
+    read = ~unread[:12].cpu()
+    torch.testing.assert_close(grad_delta[:12].cpu()[read].double(), 1 + rows[read], rtol=2e-2, atol=2e-2)
+    assert (grad_delta[unread] == 1).all()
