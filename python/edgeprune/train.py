@@ -50,6 +50,7 @@ class TrainConfig:
     pad_to: int | None = None            # None: the longest example (attention is causal: same result)
     cache_bytes: int = 4 << 30           # budget for cached targets and ablation records
     backend: str | None = None
+    recompute_readers: bool = True       # recompute attention-reader mixtures in backward (memory)
     checkpointing: bool = False          # recompute each decoder layer in backward (non-reentrant)
     cpu_offload: bool = False            # FSDP: keep the weight shards in CPU memory
 
@@ -184,7 +185,8 @@ class Trainer:
         target = self.targets[idx] if self.targets is not None else self._targets_for(idx)
         edges, nodes = self.pm.gates.sample(self.config.seed, step)
         logits = run_disentangled(self.pm.adapter, self.pm.graph, d["clean"][idx], record, edges, nodes,
-                                  d["attention_mask"][idx], d["positions"][idx], self.config.backend)
+                                  d["attention_mask"][idx], d["positions"][idx], self.config.backend,
+                                  self.config.recompute_readers)
         kl = kl_per_example(self.task.log_probs(logits.float()), target, d["position_mask"][idx],
                             self.task.position_reduction)
         if self.dist is None:

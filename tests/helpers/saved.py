@@ -1,47 +1,38 @@
-"""Count the bytes autograd keeps for backward, by storage (a shared buffer counts once).
+"""Measure what a forward keeps alive for its backward, by storage (a shared buffer counts once).
 
-Walks the graph from an output: every built-in node's `_saved_*` tensors, every custom Function's
-saved tensors and the tensors it keeps on ctx attributes (the delta stack's buffer included).
-Model parameters are left out: they are not activations.
+Every storage created while the forward runs is tracked with a finaliser; what is still alive when
+it returns is exactly what backward will use (saved tensors, tensors on ctx attributes such as the
+delta stack's buffer, checkpoint inputs), plus the output. Storages that existed before (weights,
+inputs, cached records) are not counted.
 """
+import weakref
+
 import torch
-
-from edgeprune.models.delta_stack import DeltaStack
-
-
-def saved_storages(output: torch.Tensor, exclude=()) -> dict[int, int]:
-    skip = {p.untyped_storage().data_ptr() for p in exclude}
-    found: dict[int, int] = {}
-
-    def add(value):
-        if isinstance(value, DeltaStack):
-            add(value.buffer)
-        elif isinstance(value, (tuple, list)):
-            for v in value:
-                add(v)
-        elif isinstance(value, torch.Tensor) and value.numel() > 0:
-            storage = value.untyped_storage()
-            if storage.data_ptr() not in skip:
-                found[storage.data_ptr()] = storage.nbytes()
-
-    todo, seen = [output.grad_fn], set()
-    while todo:
-        fn = todo.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        for name in dir(fn):
-            if name.startswith("_saved_"):
-                try:
-                    add(getattr(fn, name))
-                except RuntimeError:  # freed or not a tensor
-                    pass
-        if hasattr(fn, "saved_tensors"):
-            add(fn.saved_tensors)
-            add(list(getattr(fn, "__dict__", {}).values()))
-        todo.extend(f for f, _ in fn.next_functions)
-    return found
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 
-def saved_bytes(output, exclude=()) -> int:
-    return sum(saved_storages(output, exclude).values())
+class _Live(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, int] = {}
+        self._finalizers = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                storage = t.untyped_storage()
+                key = id(storage)
+                if key not in self.live and storage.nbytes() > 0:
+                    self.live[key] = storage.nbytes()
+                    self._finalizers.append(weakref.finalize(storage, self.live.pop, key, None))
+        return out
+
+
+def held_by_forward(fn):
+    """(output, {storage id: bytes}) of the storages fn's forward created and still holds."""
+    mode = _Live()
+    with mode:
+        out = fn()
+    return out, dict(mode.live)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..graph import Graph
 from .base import Adapter
@@ -159,16 +160,19 @@ def _record_writers(adapter: Adapter, input_ids, attention_mask) -> WriterRecord
 
 def run_disentangled(adapter: Adapter, graph: Graph, input_ids, record: WriterRecord | None,
                      edges: torch.Tensor, nodes: torch.Tensor, attention_mask=None, positions=None,
-                     backend=None) -> torch.Tensor:
+                     backend=None, recompute_readers: bool = True) -> torch.Tensor:
     """Logits of the gated model: (B, S, V), or (B, P, V) at `positions` (B, P).
 
     record None means zero ablation. edges / nodes: flat gate values in graph order.
+    recompute_readers: recompute the attention readers' mixtures and norms in backward rather than
+    keep them (R = H + 2K full-width tensors per layer); costs one more mixing pass per layer.
     """
     return runner_of(adapter).model(_run_disentangled, adapter, graph, input_ids, record, edges, nodes,
-                                    attention_mask, positions, backend)
+                                    attention_mask, positions, backend, recompute_readers)
 
 
-def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention_mask, positions, backend):
+def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention_mask, positions, backend,
+                      recompute_readers):
     B, S = input_ids.shape
     H, K, D = adapter.num_heads, adapter.num_kv_heads, adapter.d_model
     E = graph.embedding_nodes
@@ -192,6 +196,11 @@ def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention
             _embedding_writers(adapter, embeds, E)
         stack.write(0, torch.stack([r.expand(B, S, D) for r in rows]))
 
+    def attention_readers(layer, token, gates, base):
+        stack.token = token
+        inputs = stack.read(gates, base)
+        return adapter.attention_inputs(layer, inputs[:H], inputs[H:H + K], inputs[H + K:], pos)
+
     for layer in range(graph.num_layers):
         # One decoder layer: its tensors with gradients are arguments (the runner may hook them); the
         # returned token carries the layer's reads and writes into the rest of the autograd graph.
@@ -199,8 +208,13 @@ def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention
             stack.token = token
             p = graph.attn_prefix(layer)
             gates = attn_edges.view(graph.attn_readers_per_layer, p) * nodes[:p]
-            inputs = stack.read(gates, base_of(record.resid_pre[layer] if record else None))
-            q, k, v = adapter.attention_inputs(layer, inputs[:H], inputs[H:H + K], inputs[H + K:], pos)
+            base = base_of(record.resid_pre[layer] if record else None)
+            if recompute_readers and torch.is_grad_enabled():
+                # The H + 2K mixtures and their norms are recomputed in backward instead of being
+                # saved: R full-width tensors per layer, more than the delta stack itself holds.
+                q, k, v = checkpoint(attention_readers, layer, stack.token, gates, base, use_reentrant=False)
+            else:
+                q, k, v = attention_readers(layer, stack.token, gates, base)
             ctx = attend(adapter, layer, q, k, v, mask)
             w_o, b_o = adapter.output_projection(layer)
             diff = ctx - record.ctx[layer] if record is not None else ctx
