@@ -29,3 +29,20 @@ def test_opcheck_hard_concrete(backend):
     torch.library.opcheck(torch.ops.edgeprune.hard_concrete.default, (log_alpha, 3, 5, 1e-6, backend))
     torch.library.opcheck(torch.ops.edgeprune.hard_concrete_backward.default,
                           (torch.randn(4, 7, device=device), log_alpha.detach(), 3, 5, 1e-6, backend))
+
+
+def test_ops_trace_under_torch_compile():
+    """Dynamo traces the public functions in one graph (the backend choice becomes a constant)."""
+    from edgeprune import ops
+
+    def step(g, d, b, la):
+        return (ops.mix(g * ops.hard_concrete(la, 3, 4), d, b) ** 2).sum()
+
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    g, d, la = torch.rand(3, 5), torch.randn(6, 8), torch.randn(3, 5)
+    b = torch.randn(8)
+    leaves = [[t.clone().requires_grad_() for t in (g, d, la)] for _ in range(2)]
+    for fn, (g_, d_, la_) in zip((compiled, step), leaves):
+        fn(g_, d_, b, la_).backward()
+    for a, e in zip(*leaves):
+        torch.testing.assert_close(a.grad, e.grad)

@@ -27,7 +27,14 @@ __all__ = ["mix", "mix_backward_", "hard_concrete", "expected_l0", "zero_probabi
 
 def select_backend(op: str, tensor: torch.Tensor, backend: str | None = None) -> str:
     """The backend name that would run `op` ("mix" or "hard_concrete") for this tensor."""
-    return select(op, tensor.device, tensor.dtype, backend).name
+    return _backend_name(op, tensor.device, tensor.dtype, backend)
+
+
+@torch.compiler.assume_constant_result
+def _backend_name(op: str, device: torch.device, dtype: torch.dtype, backend: str | None) -> str:
+    # Under torch.compile the choice is made once, while tracing (it reads the environment and
+    # probes the extension, which Dynamo cannot trace), and baked into the graph as a constant.
+    return select(op, device, dtype, backend).name
 
 
 def mix(gates, delta, base, prefix=None, backend=None):
