@@ -30,11 +30,15 @@ def select_backend(op: str, tensor: torch.Tensor, backend: str | None = None) ->
     return _backend_name(op, tensor.device, tensor.dtype, backend)
 
 
-@torch.compiler.assume_constant_result
 def _backend_name(op: str, device: torch.device, dtype: torch.dtype, backend: str | None) -> str:
-    # Under torch.compile the choice is made once, while tracing (it reads the environment and
-    # probes the extension, which Dynamo cannot trace), and baked into the graph as a constant.
     return select(op, device, dtype, backend).name
+
+
+# Under torch.compile the choice is made once, while tracing (it reads the environment and probes
+# the extension, which Dynamo cannot trace), and baked into the graph as a constant. This is what
+# torch.compiler.assume_constant_result does; calling it here would import torch._dynamo (and
+# Triton) at `import edgeprune`, so the mark is set directly (tests/ops/test_custom_ops.py checks it).
+_backend_name._dynamo_marked_constant = True
 
 
 def mix(gates, delta, base, prefix=None, backend=None):
