@@ -12,7 +12,9 @@ Memory-bound skinny GEMMs (R readers x P writers x N = B*S*D columns). Design ch
   are never addressed. NaN in those rows therefore cannot reach the results.
 - Backward: one program per (writer chunk, N split). It reduces grad_out . delta over its N range
   into a partial (split, R, P) buffer summed on the host (deterministic, no atomics) and, in the
-  same pass over grad_out, writes or accumulates the delta gradient of its writer rows.
+  same pass over grad_out, writes or accumulates the delta gradient of its writer rows. The writer
+  chunk is the fastest grid axis, so the programs sharing an N range (and its grad_out tile, kept
+  in L2 with evict_last) run together; delta and its gradient stream through with evict_first.
 - Accumulation is float32 (float64 for float64 inputs). float32 dots use input_precision="ieee"
   unless asked otherwise ("tf32x3": tensor cores at about float32 accuracy; "tf32"). With bf16/fp16
   delta the float32 gates are split into a high and a low half-precision part (two tensor-core
@@ -119,11 +121,13 @@ def _mix_fwd_kernel(gates_ptr, delta_ptr, base_ptr, prefix_ptr, out_ptr,
         if SKIP_EMPTY:  # a branch saves the dot of an all-zero chunk but may stop load pipelining
             if tl.sum(active.to(tl.int32), axis=0) > 0:
                 d = tl.load(delta_ptr + offs_w[:, None].to(tl.int64) * stride_d + offs_n[None, :],
-                            mask=active[:, None] & n_ok[None, :], other=0.0)
+                            mask=active[:, None] & n_ok[None, :], other=0.0,
+                            eviction_policy="evict_first")
                 acc = _gates_dot(z, d, acc, DOT_MODE, PRECISION)
         else:
             d = tl.load(delta_ptr + offs_w[:, None].to(tl.int64) * stride_d + offs_n[None, :],
-                        mask=active[:, None] & n_ok[None, :], other=0.0)
+                        mask=active[:, None] & n_ok[None, :], other=0.0,
+                        eviction_policy="evict_first")
             acc = _gates_dot(z, d, acc, DOT_MODE, PRECISION)
 
     if BASE_ROWS:
@@ -165,16 +169,17 @@ def _mix_bwd_kernel(grad_out_ptr, gates_ptr, delta_ptr, grad_delta_ptr, prefix_p
         offs_n = (pid_s * tiles_per_split + t).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = offs_n < N
         g = tl.load(grad_out_ptr + offs_r[:, None].to(tl.int64) * stride_go + offs_n[None, :],
-                    mask=r_ok[:, None] & n_ok[None, :], other=0.0)
+                    mask=r_ok[:, None] & n_ok[None, :], other=0.0, eviction_policy="evict_last")
         d = tl.load(delta_ptr + offs_w[:, None].to(tl.int64) * stride_d + offs_n[None, :],
-                    mask=active[:, None] & n_ok[None, :], other=0.0)
+                    mask=active[:, None] & n_ok[None, :], other=0.0,
+                        eviction_policy="evict_first")
         dz = _data_dot(g, tl.trans(d), dz, DOT_MODE, PRECISION)
         if NEED_GD:
             gd = _gates_dot(zt, g, tl.zeros((BLOCK_W, BLOCK_N), dtype=ACC), DOT_MODE, PRECISION)
             ptrs = grad_delta_ptr + offs_w[:, None].to(tl.int64) * stride_gd + offs_n[None, :]
             if ACCUMULATE:
                 m = active[:, None] & n_ok[None, :]
-                old = tl.load(ptrs, mask=m, other=0.0)
+                old = tl.load(ptrs, mask=m, other=0.0, eviction_policy="evict_first")
                 tl.store(ptrs, (old.to(ACC) + gd).to(grad_delta_ptr.dtype.element_ty), mask=m)
             else:
                 gd = tl.where(active[:, None], gd, 0.0)
