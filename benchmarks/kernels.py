@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from edgeprune import ops  # noqa: E402
-from edgeprune.ops.backends import BACKENDS  # noqa: E402
+from edgeprune import ops
+from edgeprune.ops.backends import BACKENDS
 
 
 @dataclass
@@ -98,7 +98,7 @@ def make_inputs(case: Case, device: torch.device):
     g = torch.Generator().manual_seed(0)
     R, P, N = case.readers, case.writers, case.n
     gates = torch.rand(R, P, generator=g) + 0.01
-    n_zero = int(round(case.zero_frac * P))
+    n_zero = round(case.zero_frac * P)
     if n_zero:
         gates[:, torch.randperm(P, generator=g)[:n_zero]] = 0
     gates = gates.to(device)
@@ -130,16 +130,16 @@ def run_case(case: Case, device: torch.device, backends: list[str], reps: int, s
         dst = torch.empty_like(src)
         copy_bytes = 2 * elems * delta.element_size()
         z = gates.to(delta.dtype)
+        fns = {"copy": lambda src=src, dst=dst: dst.copy_(src)}
         if pass_name == "forward":
-            fns = {"copy": lambda: dst.copy_(src),
-                   "einsum": lambda: torch.einsum("rw,wn->rn", z, delta) + base}
+            fns["einsum"] = lambda z=z: torch.einsum("rw,wn->rn", z, delta) + base
             for b in backends:
                 fns[b] = (lambda b=b: ops.mix(gates, delta, base, backend=b))
         else:
-            def einsum_backward():
+            def einsum_backward(z=z):
                 torch.einsum("rn,wn->rw", grad_out, delta)
                 grad_delta.add_(torch.einsum("rw,rn->wn", z, grad_out))
-            fns = {"copy": lambda: dst.copy_(src), "einsum": einsum_backward}
+            fns["einsum"] = einsum_backward
             for b in backends:
                 fns[b] = (lambda b=b: ops.mix_backward_(grad_out, gates, delta, grad_delta, backend=b))
         if device.type == "cuda" and "triton" in backends:
@@ -157,14 +157,13 @@ def run_case(case: Case, device: torch.device, backends: list[str], reps: int, s
                         torch.cuda.empty_cache()
             if sweep and "triton" in backends:
                 times.update(sweep_triton(pass_name, gates, delta, base, grad_out, grad_delta, device, reps))
-        del src, dst
         copy_bw = copy_bytes / times["copy"]
         for name, t in times.items():
             bw = (copy_bytes if name == "copy" else nbytes) / t
-            rows.append(dict(case=case.name, pass_=pass_name, backend=name, ms=t * 1e3, gbps=bw / 1e9,
-                             vs_copy=bw / copy_bw,
-                             vs_einsum=times["einsum"] / t if "einsum" in times else float("nan"),
-                             vs_reference=times["torch"] / t if "torch" in times else float("nan")))
+            rows.append({"case": case.name, "pass_": pass_name, "backend": name, "ms": t * 1e3, "gbps": bw / 1e9,
+                             "vs_copy": bw / copy_bw,
+                             "vs_einsum": times["einsum"] / t if "einsum" in times else float("nan"),
+                             "vs_reference": times["torch"] / t if "torch" in times else float("nan")})
     return rows
 
 
@@ -202,7 +201,7 @@ def sweep_triton(pass_name, gates, delta, base, grad_out, grad_delta, device, re
     for label, f in fns.items():
         try:
             out.update(timeit({label: f}, device, reps))
-        except Exception as e:  # a configuration that does not fit (shared memory, registers)
+        except Exception as e:  # noqa: BLE001  (a configuration that does not fit: shared memory, registers)
             print(f"  skipped {label}: {type(e).__name__}", file=sys.stderr)
     return out
 
@@ -270,7 +269,7 @@ def main(argv=None):
     print_table(rows, args.markdown)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(machine=machine(device), rows=rows), f, indent=1)
+            json.dump({"machine": machine(device), "rows": rows}, f, indent=1)
     return rows
 
 

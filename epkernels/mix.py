@@ -165,7 +165,7 @@ def _mix_bwd_kernel(grad_out_ptr, gates_ptr, delta_ptr, grad_delta_ptr, prefix_p
         n_tiles = tiles_per_split
     zt = tl.trans(z)
     dz = tl.zeros((BLOCK_R, BLOCK_W), dtype=ACC)
-    for t in range(0, n_tiles):
+    for t in range(n_tiles):
         offs_n = (pid_s * tiles_per_split + t).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = offs_n < N
         g = tl.load(grad_out_ptr + offs_r[:, None].to(tl.int64) * stride_go + offs_n[None, :],
@@ -223,14 +223,14 @@ def default_forward_blocks(R: int, dtype: torch.dtype) -> dict:
     block_r = pow2_at_least(min(R, MAX_BLOCK_R))
     half = dtype in (torch.bfloat16, torch.float16)
     block_n = 128 if (block_r <= 64 or half) else 64
-    return dict(block_r=block_r, block_w=64 if half else 32, block_n=block_n,
-                num_warps=8 if block_r * block_n >= 8192 else 4, num_stages=3, skip_empty=False)
+    return {"block_r": block_r, "block_w": 64 if half else 32, "block_n": block_n,
+            "num_warps": 8 if block_r * block_n >= 8192 else 4, "num_stages": 3, "skip_empty": False}
 
 
 def default_backward_blocks(R: int, dtype: torch.dtype) -> dict:
     block_r = pow2_at_least(min(R, MAX_BLOCK_R))
-    return dict(block_r=block_r, block_w=64 if block_r <= 64 else 32, block_n=64,
-                num_warps=8 if block_r >= 64 else 4, num_stages=2)
+    return {"block_r": block_r, "block_w": 64 if block_r <= 64 else 32, "block_n": 64,
+            "num_warps": 8 if block_r >= 64 else 4, "num_stages": 2}
 
 
 def _blocks(defaults: dict, given: dict) -> dict:
@@ -258,8 +258,8 @@ def mix_forward(gates: torch.Tensor, delta: torch.Tensor, base: torch.Tensor,
     if R == 0 or N == 0:
         return out
     cfg = _blocks(default_forward_blocks(R, delta.dtype),
-                  dict(block_r=block_r, block_w=block_w, block_n=block_n, num_warps=num_warps,
-                       num_stages=num_stages, skip_empty=skip_empty))
+                  {"block_r": block_r, "block_w": block_w, "block_n": block_n, "num_warps": num_warps,
+                       "num_stages": num_stages, "skip_empty": skip_empty})
     acc = _TL_DTYPE[acc_dtype(delta.dtype)]
     base_rows = base.dim() == 2
     for r0, r1 in _reader_groups(R, cfg["block_r"]):
@@ -299,8 +299,8 @@ def mix_backward(grad_out: torch.Tensor, gates: torch.Tensor, delta: torch.Tenso
             grad_delta[:P].zero_()
         return torch.zeros(R, P, dtype=acc_t, device=gates.device)
     cfg = _blocks(default_backward_blocks(R, delta.dtype),
-                  dict(block_r=block_r, block_w=block_w, block_n=block_n, num_warps=num_warps,
-                       num_stages=num_stages))
+                  {"block_r": block_r, "block_w": block_w, "block_n": block_n, "num_warps": num_warps,
+                       "num_stages": num_stages})
     w_chunks = triton.cdiv(P, cfg["block_w"])
     n_tiles = triton.cdiv(N, cfg["block_n"])
     if splits is None:

@@ -32,7 +32,7 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"),
 
 class Log:
     def __init__(self, path):
-        self.file = open(path, "w")
+        self.file = open(path, "w")  # noqa: SIM115  (open for the whole run)
 
     def __call__(self, *parts):
         line = " ".join(str(p) for p in parts)
@@ -46,7 +46,7 @@ def run(cmd, log, timeout, env=ENV, tail=60) -> tuple[bool, str]:
     log("$", " ".join(cmd))
     t = time.time()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         log(f"  timed out after {timeout} s")
         return False, ""
@@ -166,7 +166,7 @@ def main():
         t = time.time()
         try:
             results[name] = fn()
-        except Exception as e:  # report and go on to the next stage
+        except Exception as e:  # noqa: BLE001  (report and go on to the next stage)
             log(f"  {type(e).__name__}: {e}")
             results[name] = False
         log(f"== {name}: {'PASS' if results[name] else 'FAIL'} ({time.time() - t:.0f} s)")

@@ -19,7 +19,7 @@ def _load() -> dict:
             importlib.import_module("edgeprune._C")
             _state["ok"] = True
             _state["reason"] = ""
-        except Exception as e:  # ImportError, or an undefined symbol from a torch mismatch
+        except Exception as e:  # noqa: BLE001  (ImportError, or an undefined symbol from a torch mismatch)
             _state["ok"] = False
             _state["reason"] = (f"edgeprune._C failed to load ({type(e).__name__}: {e}); build it with "
                                 "`pip install --no-build-isolation .` against the installed torch")

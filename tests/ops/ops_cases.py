@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from edgeprune.ops import reference as ref
 from edgeprune.ops.backends import BACKENDS
 
@@ -51,7 +50,7 @@ def mix_inputs(R, P, W, N, dtype, device, *, prefix="random", zero_cols=True, ba
     unread[:P] = ~(masked != 0).any(0)
     delta[unread] = poison
     base = torch.randn((R, N) if base_rows else (N,), generator=gen).to(dtype)
-    to = dict(device=device)
+    to = {"device": device}
     return gates.to(**to), delta.to(**to), base.to(**to), (pre.to(**to) if pre is not None else None), unread.to(**to)
 
 

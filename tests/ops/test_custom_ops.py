@@ -1,8 +1,7 @@
 """torch.library.opcheck on every registered op, for every backend available here."""
+import edgeprune.ops  # noqa: F401  (registers torch.ops.edgeprune.*)
 import pytest
 import torch
-
-import edgeprune.ops  # noqa: F401  (registers torch.ops.edgeprune.*)
 from ops_cases import ALL_BACKENDS, mix_inputs, require
 
 

@@ -4,7 +4,6 @@ import sys
 
 import pytest
 import torch
-
 from edgeprune import _ext, ops
 from edgeprune.ops import backends, dispatch
 

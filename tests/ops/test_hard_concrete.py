@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-
 from edgeprune import ops
 from edgeprune.ops import reference as ref
 from ops_cases import ALL_BACKENDS, require

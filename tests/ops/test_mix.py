@@ -5,7 +5,6 @@ Rows that must never be read hold NaN in every case, so a stray read shows up as
 """
 import pytest
 import torch
-
 from edgeprune import ops
 from edgeprune.ops import reference as ref
 from ops_cases import ALL_BACKENDS, assert_close_to_reference, mix_inputs, require
@@ -130,7 +129,7 @@ def test_triton_reader_groups_and_splits():
     device = require("triton", "mix", torch.float32)
     from epkernels import mix as k
     gates, delta, base, pre, unread = mix_inputs(37, 50, 52, 70, torch.float32, device, base_rows=True)
-    blocks = dict(block_r=16, block_w=16, block_n=16)
+    blocks = {"block_r": 16, "block_w": 16, "block_n": 16}
     for skip_empty in (False, True):
         out = k.mix_forward(gates, delta, base, pre, skip_empty=skip_empty, **blocks)
         torch.testing.assert_close(out.cpu(), ref.mix_reference(gates.cpu(), delta.cpu(), base.cpu(), pre.cpu()),
@@ -148,7 +147,7 @@ def test_triton_reader_groups_and_splits():
 def test_float32_gradient_buffer_for_bf16_delta(backend):
     """mix_backward_ accumulates into a buffer of another dtype (e.g. float32 for bf16 delta)."""
     device = require(backend, "mix", torch.bfloat16)
-    gates, delta, base, pre, unread = mix_inputs(4, 12, 14, 40, torch.bfloat16, device)
+    gates, delta, _, pre, unread = mix_inputs(4, 12, 14, 40, torch.bfloat16, device)
     grad_out = torch.randn(4, 40).to(torch.bfloat16).to(device)
     grad_delta = torch.ones(14, 40, device=device)
     ops.mix_backward_(grad_out, gates, delta, grad_delta, pre, backend=backend)

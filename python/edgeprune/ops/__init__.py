@@ -21,8 +21,18 @@ from .dispatch import ENV_VAR, report, select
 from .hard_concrete import hard_concrete_op as _hard_concrete_op
 from .mix import mix_op as _mix_op
 
-__all__ = ["mix", "mix_backward_", "hard_concrete", "expected_l0", "zero_probability", "soft_mask",
-           "select_backend", "BACKENDS", "ENV_VAR", "report"]
+__all__ = [
+    "BACKENDS",
+    "ENV_VAR",
+    "expected_l0",
+    "hard_concrete",
+    "mix",
+    "mix_backward_",
+    "report",
+    "select_backend",
+    "soft_mask",
+    "zero_probability",
+]
 
 
 def select_backend(op: str, tensor: torch.Tensor, backend: str | None = None) -> str:

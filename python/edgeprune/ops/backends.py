@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from typing import ClassVar
 
 import torch
 
@@ -27,9 +28,9 @@ _F16, _BF16, _F32, _F64 = torch.float16, torch.bfloat16, torch.float32, torch.fl
 
 
 class Backend:
-    name: str = ""
-    devices: tuple[str, ...] = ()
-    dtypes: dict[str, frozenset] = {}
+    name: ClassVar[str] = ""
+    devices: ClassVar[tuple[str, ...]] = ()
+    dtypes: ClassVar[dict[str, frozenset]] = {}
 
     def unavailable_reason(self) -> str:
         """Why this backend cannot run at all here ('' when it can)."""
@@ -51,7 +52,7 @@ class Backend:
 class TorchBackend(Backend):
     """The readable PyTorch reference (ops/reference.py): any device, any float dtype."""
     name = "torch"
-    dtypes = {MIX: frozenset({_F16, _BF16, _F32, _F64}), HARD_CONCRETE: frozenset({_F16, _BF16, _F32, _F64})}
+    dtypes: ClassVar[dict[str, frozenset]] = {MIX: frozenset({_F16, _BF16, _F32, _F64}), HARD_CONCRETE: frozenset({_F16, _BF16, _F32, _F64})}
 
     def mix_forward(self, gates, delta, base, prefix):
         return _ref.mix_reference(gates, delta, base, prefix)
@@ -104,7 +105,7 @@ class _ExtensionBackend(Backend):
 class CppBackend(_ExtensionBackend):
     name = "cpp"
     devices = ("cpu",)
-    dtypes = {MIX: frozenset({_BF16, _F32, _F64}), HARD_CONCRETE: frozenset({_F32, _F64})}
+    dtypes: ClassVar[dict[str, frozenset]] = {MIX: frozenset({_BF16, _F32, _F64}), HARD_CONCRETE: frozenset({_F32, _F64})}
 
     def unavailable_reason(self) -> str:
         return _ext.reason()
@@ -113,7 +114,7 @@ class CppBackend(_ExtensionBackend):
 class CudaBackend(_ExtensionBackend):
     name = "cuda"
     devices = ("cuda",)
-    dtypes = {MIX: frozenset({_F16, _BF16, _F32, _F64}), HARD_CONCRETE: frozenset({_F32, _F64})}
+    dtypes: ClassVar[dict[str, frozenset]] = {MIX: frozenset({_F16, _BF16, _F32, _F64}), HARD_CONCRETE: frozenset({_F32, _F64})}
 
     def unavailable_reason(self) -> str:
         if not _ext.available():
@@ -128,7 +129,7 @@ class TritonBackend(Backend):
     """epkernels: compiled on CUDA devices; on CPU only under TRITON_INTERPRET=1 (tests)."""
     name = "triton"
     devices = ("cuda", "cpu")
-    dtypes = {MIX: frozenset({_F16, _BF16, _F32, _F64}), HARD_CONCRETE: frozenset({_F32, _F64})}
+    dtypes: ClassVar[dict[str, frozenset]] = {MIX: frozenset({_F16, _BF16, _F32, _F64}), HARD_CONCRETE: frozenset({_F32, _F64})}
 
     def unavailable_reason(self) -> str:
         if importlib.util.find_spec("triton") is None:

@@ -16,8 +16,6 @@ Unread writers (all-zero gate column after prefix masking) get a zero gate gradi
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -25,7 +23,7 @@ from .backends import BACKENDS
 
 
 @torch.library.custom_op("edgeprune::mix", mutates_args=())
-def mix_op(gates: Tensor, delta: Tensor, base: Tensor, prefix: Optional[Tensor], backend: str) -> Tensor:
+def mix_op(gates: Tensor, delta: Tensor, base: Tensor, prefix: Tensor | None, backend: str) -> Tensor:
     return BACKENDS[backend].mix_forward(gates, delta, base, prefix)
 
 
@@ -35,7 +33,7 @@ def _(gates, delta, base, prefix, backend):
 
 
 @torch.library.custom_op("edgeprune::mix_backward", mutates_args=())
-def mix_backward_op(grad_out: Tensor, gates: Tensor, delta: Tensor, prefix: Optional[Tensor], delta_grad: bool,
+def mix_backward_op(grad_out: Tensor, gates: Tensor, delta: Tensor, prefix: Tensor | None, delta_grad: bool,
                     backend: str) -> tuple[Tensor, Tensor]:
     grad_delta = None
     if delta_grad:
@@ -53,7 +51,7 @@ def _(grad_out, gates, delta, prefix, delta_grad, backend):
 
 @torch.library.custom_op("edgeprune::mix_backward_", mutates_args=("grad_delta",))
 def mix_backward_inplace_op(grad_out: Tensor, gates: Tensor, delta: Tensor, grad_delta: Tensor,
-                            prefix: Optional[Tensor], backend: str) -> Tensor:
+                            prefix: Tensor | None, backend: str) -> Tensor:
     return BACKENDS[backend].mix_backward(grad_out, gates, delta, prefix, grad_delta, True).to(gates.dtype)
 
 
