@@ -155,3 +155,16 @@ def test_float32_gradient_buffer_for_bf16_delta(backend):
     read = ~unread[:12].cpu()
     torch.testing.assert_close(grad_delta[:12].cpu()[read].double(), 1 + rows[read], rtol=2e-2, atol=2e-2)
     assert (grad_delta[unread] == 1).all()
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_autograd_keeps_only_the_inputs(backend):
+    """mix saves its inputs for backward (delta by reference, never a copy) and nothing else."""
+    device = require(backend, "mix", torch.float32)
+    gates, delta, base, pre, _ = mix_inputs(3, 6, 8, 20, torch.float32, device, poison=0.0)
+    gates.requires_grad_()
+    delta.requires_grad_()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        ops.mix(gates, delta, base, pre, backend=backend)
+    assert {t.data_ptr() for t in saved} <= {gates.data_ptr(), delta.data_ptr(), pre.data_ptr()}
