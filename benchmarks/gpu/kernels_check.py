@@ -14,6 +14,11 @@ Stages (each reports PASS/FAIL; a failure does not stop the later stages):
   4. bench   benchmarks/kernels.py at the full layer shapes (Markdown table: paste it, with the
              card, into benchmarks/RESULTS.md); the design target is Triton >= 0.80 x copy.
 Outputs go to --out (default $OUT when set, else benchmarks/gpu/out): log.txt, bench.json, bench.md.
+
+Expected cost on an H100/H200: build 2-4 min, tests 2-4 min (Triton compiles each kernel variant
+once), large shapes under 1 min, benchmark 1-2 min (several more with --sweep). Where one command
+may run at most 10 minutes, split it: `--skip-bench`, then `--skip-build --skip-tests` on the same
+machine (the built extension stays in python/edgeprune/).
 """
 from __future__ import annotations
 
