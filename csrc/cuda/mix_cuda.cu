@@ -179,10 +179,12 @@ at::Tensor rows(const at::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguo
 
 int64_t group_size(at::ScalarType dtype) { return dtype == at::kDouble ? 64 : 128; }
 
-template <typename F>
-void with_rb(int64_t R, F&& f) {  // the smallest compiled reader block that holds R readers
+// The smallest compiled reader block that holds R readers (R <= group_size of the dtype).
+template <typename S, typename F>
+void with_rb(int64_t R, F&& f) {
   if (R <= 16) f(std::integral_constant<int, 16>{});
   else if (R <= 32) f(std::integral_constant<int, 32>{});
+  else if constexpr (std::is_same_v<S, double>) f(std::integral_constant<int, 64>{});
   else if (R <= 64) f(std::integral_constant<int, 64>{});
   else f(std::integral_constant<int, 128>{});
 }
@@ -224,7 +226,7 @@ at::Tensor mix_forward_cuda(const at::Tensor& gates, const at::Tensor& delta_in,
     const int64_t rg = std::min(step, R - r0);
     EP_DISPATCH_STORAGE(delta.scalar_type(), [&] {
       using T = typename Acc<S>::type;
-      with_rb(rg, [&](auto rb) {
+      with_rb<S>(rg, [&](auto rb) {
         mix_forward_kernel<S, decltype(rb)::value><<<grid, kThreads, 0, stream>>>(
             m.z.data_ptr<T>() + r0 * P, m.active.data_ptr<bool>(), rg, P,
             reinterpret_cast<const S*>(delta.data_ptr()), delta.stride(0),
@@ -284,7 +286,7 @@ at::Tensor mix_backward_cuda(const at::Tensor& grad_out_in, const at::Tensor& ga
       const int64_t rg = std::min(step, R - r0);
       EP_DISPATCH_STORAGE(delta.scalar_type(), [&] {
         using T = typename Acc<S>::type;
-        with_rb(rg, [&](auto rb) {
+        with_rb<S>(rg, [&](auto rb) {
           mix_grad_delta_kernel<S, decltype(rb)::value><<<grid, kThreads, 0, stream>>>(
               m.z.data_ptr<T>() + r0 * P, m.active.data_ptr<bool>(), rg, P,
               reinterpret_cast<const S*>(grad_out.data_ptr()) + r0 * grad_out.stride(0), grad_out.stride(0),
