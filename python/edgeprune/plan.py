@@ -35,18 +35,26 @@ GIB = 2 ** 30
 
 # One layer's working set beyond what autograd saves, in units of its attention readers' norm
 # inputs (R x B x S x D, fp32 for RMSNorm, which upcasts; the model dtype for LayerNorm), keyed by
-# (family, half precision, checkpointing). Measured on the CPU with a storage-tracking dispatch
-# mode (tests/test_plan.py) on configs shaped like the targets (Llama: H = K, MLP 2.7 D, S = 64;
-# GPT-2: MLP 4 D); checkpointing keeps the recomputed layer's outputs live beside its backward.
-BACKWARD_WORKING_SET = {("llama", False, False): 2.1, ("llama", False, True): 3.2,
-                        ("llama", True, False): 1.6, ("llama", True, True): 1.95,
-                        ("gpt2", False, False): 1.8, ("gpt2", False, True): 3.0,
-                        ("gpt2", True, False): 1.8, ("gpt2", True, True): 3.0}
-# The same for the forward's peak (the last layer's forward, or any layer's under checkpointing).
-FORWARD_WORKING_SET = {("llama", False, False): 0.6, ("llama", False, True): 1.8,
-                       ("llama", True, False): 1.1, ("llama", True, True): 1.25,
-                       ("gpt2", False, False): 0.7, ("gpt2", False, True): 2.2,
-                       ("gpt2", True, False): 0.7, ("gpt2", True, True): 2.2}
+# (family, half precision, checkpointing, attention readers recomputed). Measured on the CPU with a
+# storage-tracking dispatch mode (tests/test_plan.py) on configs shaped like the targets (Llama:
+# H = K, MLP 2.7 D, S = 64; GPT-2: MLP 4 D). Checkpointing keeps the recomputed layer's outputs
+# live beside its backward; recomputed readers exist again during their layer's backward.
+BACKWARD_WORKING_SET = {("llama", False, False, False): 2.1, ("llama", False, True, False): 3.2,
+                        ("llama", True, False, False): 1.6, ("llama", True, True, False): 1.95,
+                        ("gpt2", False, False, False): 1.8, ("gpt2", False, True, False): 3.0,
+                        ("gpt2", True, False, False): 1.8, ("gpt2", True, True, False): 3.0,
+                        ("llama", False, False, True): 2.65, ("llama", False, True, True): 3.05,
+                        ("llama", True, False, True): 2.35, ("llama", True, True, True): 2.5,
+                        ("gpt2", False, False, True): 2.0, ("gpt2", False, True, True): 2.6,
+                        ("gpt2", True, False, True): 2.0, ("gpt2", True, True, True): 2.6}
+FORWARD_WORKING_SET = {("llama", False, False, False): 0.6, ("llama", False, True, False): 1.8,
+                       ("llama", True, False, False): 1.1, ("llama", True, True, False): 1.25,
+                       ("gpt2", False, False, False): 0.7, ("gpt2", False, True, False): 2.2,
+                       ("gpt2", True, False, False): 0.7, ("gpt2", True, True, False): 2.2,
+                       ("llama", False, False, True): 1.4, ("llama", False, True, True): 1.7,
+                       ("llama", True, False, True): 1.0, ("llama", True, True, True): 1.15,
+                       ("gpt2", False, False, True): 0.7, ("gpt2", False, True, True): 1.5,
+                       ("gpt2", True, False, True): 0.7, ("gpt2", True, True, True): 1.5}
 
 
 @dataclass
@@ -193,10 +201,24 @@ def model_shape(model_or_config) -> ModelShape:
 
 # ---------------------------------------------------------------------------------- the estimate
 
-def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype) -> int:
+def readers_recomputed_by_default() -> bool:
+    """Whether edgeprune.train recomputes the attention readers in backward unless told otherwise."""
+    import dataclasses
+
+    from .train import TrainConfig
+    field = {f.name: f for f in dataclasses.fields(TrainConfig)}.get("recompute_readers")
+    return bool(field.default) if field is not None else False
+
+
+def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype,
+                      readers_saved: bool = True, embedding_nodes: int | None = None) -> int:
     """What autograd saves for one gated decoder layer (weights frozen: only activations).
 
-    Counted from the code path, and checked against SavedTensors on tiny models (tests/test_plan.py).
+    readers_saved: False when the forward recomputes the attention readers' mixtures, norms and
+    rotary in backward (run_disentangled's recompute_readers); their checkpoint then keeps its
+    inputs: the readers' gates and, with no embedding nodes, their base (a new (B, S, D) sum; with
+    embedding nodes it is a view of the cached record). Counted from the code path, and checked
+    against SavedTensors on small models (tests/test_plan.py).
     """
     b = torch.finfo(dtype).bits // 8
     s = shape
@@ -206,14 +228,21 @@ def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtyp
     att = (2 * s.heads + 2 * s.kv_heads) * bs * s.head_dim * b + s.heads * bs * 4      # q, k, v, out; lse
     if s.family == "llama":
         # RMSNorm upcasts each reader's mixture to fp32 and saves it, with its rsqrt
-        reads = readers * (n * 4 + bs * 4) + (n * 4 + bs * 4)
-        rotary = 2 * bs * s.head_dim * b
+        per_reader = n * 4 + bs * 4
+        attn_reads = readers * per_reader + 2 * bs * s.head_dim * b                    # + rotary cos, sin
         mlp = 3 * bs * s.intermediate * b                                              # gate, up, act
-        return reads + rotary + att + mlp
-    # LayerNorm saves its input (model dtype), mean and rstd
-    reads = readers * (n * b + 2 * bs * 4) + (n * b + 2 * bs * 4)
-    mlp = 4 * bs * s.intermediate * b                                                  # GELU-tanh
-    return reads + att + mlp
+    else:
+        # LayerNorm saves its input (model dtype), mean and rstd
+        per_reader = n * b + 2 * bs * 4
+        attn_reads = readers * per_reader
+        mlp = 4 * bs * s.intermediate * b                                              # GELU-tanh
+    if embedding_nodes is None:
+        embedding_nodes = 2 if s.family == "gpt2" else 0
+    if readers_saved:
+        return attn_reads + per_reader + att + mlp
+    mean_prefix = embedding_nodes + (s.layers - 1) * (s.heads + 1) / 2
+    kept = int(readers * mean_prefix * 4) + (n * b if embedding_nodes == 0 else 0)
+    return kept + per_reader + att + mlp
 
 
 def _reader_unit(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype) -> int:
@@ -225,7 +254,7 @@ def _reader_unit(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype) ->
 def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32, n_gpus: int = 1,
          checkpointing: bool = False, gpu_memory_gib: float | None = None, *, embedding_nodes: int | None = None,
          positions: int = 1, examples: int | None = None, ablation: str = "corrupted", cache_bytes: int = 4 << 30,
-         cpu_offload: bool = False, reserve_gib: float = 2.0) -> Plan:
+         cpu_offload: bool = False, recompute_readers: bool | None = None, reserve_gib: float = 2.0) -> Plan:
     """Estimate the peak GPU memory of edgeprune.train on this model and say whether it fits.
 
     Args:
@@ -238,6 +267,8 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
         examples: training examples; their targets and ablation records are cached when they fit
             cache_bytes (as the trainer does). None: the dataset is one batch.
         gpu_memory_gib: the card, for the verdict (`Plan.fits`).
+        recompute_readers: whether the forward recomputes the attention readers in backward
+            (TrainConfig.recompute_readers); None: the trainer's default.
     """
     shape = model_shape(model_or_config)
     s = shape
@@ -271,10 +302,13 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
     targets = examples * positions * s.vocab * 4
     parts["targets"] = targets if targets <= cache_bytes else local * positions * s.vocab * 4
 
-    saved = layer_saved_bytes(s, local, seq_len, dtype)
+    if recompute_readers is None:
+        recompute_readers = readers_recomputed_by_default()
+    saved = layer_saved_bytes(s, local, seq_len, dtype, not recompute_readers, embedding_nodes)
     parts["saved activations"] = saved if checkpointing else s.layers * saved
     unit = _reader_unit(s, local, seq_len, dtype)
-    parts["layer working set"] = int(BACKWARD_WORKING_SET[s.family, b < 4, checkpointing] * unit)
+    key = (s.family, b < 4, checkpointing, bool(recompute_readers))
+    parts["layer working set"] = int(BACKWARD_WORKING_SET[key] * unit)
     parts["gates, optimiser"] = (edges + writers) * 4 * 4 + 2 * edges * 4
     # logits, log-probabilities and their gradients; the final read's gathered rows and their gradient
     parts["loss"] = local * positions * (s.vocab * (b + 3 * 4) + 2 * writers * s.d_model * b)
@@ -282,9 +316,9 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
     # the forward's peak: no stack gradient yet; under checkpointing no layer's activations are kept
     skip = ("delta gradient", "layer working set") + (("saved activations",) if checkpointing else ())
     forward = sum(v for k, v in parts.items() if k not in skip)
-    forward += int(FORWARD_WORKING_SET[s.family, b < 4, checkpointing] * unit)
+    forward += int(FORWARD_WORKING_SET[key] * unit)
     return Plan(shape, batch_size, seq_len, dtype, n_gpus, checkpointing, cpu_offload, parts, forward,
                 gpu_memory_gib, reserve_gib, notes=notes)
 
 
-__all__ = ["Plan", "ModelShape", "plan", "model_shape", "layer_saved_bytes"]
+__all__ = ["ModelShape", "Plan", "layer_saved_bytes", "model_shape", "plan"]
