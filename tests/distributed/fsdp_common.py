@@ -1,13 +1,12 @@
 """Inputs shared by the FSDP test and its torchrun worker, so both sides build the same run."""
 import torch
-
 from helpers.data import random_pairs
 from helpers.models import VOCAB
 
 # 9 examples in batches of 4: every epoch ends with a one-example batch, so one rank has no example
 # of its own (it runs one with weight 0). Checkpointing on: FSDP's hooks and recomputation compose.
-TRAIN_KW = dict(edge_sparsity=0.5, steps=6, batch_size=4, warmup_steps=2, ramp_steps=4, eval_every=0,
-                log_every=1, checkpoint_every=3, progress=False, checkpointing=True, seed=3)
+TRAIN_KW = {"edge_sparsity": 0.5, "steps": 6, "batch_size": 4, "warmup_steps": 2, "ramp_steps": 4, "eval_every": 0,
+                "log_every": 1, "checkpoint_every": 3, "progress": False, "checkpointing": True, "seed": 3}
 
 
 def trainer_for(pm, **overrides):
@@ -15,7 +14,7 @@ def trainer_for(pm, **overrides):
 
     (train() starts them at 10, where almost every sampled gate is clamped at 1 for many steps.)
     """
-    from edgeprune.train import Trainer, TrainConfig
+    from edgeprune.train import TrainConfig, Trainer
     with torch.no_grad():
         for p in pm.gates.parameters():
             p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))

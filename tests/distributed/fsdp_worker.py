@@ -7,9 +7,8 @@ import json
 import os
 import sys
 
-import torch
-
 import edgeprune
+import torch
 from edgeprune import distributed
 from edgeprune.models.disentangled import run_disentangled
 from edgeprune.train import Trainer, train
