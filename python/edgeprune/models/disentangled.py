@@ -39,10 +39,6 @@ class WriterRecord:
             return [fn(t) for t in v] if isinstance(v, list) else fn(v)
         return WriterRecord(**{f.name: apply(getattr(self, f.name)) for f in fields(self)})
 
-    def mean(self) -> "WriterRecord":
-        """Mean over the batch, per position: the mean ablation's writer values."""
-        return self.map(lambda t: t.float().mean(0, keepdim=True).to(t.dtype))
-
     def select(self, index) -> "WriterRecord":
         return self.map(lambda t: t[index])
 
@@ -55,14 +51,6 @@ class WriterRecord:
             out[f.name] = ([torch.cat(parts) for parts in zip(*vals)] if isinstance(vals[0], list)
                            else torch.cat(vals))
         return WriterRecord(**out)
-
-    @property
-    def nbytes(self) -> int:
-        total = 0
-        for f in fields(self):
-            v = getattr(self, f.name)
-            total += sum(t.numel() * t.element_size() for t in (v if isinstance(v, list) else [v]))
-        return total
 
 
 def attention_mask_for(adapter: Adapter, attention_mask, seq_len: int, device):
