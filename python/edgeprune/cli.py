@@ -39,6 +39,8 @@ def _add_train_options(p: argparse.ArgumentParser):
     g.add_argument("--eval-every", type=int, default=64)
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None)
+    g.add_argument("--checkpointing", action="store_true", help="recompute each decoder layer in backward")
+    g.add_argument("--cpu-offload", action="store_true", help="FSDP under torchrun: keep weight shards on the CPU")
     g.add_argument("--no-progress", action="store_true")
 
 
@@ -49,7 +51,8 @@ def _train_kwargs(args) -> dict:
                 lambda_lr=args.lambda_lr, warmup_steps=args.warmup_steps, ramp_steps=args.ramp_steps,
                 node_sparsity=args.node_sparsity, ablation=args.ablation, embedding_nodes=args.embedding_nodes,
                 seed=args.seed, n=args.n, eval_every=args.eval_every, device=device,
-                dtype=getattr(torch, args.dtype) if args.dtype else None, progress=not args.no_progress)
+                dtype=getattr(torch, args.dtype) if args.dtype else None, progress=not args.no_progress,
+                checkpointing=args.checkpointing, cpu_offload=args.cpu_offload)
 
 
 def _check_data(data: str):
@@ -64,6 +67,12 @@ def cmd_prune(args):
     from .train import train
     _check_data(args.data)
     kwargs = _train_kwargs(args)
+    if str(kwargs["device"]).startswith("cuda"):  # say before a large run whether it will fit
+        from .plan import plan
+        import torch
+        print(plan(args.model, batch_size=args.batch_size, seq_len=64, dtype=kwargs["dtype"] or torch.float32,
+                   n_gpus=int(os.environ.get("WORLD_SIZE", "1")), checkpointing=args.checkpointing,
+                   gpu_memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30))
     targets = sorted(args.sparsity)
     os.makedirs(args.out, exist_ok=True)
     if args.one_run:
