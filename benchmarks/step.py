@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import inspect
 import math
 import sys
@@ -118,18 +119,10 @@ def make_inputs(shape: Shape, device, seed: int = 0):
 # ------------------------------------------------------------------------------ the three steps
 
 def _import_edgeprune_train():
-    """edgeprune.train, installed or from the repository's python/ folder."""
-    try:
-        T = importlib.import_module("edgeprune.train")  # the module; edgeprune.train is the function
-        return T
-    except ImportError:
-        src = Path(__file__).resolve().parents[1] / "python"
-        if str(src) not in sys.path:
-            sys.path.insert(0, str(src))
-        for name in [m for m in sys.modules if m == "edgeprune" or m.startswith("edgeprune.")]:
-            del sys.modules[name]
-        T = importlib.import_module("edgeprune.train")  # the module; edgeprune.train is the function
-        return T
+    """The edgeprune.train module: installed, or from the repository's python/ folder if not installed."""
+    if importlib.util.find_spec("edgeprune") is None:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+    return importlib.import_module("edgeprune.train")  # the module; edgeprune.train is the function
 
 
 # ======================= ADAPTER (a): the only code here that touches edgeprune internals =========

@@ -219,7 +219,7 @@ def _reader_groups(R: int, block_r: int | None):
 
 
 def default_forward_blocks(R: int, dtype: torch.dtype) -> dict:
-    """GPU launch configuration for the forward (see benchmarks/kernels.py --sweep)."""
+    """GPU launch configuration for the forward (see benchmarks/bench_kernels.py --sweep)."""
     block_r = pow2_at_least(min(R, MAX_BLOCK_R))
     half = dtype in (torch.bfloat16, torch.float16)
     block_n = 128 if (block_r <= 64 or half) else 64

@@ -11,7 +11,7 @@ Stages (each reports PASS/FAIL; a failure does not stop the later stages):
              the CUDA C++ backend on CUDA tensors, the C++ backend on CPU.
   3. large   Triton and CUDA C++ against the float64 reference at layer-sized shapes (GPT-2 small
              and CodeLlama-13B readers/writers, fewer tokens), forward, backward, bf16 and fp32.
-  4. bench   benchmarks/kernels.py at the full layer shapes (Markdown table: paste it, with the
+  4. bench   benchmarks/bench_kernels.py at the full layer shapes (Markdown table: paste it, with the
              card, into benchmarks/RESULTS.md); the design target is Triton >= 0.80 x copy.
 Outputs go to --out (default $OUT when set, else benchmarks/gpu/out): log.txt, bench.json, bench.md.
 
@@ -135,7 +135,7 @@ def stage_large(log) -> bool:
 
 
 def stage_bench(log, out_dir, sweep) -> bool:
-    cmd = [sys.executable, "benchmarks/kernels.py", "--markdown", "--json", os.path.join(out_dir, "bench.json")]
+    cmd = [sys.executable, "benchmarks/bench_kernels.py", "--markdown", "--json", os.path.join(out_dir, "bench.json")]
     if sweep:
         cmd.append("--sweep")
     ok, stdout = run(cmd, log, timeout=3000, tail=400)

@@ -127,10 +127,10 @@ def cmd_plan(args):
 def cmd_bench(args):
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks")
     for candidate in (os.path.join(os.getcwd(), "benchmarks"), root):
-        script = os.path.join(candidate, f"{args.which}.py")
+        script = os.path.join(candidate, {"kernels": "bench_kernels.py", "step": "step.py"}[args.which])
         if os.path.exists(script):
             sys.exit(subprocess.call([sys.executable, script, *args.rest]))
-    raise FileNotFoundError(f"benchmarks/{args.which}.py was not found: run `edgeprune bench` from the edgeprune "
+    raise FileNotFoundError(f"the {args.which} benchmark was not found: run `edgeprune bench` from the edgeprune "
                             "source checkout (the benchmarks are not installed with the package)")
 
 

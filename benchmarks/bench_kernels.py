@@ -1,9 +1,9 @@
 """Mixing-kernel throughput: achieved bandwidth of every backend, against a copy and an einsum.
 
-    python benchmarks/kernels.py                 # GPT-2 small and CodeLlama-13B layer shapes
-    python benchmarks/kernels.py --quick         # fewer repetitions, smaller CPU shapes
-    python benchmarks/kernels.py --sweep         # GPU: also try Triton block configurations
-    python benchmarks/kernels.py --markdown      # the table as Markdown (benchmarks/RESULTS.md)
+    python benchmarks/bench_kernels.py                 # GPT-2 small and CodeLlama-13B layer shapes
+    python benchmarks/bench_kernels.py --quick         # fewer repetitions, smaller CPU shapes
+    python benchmarks/bench_kernels.py --sweep         # GPU: also try Triton block configurations
+    python benchmarks/bench_kernels.py --markdown      # the table as Markdown (benchmarks/RESULTS.md)
 
 Bytes counted per pass (the traffic a perfect kernel needs; the same figure for every backend):
     forward:  delta rows actually read (writers with a nonzero gate) + base + outputs written
@@ -19,6 +19,10 @@ Ratios above 1 are faster than the baseline; "x copy" is the fraction of copy ba
 On CPU the shapes keep the layer's readers, writers and width but fewer tokens (memory, time),
 and by default each call is timed by the CPU time of one thread (`--threads 1 --clock cpu`): on a
 shared development machine wall time mostly measures the scheduler. Use --clock wall for wall time.
+
+Named bench_kernels.py, not kernels.py: transformers probes for Hugging Face's `kernels` package
+by importing a top-level module of that name, and any script run from benchmarks/ would hand it
+this file.
 """
 from __future__ import annotations
 
