@@ -59,4 +59,21 @@ PAPER: dict[str, dict] = {
     },
 }
 
-SETTINGS: dict[str, dict] = {name: dict(values) for name, values in PAPER.items()}
+# What edgeprune uses: short runs on the whole dataset as one batch, zero ablation, no node term.
+# xproportion: recovered exactly (the 7 ground-truth edges, accuracy 1.0) for seeds 0 and 1, and
+# 15 of 16 seeds in a sweep (lr 0.5, lambda_lr 1e-7, 400 steps). The target 0.78 sits just below
+# the ground truth's 0.781, so the multipliers barely act and the KL holds every needed edge.
+# reverse: NOT reliably recovered yet. The best settings found (below) recover seed 1 of 0/1/7/42;
+# the usual failure drops a0 -> m0 (the length head's edge), which costs little KL on most inputs.
+SETTINGS: dict[str, dict] = {
+    "reverse": {
+        "edge_sparsity": 0.88, "node_sparsity": None, "lr": 0.8, "lambda_lr": 1e-8, "steps": 1500,
+        "warmup_steps": 20, "ramp_steps": 1000, "batch_size": 39, "eval_every": 0, "log_every": 100,
+        "ablation": "zero", "embedding_nodes": 2,
+    },
+    "xproportion": {
+        "edge_sparsity": 0.78, "node_sparsity": None, "lr": 0.5, "lambda_lr": 1e-7, "steps": 400,
+        "warmup_steps": 20, "ramp_steps": 250, "batch_size": 256, "eval_every": 0, "log_every": 100,
+        "ablation": "zero", "embedding_nodes": 2,
+    },
+}
