@@ -1,4 +1,4 @@
-"""Circuit drawings with Graphviz: one rank per layer, nodes coloured by kind, q/k/v inside heads.
+"""Circuit drawings with Graphviz: layer by layer (heads, then the MLP), colour by kind, q/k/v in heads.
 
 Before drawing, the circuit is cleaned as the reference's draw script does (method.md 5.3): every
 head that writes gets edges from its used q/k/v inputs; then, until nothing changes, edges into a
@@ -70,20 +70,22 @@ def circuit_to_dot(circuit, title: str | None = None) -> str:
         colour = COLOURS[_kind(node)]
         if node in heads_inputs or _kind(node) == "head":
             ports = "|".join(f"<{p}>{p}" for p in "qkv" if p in heads_inputs.get(node, ()))
-            label = f"{{{{{ports}}}|{node}}}" if ports else node
+            label = f"{{{node}|{{{ports}}}}}" if ports else node  # ports below: inputs come from below
             lines.append(f'  "{node}" [shape=record, style="filled", fillcolor="{colour}", label="{label}"];')
         else:
             lines.append(f'  "{node}" [shape=box, fillcolor="{colour}", label="{_pretty(node)}"];')
-    by_layer: dict[int, list[str]] = {}
+    # A layer's heads share a rank and its MLP takes the next one: the MLP reads its own layer's
+    # heads, and Graphviz cannot draw edges between record nodes of one rank.
+    by_layer: dict[tuple[int, bool], list[str]] = {}
     for node in nodes:
         if node != "resid_post":
-            by_layer.setdefault(_layer(node), []).append(node)
+            by_layer.setdefault((_layer(node), _kind(node) == "mlp"), []).append(node)
     for layer in sorted(by_layer):
         members = " ".join(f'"{n}"' for n in sorted(by_layer[layer]))
         lines.append(f"  {{ rank=same; {members} }}")
     for w, r in sorted(edges):
         match = _READER.match(r)
-        head_port = f'"{match.group(1)}":{match.group(2)}' if match else f'"{r}"'
+        head_port = f'"{match.group(1)}":{match.group(2)}:s' if match else f'"{r}"'
         colour = {"q": "#6aa84f", "k": "#3d85c6", "v": "#a64d79"}.get(match.group(2) if match else "", "#666666")
         lines.append(f'  "{w}" -> {head_port} [color="{colour}"];')
     lines.append("}")
@@ -122,5 +124,7 @@ def render(circuit, path: str, title: str | None = None) -> str:
     if dot is None:
         raise RuntimeError(f"Graphviz's `dot` program was not found, so only {dot_path} was written. Install "
                            f"Graphviz (e.g. apt-get install graphviz) and run: dot -T{fmt} {dot_path} -o {path}")
-    subprocess.run([dot, f"-T{fmt}", dot_path, "-o", path], check=True, capture_output=True)
+    result = subprocess.run([dot, f"-T{fmt}", dot_path, "-o", path], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"Graphviz failed to render {dot_path}: {result.stderr.strip()}")
     return path
