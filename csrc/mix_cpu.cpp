@@ -20,6 +20,15 @@ namespace edgeprune {
 
 namespace {
 
+// Items per thread for at::parallel_for: enough that each thread gets about kMinWork multiply-adds.
+// Small problems (the Tracr models, short sequences) then run on one thread: waking a pool costs
+// more than their whole loop, and much more when the cores are busy with other work.
+constexpr int64_t kMinWork = int64_t(1) << 18;
+int64_t grain(int64_t work_per_item, int64_t at_least) {
+  return std::max(at_least, kMinWork / std::max<int64_t>(1, work_per_item));
+}
+
+
 using cpu::DotArgs;
 using cpu::MixArgs;
 
@@ -166,7 +175,7 @@ at::Tensor mix_forward_impl(const at::Tensor& gates, const at::Tensor& delta, co
                      out.data_ptr(), c_off.data(), base.data_ptr(), add_off.data()};
   const Isa k = isa();
   const int64_t align = cpu::kColumnAlign, strips = (N + align - 1) / align;
-  at::parallel_for(0, strips, 4, [&](int64_t s0, int64_t s1) {
+  at::parallel_for(0, strips, grain(R * A * align, 4), [&](int64_t s0, int64_t s1) {
     Panel panel(cpu::mix_scratch_bytes(args.K));
     k.mix(args, s0 * align, std::min(N, s1 * align), panel.data());
   });
@@ -240,7 +249,7 @@ at::Tensor mix_backward_impl(const at::Tensor& grad_out, const at::Tensor& gates
   const int64_t chunks = (blocks + per_chunk - 1) / per_chunk;
   std::vector<T> partial(chunks * R * A, T(0));
   const Isa k = isa();
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+  at::parallel_for(0, chunks, grain(R * A * block * per_chunk * (need_gd ? 2 : 1), 1), [&](int64_t c0, int64_t c1) {
     Panel panel(need_gd ? cpu::mix_scratch_bytes(gd_args.K) : 0);
     Panel dot_panel(cpu::dot_scratch_bytes(R));
     for (int64_t c = c0; c < c1; ++c) {

@@ -5,9 +5,10 @@ import pytest
 from edgeprune.demo import recover
 
 
+@pytest.mark.parametrize("name", ["xproportion", "reverse"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_xproportion_recovered(seed):
-    circuit, report = recover("xproportion", seed=seed)
+def test_recovered(name, seed):
+    circuit, report = recover(name, seed=seed)
     assert report["recovered"], report
     assert not report["extra_edges"] and not report["missing_writers"] and report["exact"]
     assert circuit.metrics["accuracy"] == 1.0
