@@ -155,7 +155,7 @@ class FSDPLayers(LayerRunner):
 
 
 def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_forward: bool = True,
-               param_dtype: torch.dtype | None = None):
+               param_dtype: torch.dtype | None = None, from_rank0: bool = False):
     """Shard `pm.model` in place with FSDP2 and route the gated forward through FSDP's hooks.
 
     Args:
@@ -165,6 +165,9 @@ def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_fo
             default); False keeps them until its backward: faster, more memory.
         param_dtype: cast the frozen weights to this dtype before sharding (e.g. torch.bfloat16);
             None keeps the model's dtype. There is no mixed-precision policy: nothing is trained.
+        from_rank0: only rank 0 holds the weights; the other ranks' models are on the meta device
+            (train(path) under torchrun loads them so). Each rank's shards are filled from rank 0's
+            copy after sharding, so host memory holds one copy of the model instead of one per rank.
     """
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard, register_fsdp_forward_method
@@ -177,9 +180,13 @@ def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_fo
         pm.model.to(param_dtype)
     mesh = init_device_mesh(run.device.type, (run.world_size,))
     offload = CPUOffloadPolicy(pin_memory=run.device.type == "cuda") if cpu_offload else OffloadPolicy()
+    full_state = pm.model.state_dict() if from_rank0 and run.is_main else {}  # kept alive past sharding
     for layer in layers:
         fully_shard(layer, mesh=mesh, reshard_after_forward=reshard_after_forward, offload_policy=offload)
     fully_shard(pm.model, mesh=mesh, offload_policy=offload)
+    if from_rank0:
+        _fill_from_rank0(pm, run, full_state, torch.device("cpu") if cpu_offload else run.device)
+        del full_state
     # NOTE: a named forward method on each unit, so FSDP runs its unshard/reshard and backward hooks
     # around edgeprune's per-layer computation instead of the HF block's forward.
     for module in (*layers, pm.model):
@@ -187,6 +194,8 @@ def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_fo
         register_fsdp_forward_method(module, "edgeprune_forward")
     pm.model.set_reshard_after_backward(False, recurse=False)
 
+    if any(p.is_meta for p in pm.gates.parameters()):
+        pm.gates.to_empty(device=run.device)  # rank 0's values arrive just below
     pm.gates.to(run.device)
     run.broadcast_(list(pm.gates.parameters()))
     inner = runner_of(adapter)
@@ -195,6 +204,21 @@ def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_fo
     with torch.no_grad():  # the first root pass: FSDP's lazy init, and the root's weights gathered for good
         adapter.runner.model(lambda: None)
     return pm
+
+
+def _fill_from_rank0(pm, run: Distributed, full_state: dict, device: torch.device) -> None:
+    """Give the meta ranks storage, then every rank its shards of rank 0's weights and its buffers."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    if run.is_main and any(t.is_meta for t in pm.model.parameters()):
+        raise ValueError("from_rank0: rank 0 must hold the model's weights, not a meta-device model")
+    if not run.is_main:
+        pm.model.to_empty(device=device)
+    set_model_state_dict(pm.model, full_state, options=StateDictOptions(full_state_dict=True,
+                                                                        broadcast_from_rank0=True))
+    # buffers are not sharded, and the non-persistent ones (rotary frequencies) are in no state dict
+    for buffer in pm.model.buffers():
+        dist.broadcast(buffer.data, src=0)
 
 
 def local_device_of(pm) -> torch.device:

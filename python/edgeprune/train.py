@@ -357,14 +357,24 @@ def _progress(total, initial, enabled):
 
 # ---------------------------------------------------------------------- the public entry point
 
-def load_model(model, tokenizer=None, device=None, dtype=None):
-    """A model instance, hub id or local folder -> (model, tokenizer)."""
+def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = True):
+    """A model instance, hub id or local folder -> (model, tokenizer).
+
+    weights=False builds a hub id or folder's model on the meta device without reading its weights
+    (the ranks other than 0 of a sharded run: apply_fsdp fills their shards from rank 0's copy).
+    """
     if isinstance(model, (str, os.PathLike)):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         name = str(model)
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype or torch.float32,
-                                                     attn_implementation="sdpa")
+        if weights:
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype or torch.float32,
+                                                         attn_implementation="sdpa")
+        else:
+            with torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name), dtype=dtype or torch.float32,
+                                                         attn_implementation="sdpa")
+            return model, tokenizer
     if tokenizer is None:
         tokenizer = getattr(model, "tokenizer", None)
     if dtype is not None:
@@ -395,7 +405,10 @@ def train(model, data, *, edge_sparsity: float, node_sparsity: float | None = No
     config.validate()
     from . import distributed
     run = distributed.setup(device, force=config.cpu_offload)  # under torchrun: this rank's process group
-    model, tokenizer = load_model(model, tokenizer, device if run is None else None, dtype)
+    # Sharded: only rank 0 reads the weights (one copy in host memory, not one per rank).
+    from_rank0 = run is not None and isinstance(model, (str, os.PathLike))
+    model, tokenizer = load_model(model, tokenizer, device if run is None else None, dtype,
+                                  weights=not from_rank0 or run.is_main)
     dataset = tasks.load(data, tokenizer, split="train", n=n, seed=seed)
     if validation is None and isinstance(data, str):
         try:
@@ -408,7 +421,7 @@ def train(model, data, *, edge_sparsity: float, node_sparsity: float | None = No
     torch.manual_seed(seed)
     pm.gates.reset_parameters(torch.Generator().manual_seed(seed))
     if run is not None:
-        distributed.apply_fsdp(pm, run, cpu_offload=config.cpu_offload)
+        distributed.apply_fsdp(pm, run, cpu_offload=config.cpu_offload, from_rank0=from_rank0)
     if ablation == "mean":
         batch = dataset.batch(list(range(len(dataset))), pad_to=pad_to)
         where = distributed.local_device_of(pm)

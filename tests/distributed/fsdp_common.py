@@ -8,6 +8,8 @@ from helpers.models import VOCAB
 TRAIN_KW = {"edge_sparsity": 0.5, "steps": 6, "batch_size": 4, "warmup_steps": 2, "ramp_steps": 4, "eval_every": 0,
                 "log_every": 1, "checkpoint_every": 3, "progress": False, "checkpointing": True, "seed": 3}
 
+FROM_PATH = ("llama", "gpt2")  # families trained from a saved folder (weights read on rank 0 only)
+
 
 def trainer_for(pm, **overrides):
     """A Trainer whose gates start unsaturated (log alpha ~ N(0, 1)), so the KL term moves them.

@@ -12,7 +12,7 @@ import torch
 from edgeprune import distributed
 from edgeprune.models.disentangled import run_disentangled
 from edgeprune.train import Trainer, train
-from fsdp_common import TRAIN_KW, hook_inputs, train_data, trainer_for
+from fsdp_common import FROM_PATH, TRAIN_KW, hook_inputs, train_data, trainer_for
 from helpers.models import tiny
 
 
@@ -43,7 +43,45 @@ def check_hooks(model, out):
                    os.path.join(out, "hooks.pt"))
 
 
+loaded_on_meta: dict[str, bool] = {}
+
+
+def _record_meta_loads():
+    """Note, per family, whether this rank's train(folder) built its model on the meta device."""
+    train_module = sys.modules["edgeprune.train"]  # edgeprune.train, the attribute, is the function
+    load = train_module.load_model
+
+    def recording(model, *args, **kwargs):
+        loaded, tokenizer = load(model, *args, **kwargs)
+        family = os.path.basename(str(model))
+        if family in FROM_PATH:
+            loaded_on_meta[family] = any(p.is_meta for p in loaded.parameters())
+        return loaded, tokenizer
+    train_module.load_model = recording
+
+
+def _all_gather_flag(flag: bool) -> dict:
+    flags = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(flags, flag)
+    return {f"rank{i}": f for i, f in enumerate(flags)}
+
+
+def check_from_rank0(out, family):
+    """Shard a folder's model read on rank 0 only; save what each rank then holds, in full."""
+    run = distributed.setup()
+    model, _ = sys.modules["edgeprune.train"].load_model(os.path.join(out, family), weights=run.is_main)
+    pm = edgeprune.prunable(model)
+    distributed.apply_fsdp(pm, run, from_rank0=True)
+    # full_tensor() is collective (same order on every rank); the root's weights stay gathered
+    params = {name: p.full_tensor() if hasattr(p, "full_tensor") else p.detach()
+              for name, p in pm.model.named_parameters()}
+    buffers = dict(pm.model.named_buffers())
+    torch.save({"params": params, "buffers": buffers},
+               os.path.join(out, f"from_rank0_{family}_rank{run.rank}.pt"))
+
+
 def main(out):
+    _record_meta_loads()
     torch.set_num_threads(1)
     # Models first: transformers saves only on rank 0 once a process group exists.
     models = [tiny("llama") for _ in range(5)]
@@ -69,10 +107,18 @@ def main(out):
         pass
     Trainer.step = step
     resumed = train(models[3], data, checkpoint_dir=os.path.join(out, "resumed"), **TRAIN_KW)
+    from_path, meta = {}, {}
+    for family in FROM_PATH:
+        check_from_rank0(out, family)
+        from_path[f"from_{family}"] = train(os.path.join(out, family), data, **TRAIN_KW,
+                                            checkpoint_dir=os.path.join(out, f"from_{family}")).edge_scores
+        meta[family] = _all_gather_flag(loaded_on_meta[family])
     if int(os.environ["RANK"]) == 0:
         torch.save({"full": (full.edge_scores, full.node_scores), "resumed": (resumed.edge_scores, resumed.node_scores),
-                    "trainer": (trainer.history, pm.gates.edge_log_alpha.detach(), pm.gates.node_log_alpha.detach())},
-                   os.path.join(out, "gates.pt"))
+                    "trainer": (trainer.history, pm.gates.edge_log_alpha.detach(), pm.gates.node_log_alpha.detach()),
+                    **from_path}, os.path.join(out, "gates.pt"))
+        with open(os.path.join(out, "from_path.json"), "w") as f:
+            json.dump(meta, f)
         with open(os.path.join(out, "world.json"), "w") as f:
             json.dump({"world_size": torch.distributed.get_world_size()}, f)
     torch.distributed.destroy_process_group()

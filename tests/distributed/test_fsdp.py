@@ -12,8 +12,9 @@ import pytest
 import torch
 from edgeprune.models.disentangled import run_disentangled
 from edgeprune.train import train
-from fsdp_common import TRAIN_KW, hook_inputs, train_data, trainer_for
+from fsdp_common import FROM_PATH, TRAIN_KW, hook_inputs, train_data, trainer_for
 from helpers.models import tiny
+from helpers.tokenizers import word_level
 
 HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
@@ -22,6 +23,9 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 @pytest.fixture(scope="module")
 def fsdp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fsdp")
+    for family in FROM_PATH:  # saved folders: under torchrun only rank 0 reads their weights
+        tiny(family).save_pretrained(out / family)
+        word_level(["unused"]).save_pretrained(out / family)
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -83,3 +87,31 @@ def test_train_under_torchrun_matches_one_process_and_resumes(fsdp_run, tmp_path
     assert _log(fsdp_run / "resumed" / "metrics.jsonl")[-1]["step"] == 6
     torch.testing.assert_close(gates["resumed"][0], gates["full"][0], rtol=0, atol=0)
     torch.testing.assert_close(gates["resumed"][1], gates["full"][1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", FROM_PATH)
+def test_weights_read_on_rank_0_reach_every_rank(fsdp_run, family):
+    """Every rank's gathered weights and buffers (Llama's rotary frequencies, in no state dict) are
+    the saved model's, though only rank 0 read them."""
+    want = tiny(family)
+    for rank in (0, 1):
+        got = torch.load(fsdp_run / f"from_rank0_{family}_rank{rank}.pt")
+        names = [name for name, _ in want.named_parameters()]
+        assert sorted(got["params"]) == sorted(names)
+        for name, p in want.named_parameters():
+            torch.testing.assert_close(got["params"][name], p.detach(), rtol=0, atol=0)
+        assert sorted(got["buffers"]) == sorted(name for name, _ in want.named_buffers())
+        for name, b in want.named_buffers():
+            torch.testing.assert_close(got["buffers"][name], b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", FROM_PATH)
+def test_train_from_a_folder_reads_weights_on_rank_0_only(fsdp_run, family, tmp_path):
+    """The other rank built its model on the meta device; its shards came from rank 0 (GPT-2's tied
+    unembedding and Llama's rotary buffers included): the same run as one process."""
+    assert json.loads((fsdp_run / "from_path.json").read_text())[family] == {"rank0": False, "rank1": True}
+    single = train(tiny(family), train_data(), checkpoint_dir=str(tmp_path), **TRAIN_KW)
+    _assert_same_logs(_log(fsdp_run / f"from_{family}" / "metrics.jsonl"), _log(tmp_path / "metrics.jsonl"),
+                      ("loss", "kl", "edge_sparsity", "lambda_edge1"))
+    got = torch.load(fsdp_run / "gates.pt")[f"from_{family}"]
+    torch.testing.assert_close(got, single.edge_scores, rtol=1e-4, atol=1e-4)
