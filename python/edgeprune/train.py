@@ -406,7 +406,7 @@ def train(model, data, *, edge_sparsity: float, node_sparsity: float | None = No
     from . import distributed
     run = distributed.setup(device, force=config.cpu_offload)  # under torchrun: this rank's process group
     # Sharded: only rank 0 reads the weights (one copy in host memory, not one per rank).
-    from_rank0 = run is not None and isinstance(model, (str, os.PathLike))
+    from_rank0 = run is not None and run.world_size > 1 and isinstance(model, (str, os.PathLike))
     model, tokenizer = load_model(model, tokenizer, device if run is None else None, dtype,
                                   weights=not from_rank0 or run.is_main)
     dataset = tasks.load(data, tokenizer, split="train", n=n, seed=seed)
