@@ -119,5 +119,10 @@ def test_nan_loss_names_step_and_checkpoint(tmp_path):
     with torch.no_grad():
         t.pm.model.lm_head.weight.fill_(float("nan"))
     t.targets = t.targets.nan_to_num(0.0) - 1.0   # keep the target finite; the circuit's logits are NaN
+    before = [p.detach().clone() for p in (*t.pm.gates.parameters(), *t.lambdas.values())]
     with pytest.raises(NonFiniteLoss, match=r"at step 8 .*checkpoint\.pt"):
         t.step()
+    # raised before the update: the gates and multipliers are the step-8 ones, the step not counted
+    assert t.step_index == 8
+    for old, p in zip(before, (*t.pm.gates.parameters(), *t.lambdas.values())):
+        assert torch.equal(old, p.detach())

@@ -211,13 +211,15 @@ class Trainer:
         terms = self.loss_terms(step)
         loss = terms["loss"]
         objective = terms.pop("objective", loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        # Checked after backward, not before: reading the loss waits for the device, and here the
+        # whole forward and backward have been queued first. Nothing has been updated yet.
         if not torch.isfinite(loss):
             where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else \
                 "; no checkpoint was written yet (pass checkpoint_dir to keep one)"
             raise NonFiniteLoss(f"the loss became {loss.item()} at step {step} (KL {terms['kl'].item()}){where}. "
                                 "Lower the learning rates, or check the model's dtype (fp32 is safest).")
-        self.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         if self.dist is not None:
             self.dist.average_gradients(params)
