@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="file name; its extension picks the format")
     p.set_defaults(fn=cmd_draw)
 
-    p = sub.add_parser("demo", help="recover the two Tracr circuits on CPU and draw them (about a minute)")
+    p = sub.add_parser("demo", help="recover the two Tracr circuits on CPU and draw them (under a minute)")
     p.add_argument("--out", default="edgeprune-demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="override the demo's step counts")

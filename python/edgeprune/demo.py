@@ -91,4 +91,9 @@ def run_demo(out: str = "edgeprune-demo", seed: int = 0, steps: int | None = Non
         ok &= report["recovered"]
     print(f"\nBoth circuits {'recovered exactly' if ok else 'NOT all recovered'} "
           f"({time.perf_counter() - started_all:.1f} s); saved under {out}/")
+    if not ok and steps is not None:
+        print("--steps overrode the settings' step counts (edgeprune.tracr.settings); without it the runs are longer.")
+    elif not ok:
+        print("A run's outcome depends on its seed and, through floating point, on the kernels that ran it "
+              f"(reverse recovers for 7 of seeds 0-9 with the C++ kernels): try `edgeprune demo --seed {seed + 1}`.")
     return ok
