@@ -7,7 +7,7 @@ against Hugging Face separately.
 """
 import torch
 
-from edgeprune.models.disentangled import attend, attention_mask_for
+from edgeprune.models.disentangled import attend
 
 
 def writer_outputs(adapter, graph, ids):
@@ -19,8 +19,7 @@ def writer_outputs(adapter, graph, ids):
     pos = torch.arange(ids.shape[1])[None].expand(ids.shape[0], -1)
     H, K = adapter.num_heads, adapter.num_kv_heads
     for layer in range(graph.num_layers):
-        q, k, v = adapter.attention_inputs(layer, resid.expand(H, *resid.shape), resid.expand(K, *resid.shape),
-                                           resid.expand(K, *resid.shape), pos)
+        q, k, v = adapter.attention_inputs(layer, resid.expand(H + 2 * K, *resid.shape), pos)
         ctx = attend(adapter, layer, q, k, v, None)
         heads = head_outputs(adapter, layer, ctx)
         outs += heads
@@ -58,7 +57,7 @@ def naive_forward(adapter, graph, ids, ablated, edges, nodes):
         start, stop = graph.attn_segment(layer)
         g = edges[start:stop].view(H + 2 * K, p)
         inputs = torch.stack([reader_input(g[r], p) for r in range(H + 2 * K)])
-        q, k, v = adapter.attention_inputs(layer, inputs[:H], inputs[H:H + K], inputs[H + K:], pos)
+        q, k, v = adapter.attention_inputs(layer, inputs, pos)
         x += head_outputs(adapter, layer, attend(adapter, layer, q, k, v, None))
         seg = graph.mlp_segment(layer)
         x.append(adapter.mlp(layer, reader_input(edges[seg.start:seg.stop], seg.cols)))

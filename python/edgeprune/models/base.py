@@ -29,10 +29,13 @@ class Adapter:
         """The embedding writers' outputs, each (B, S, D): [token, position] or [embeds]."""
         raise NotImplementedError
 
-    def attention_inputs(self, layer: int, q_in, k_in, v_in, position_ids):
-        """Per-reader inputs (H|K, B, S, D) -> q (B, H, S, dh), k and v (B, K, S, dh).
+    def attention_inputs(self, layer: int, readers, position_ids):
+        """Per-reader inputs (H + 2K, B, S, D), queries then keys then values -> q (B, H, S, dh),
+        k and v (B, K, S, dh).
 
-        Each reader is normalised separately with the layer's shared norm (method.md 2.3).
+        Each reader is normalised separately with the layer's shared norm (method.md 2.3). One call
+        takes every reader of the layer, so an adapter can norm (and, where the weights allow,
+        project) them all in one op.
         """
         raise NotImplementedError
 

@@ -129,8 +129,7 @@ def _record_writers(adapter: Adapter, input_ids, attention_mask) -> WriterRecord
 
     for layer in range(adapter.num_layers):
         def plain_layer(resid, layer=layer):
-            q, k, v = adapter.attention_inputs(layer, resid.expand(H, *resid.shape), resid.expand(K, *resid.shape),
-                                               resid.expand(K, *resid.shape), pos)
+            q, k, v = adapter.attention_inputs(layer, resid.expand(H + 2 * K, *resid.shape), pos)
             ctx = attend(adapter, layer, q, k, v, mask)
             w_o, b_o = adapter.output_projection(layer)
             attn = ctx.flatten(2) @ w_o.flatten(0, 1)
@@ -162,7 +161,7 @@ def run_disentangled(adapter: Adapter, graph: Graph, input_ids, record: WriterRe
 def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention_mask, positions, backend,
                       recompute_readers):
     B, S = input_ids.shape
-    H, K, D = adapter.num_heads, adapter.num_kv_heads, adapter.d_model
+    H, D = adapter.num_heads, adapter.d_model
     E = graph.embedding_nodes
     mask = attention_mask_for(adapter, attention_mask, S, input_ids.device)
     pos = _position_ids(input_ids)
@@ -187,7 +186,7 @@ def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention
     def attention_readers(layer, token, gates, base):
         stack.token = token
         inputs = stack.read(gates, base)
-        return adapter.attention_inputs(layer, inputs[:H], inputs[H:H + K], inputs[H + K:], pos)
+        return adapter.attention_inputs(layer, inputs, pos)
 
     for layer in range(graph.num_layers):
         # One decoder layer: its tensors with gradients are arguments (the runner may hook them); the

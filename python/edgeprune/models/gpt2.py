@@ -26,13 +26,13 @@ class GPT2Adapter(Adapter):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         return [self.transformer.wte(input_ids), self.transformer.wpe(positions)[None].expand(input_ids.shape[0], -1, -1)]
 
-    def attention_inputs(self, layer, q_in, k_in, v_in, position_ids):
+    def attention_inputs(self, layer, readers, position_ids):
         block = self.transformer.h[layer]
         D, H, dh = self.d_model, self.num_heads, self.head_dim
-        w = block.attn.c_attn.weight.view(D, 3, H, dh).permute(1, 2, 0, 3)  # (3, H, D, dh)
-        b = block.attn.c_attn.bias.view(3, H, dh)
-        ln = block.ln_1
-        return tuple(per_head(ln(x), w[i], b[i]) for i, x in enumerate((q_in, k_in, v_in)))
+        # c_attn's columns are [q heads | k heads | v heads], the readers' order: one projection
+        w = block.attn.c_attn.weight.view(D, 3 * H, dh).transpose(0, 1)  # (3H, D, dh), a view
+        out = per_head(block.ln_1(readers), w, block.attn.c_attn.bias.view(3 * H, dh))  # (B, 3H, S, dh)
+        return out[:, :H], out[:, H:2 * H], out[:, 2 * H:]
 
     def attention_scale(self, layer):
         attn = self.transformer.h[layer].attn

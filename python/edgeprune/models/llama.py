@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 
-import torch
 
 from .base import Adapter, per_head
 
@@ -41,13 +40,14 @@ class LlamaAdapter(Adapter):
         w = proj.weight.view(heads, self.head_dim, self.d_model).transpose(1, 2)  # (heads, D, dh)
         return w, proj.bias
 
-    def attention_inputs(self, layer, q_in, k_in, v_in, position_ids):
+    def attention_inputs(self, layer, readers, position_ids):
         block = self.inner.layers[layer]
-        attn, norm = block.self_attn, block.input_layernorm
+        attn = block.self_attn
         H, K = self.num_heads, self.num_kv_heads
-        q = per_head(norm(q_in), *self._weights(attn.q_proj, H))
-        k = per_head(norm(k_in), *self._weights(attn.k_proj, K))
-        v = per_head(norm(v_in), *self._weights(attn.v_proj, K))
+        x = block.input_layernorm(readers)
+        q = per_head(x[:H], *self._weights(attn.q_proj, H))
+        k = per_head(x[H:H + K], *self._weights(attn.k_proj, K))
+        v = per_head(x[H + K:], *self._weights(attn.v_proj, K))
         cos, sin = self.inner.rotary_emb(v, position_ids)
         q, k = self._apply_rotary(q, k, cos, sin)
         return q, k, v

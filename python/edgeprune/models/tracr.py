@@ -216,11 +216,12 @@ class TracrAdapter(Adapter):
         b = getattr(m, f"{part}_b").view(c.num_heads, c.key_size)
         return w, b
 
-    def attention_inputs(self, layer, q_in, k_in, v_in, position_ids):
+    def attention_inputs(self, layer, readers, position_ids):
         # No norm: each reader's mixture goes straight into its own head's projection.
-        return (per_head(q_in, *self._per_head(layer, "query")),
-                per_head(k_in, *self._per_head(layer, "key")),
-                per_head(v_in, *self._per_head(layer, "value")))
+        H = self.num_heads
+        return (per_head(readers[:H], *self._per_head(layer, "query")),
+                per_head(readers[H:2 * H], *self._per_head(layer, "key")),
+                per_head(readers[2 * H:], *self._per_head(layer, "value")))
 
     def attention_scale(self, layer):
         return self.config.key_size ** -0.5
