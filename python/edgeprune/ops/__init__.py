@@ -51,14 +51,29 @@ def _backend_name(op: str, device: torch.device, dtype: torch.dtype, backend: st
 _backend_name._dynamo_marked_constant = True
 
 
+def _eager(*tensors) -> bool:
+    """Call the kernel directly: not being traced, and no autograd graph to record.
+
+    The custom-op machinery costs tens of microseconds a call, a few milliseconds of host time in
+    a GPT-2 small step; the delta stack (an autograd.Function of its own) needs none of it.
+    """
+    return not torch.compiler.is_compiling() and not (
+        torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
+
+
 def mix(gates, delta, base, prefix=None, backend=None):
     """out (R, N) = base + sum_{w < prefix[r]} gates[r, w] delta[w], accumulated in float32."""
-    return _mix_op(gates, delta, base, prefix, select_backend("mix", delta, backend))
+    name = select_backend("mix", delta, backend)
+    if _eager(gates, delta, base):
+        return BACKENDS[name].mix_forward(gates, delta, base, prefix)
+    return _mix_op(gates, delta, base, prefix, name)
 
 
 def mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None):
     """Gate gradient (R, P); adds gates_masked^T @ grad_out into grad_delta[:P] in place."""
     name = select_backend("mix", delta, backend)
+    if _eager(grad_out, gates, delta, grad_delta):
+        return BACKENDS[name].mix_backward(grad_out, gates, delta, prefix, grad_delta, True).to(gates.dtype)
     return torch.ops.edgeprune.mix_backward_(grad_out, gates, delta, grad_delta, prefix, name)
 
 
