@@ -44,10 +44,12 @@ class LlamaAdapter(Adapter):
         block = self.inner.layers[layer]
         attn = block.self_attn
         H, K = self.num_heads, self.num_kv_heads
-        x = block.input_layernorm(readers)
-        q = per_head(x[:H], *self._weights(attn.q_proj, H))
-        k = per_head(x[H:H + K], *self._weights(attn.k_proj, K))
-        v = per_head(x[H + K:], *self._weights(attn.v_proj, K))
+        # One norm per group, not one over all H + 2K readers: RMSNorm's float32 temporaries for
+        # every reader at once would raise a bf16 model's peak (and this norm is not fused).
+        norm = block.input_layernorm
+        q = per_head(norm(readers[:H]), *self._weights(attn.q_proj, H))
+        k = per_head(norm(readers[H:H + K]), *self._weights(attn.k_proj, K))
+        v = per_head(norm(readers[H + K:]), *self._weights(attn.v_proj, K))
         cos, sin = self.inner.rotary_emb(v, position_ids)
         q, k = self._apply_rotary(q, k, cos, sin)
         return q, k, v
