@@ -309,6 +309,8 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
     unit = _reader_unit(s, local, seq_len, dtype)
     key = (s.family, b < 4, checkpointing, bool(recompute_readers))
     parts["layer working set"] = int(BACKWARD_WORKING_SET[key] * unit)
+    if recompute_readers:  # the readers' rerun keeps its q, k, v and their incoming gradients alive
+        parts["layer working set"] += 2 * local * seq_len * (s.heads + 2 * s.kv_heads) * s.head_dim * b
     parts["gates, optimiser"] = (edges + writers) * 4 * 4 + 2 * edges * 4
     # logits, log-probabilities and their gradients; the final read's gathered rows and their gradient
     parts["loss"] = local * positions * (s.vocab * (b + 3 * 4) + 2 * writers * s.d_model * b)

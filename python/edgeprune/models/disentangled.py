@@ -17,7 +17,6 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from ..graph import Graph
 from .base import Adapter
@@ -158,6 +157,41 @@ def run_disentangled(adapter: Adapter, graph: Graph, input_ids, record: WriterRe
                                     attention_mask, positions, backend, recompute_readers)
 
 
+class _Recomputed(torch.autograd.Function):
+    """fn(token, gates, base) run without keeping its intermediates; rerun in backward.
+
+    A lean torch.utils.checkpoint for the attention readers, whose hooks on every saved tensor cost
+    more host time than the rerun itself at GPT-2 small's size; it keeps only its three inputs. Its
+    token input orders it like a read of the delta stack: its backward, which accumulates into the
+    stack's gradient through the rerun's reads, runs before the backward of the writes before it.
+    Unlike checkpoint, the rerun's outputs (q, k, v) and their incoming gradients stay alive through
+    its backward (edgeprune.plan counts them).
+    """
+
+    @staticmethod
+    def forward(ctx, fn, token, gates, base):
+        ctx.fn = fn
+        ctx.save_for_backward(token, gates, base)
+        with torch.no_grad():
+            return fn(token, gates, base)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        token, gates, base = ctx.saved_tensors
+        # the token always takes part, so the rerun's reads reach the delta stack's gradient even
+        # when neither the gates nor the base need one
+        leaves = (token.detach().requires_grad_(), gates.detach().requires_grad_(ctx.needs_input_grad[2]),
+                  base.detach().requires_grad_(ctx.needs_input_grad[3]))
+        with torch.enable_grad():
+            outs = ctx.fn(*leaves)
+        used = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
+        if used:
+            torch.autograd.backward([o for o, _ in used], [g for _, g in used],
+                                    inputs=[t for t in leaves if t.requires_grad])
+        token_grad = token.new_empty(0) if ctx.needs_input_grad[1] else None
+        return None, token_grad, leaves[1].grad, leaves[2].grad
+
+
 def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention_mask, positions, backend,
                       recompute_readers):
     B, S = input_ids.shape
@@ -199,7 +233,7 @@ def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention
             if recompute_readers and torch.is_grad_enabled():
                 # The H + 2K mixtures and their norms are recomputed in backward instead of being
                 # saved: R full-width tensors per layer, more than the delta stack itself holds.
-                q, k, v = checkpoint(attention_readers, layer, stack.token, gates, base, use_reentrant=False)
+                q, k, v = _Recomputed.apply(lambda *a: attention_readers(layer, *a), stack.token, gates, base)
             else:
                 q, k, v = attention_readers(layer, stack.token, gates, base)
             ctx = attend(adapter, layer, q, k, v, mask)
