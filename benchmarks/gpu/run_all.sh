@@ -31,7 +31,7 @@ case "${1:-kernels}" in
     ;;
   training)
     stage build 120 python setup.py build_ext --inplace
-    stage step 200 python benchmarks/step.py --shapes gpt2-small-b32,gpt2-small-b128,gpt2-medium-b32 \
+    stage step 200 python benchmarks/step.py --shapes gpt2-small-b32,gpt2-small-b128,gpt2-medium-b32,host-gpt2-small \
       --jsonl "$OUT/step.jsonl"
     stage ioi_run 150 python benchmarks/step.py --ioi-only --jsonl "$OUT/step.jsonl"
     stage scale 200 python benchmarks/gpu/scale.py
