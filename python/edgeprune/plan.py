@@ -215,7 +215,7 @@ def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtyp
     """What autograd saves for one gated decoder layer (weights frozen: only activations).
 
     readers_saved: False when the forward recomputes the attention readers' mixtures, norms and
-    rotary in backward (run_disentangled's recompute_readers); their checkpoint then keeps its
+    rotary in backward (run_disentangled's recompute_readers); the recomputation then keeps its
     inputs: the readers' gates and, with no embedding nodes, their base (a new (B, S, D) sum; with
     embedding nodes it is a view of the cached record). Counted from the code path, and checked
     against SavedTensors on small models (tests/test_plan.py).
