@@ -161,7 +161,7 @@ def _config_of(obj):
 def _family(cfg) -> str:
     if cfg.model_type == "gpt2":
         return "gpt2"
-    if cfg.model_type in ("llama", "mistral", "qwen2"):
+    if cfg.model_type in ("llama", "mistral", "qwen2", "qwen3"):
         return "llama"
     raise ValueError(f"plan() supports GPT-2 and Llama-family configs, not model_type={cfg.model_type!r}")
 

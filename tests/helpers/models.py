@@ -2,7 +2,7 @@
 import tempfile
 
 import torch
-from transformers import (AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config)
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
 VOCAB = 61
 
@@ -19,7 +19,9 @@ def tiny(family: str, layers: int = 2, dtype=torch.float32, seed: int = 0, **ove
     if family == "gpt2":
         cfg = GPT2Config(n_layer=layers, n_head=4, n_embd=32, n_positions=64, **common, **overrides)
     else:
-        cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}[family]
+        cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}[family]
+        if family == "qwen3":
+            overrides = {"head_dim": 8, **overrides}
         cfg = cls(num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
                   intermediate_size=48, max_position_embeddings=64, **common, **overrides)
     from transformers import AutoConfig  # noqa: F401  (registers the families)

@@ -7,7 +7,7 @@ from edgeprune.models.disentangled import run_disentangled
 from helpers.models import VOCAB, tiny
 from models.naive import naive_forward, writer_outputs
 
-FAMILIES = ["gpt2", "llama", "mistral", "qwen2"]
+FAMILIES = ["gpt2", "llama", "mistral", "qwen2", "qwen3"]
 
 
 def _ids(b=3, s=7, seed=1):
@@ -26,6 +26,27 @@ def test_all_gates_on_equals_hf(family):
         assert (pm(ids, cids) - hf).abs().max() < 1e-4
 
 
+# Sliding windows shorter than the 7-token inputs: in every layer (Mistral), in the layers past
+# max_window_layers (Qwen2: layer 0 full, layer 1 windowed), and absent from the HF-equality above.
+WINDOWED = [("mistral", {"sliding_window": 3}),
+            ("qwen2", {"use_sliding_window": True, "sliding_window": 3, "max_window_layers": 1})]
+
+
+@pytest.mark.parametrize("family,config", WINDOWED)
+def test_sliding_windows_per_layer_equal_hf(family, config):
+    model = tiny(family, **config)
+    ids, cids = _ids()
+    pm = edgeprune.prunable(model, embedding_nodes=1).eval()
+    assert [pm.adapter.sliding_window(layer) for layer in range(2)] == \
+        ([3, 3] if family == "mistral" else [None, 3])
+    pm.set_circuit(None)
+    assert (pm(ids, cids) - model(ids).logits).abs().max() < 1e-4
+    pm.set_circuit([])
+    assert (pm(ids, cids) - model(cids).logits).abs().max() < 1e-4
+    # the window matters here: the same model without it computes something else
+    assert (tiny(family)(ids).logits - model(ids).logits).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_all_edges_off_equals_corrupted_run(family):
     model = tiny(family)
@@ -36,7 +57,7 @@ def test_all_edges_off_equals_corrupted_run(family):
 
 
 CASES = [("gpt2", e, a) for e in (0, 1, 2) for a in ("corrupted", "zero", "mean")] + \
-        [("llama", e, a) for e in (0, 1) for a in ("corrupted", "zero", "mean")]
+        [("llama", e, a) for e in (0, 1) for a in ("corrupted", "zero", "mean")] + [("qwen3", 1, "corrupted")]
 
 
 @pytest.mark.parametrize("family,embedding_nodes,ablation", CASES)

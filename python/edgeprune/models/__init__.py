@@ -17,7 +17,8 @@ ABLATIONS = ("corrupted", "zero", "mean")
 def _adapter_for(model) -> Adapter:
     from .gpt2 import GPT2Adapter
     from .llama import LlamaAdapter
-    families = {"gpt2": GPT2Adapter, "llama": LlamaAdapter, "mistral": LlamaAdapter, "qwen2": LlamaAdapter}
+    families = {"gpt2": GPT2Adapter, "llama": LlamaAdapter, "mistral": LlamaAdapter, "qwen2": LlamaAdapter,
+                "qwen3": LlamaAdapter}
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type == "tracr":
         from .tracr import TracrAdapter
@@ -26,8 +27,8 @@ def _adapter_for(model) -> Adapter:
         return families[model_type](model)
     raise ValueError(
         f"edgeprune cannot prune {type(model).__name__} (model_type={model_type!r}). Supported: "
-        "GPT2LMHeadModel, LlamaForCausalLM (CodeLlama included), MistralForCausalLM, Qwen2ForCausalLM "
-        "and Tracr models (edgeprune.tracr.load); pass the model with its language-modelling head.")
+        "GPT2LMHeadModel, LlamaForCausalLM (CodeLlama included), MistralForCausalLM, Qwen2ForCausalLM, "
+        "Qwen3ForCausalLM and Tracr models (edgeprune.tracr.load); pass the model with its language-modelling head.")
 
 
 class PrunableModel(nn.Module):

@@ -54,8 +54,8 @@ class Adapter:
         """Final norm and unembedding of the final read."""
         raise NotImplementedError
 
-    @property
-    def sliding_window(self) -> int | None:
+    def sliding_window(self, layer: int) -> int | None:
+        """Layer `layer` attends to at most this many most recent positions (None: no window)."""
         return None
 
     @property

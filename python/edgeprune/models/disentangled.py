@@ -52,9 +52,20 @@ class WriterRecord:
         return WriterRecord(**out)
 
 
-def attention_mask_for(adapter: Adapter, attention_mask, seq_len: int, device):
+def attention_masks(adapter: Adapter, attention_mask, seq_len: int, device) -> list[torch.Tensor | None]:
+    """Each layer's attention mask (layers may differ in their sliding window), built once per window."""
+    by_window = {}
+    out = []
+    for layer in range(adapter.num_layers):
+        window = adapter.sliding_window(layer)
+        if window not in by_window:
+            by_window[window] = attention_mask_for(adapter, attention_mask, seq_len, device, window)
+        out.append(by_window[window])
+    return out
+
+
+def attention_mask_for(adapter: Adapter, attention_mask, seq_len: int, device, window: int | None = None):
     """A boolean (B, 1, S, S) mask, or None when plain causal (or full) attention is exact."""
-    window = adapter.sliding_window
     if attention_mask is None and (window is None or seq_len <= window):
         return None
     i = torch.arange(seq_len, device=device)
@@ -70,8 +81,9 @@ def attention_mask_for(adapter: Adapter, attention_mask, seq_len: int, device):
     return allowed | torch.eye(seq_len, dtype=torch.bool, device=device)
 
 
-def attend(adapter: Adapter, layer: int, q, k, v, mask) -> torch.Tensor:
-    """SDPA (FlashAttention kernels on CUDA) -> head contexts (B, S, H, dh)."""
+def attend(adapter: Adapter, layer: int, q, k, v, masks) -> torch.Tensor:
+    """SDPA (FlashAttention kernels on CUDA) -> head contexts (B, S, H, dh); masks from attention_masks."""
+    mask = masks[layer] if masks is not None else None
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, is_causal=adapter.causal and mask is None,
         scale=adapter.attention_scale(layer), enable_gqa=q.shape[1] != k.shape[1])
@@ -118,7 +130,7 @@ def record_writers(adapter: Adapter, input_ids, attention_mask=None) -> WriterRe
 
 
 def _record_writers(adapter: Adapter, input_ids, attention_mask) -> WriterRecord:
-    mask = attention_mask_for(adapter, attention_mask, input_ids.shape[1], input_ids.device)
+    masks = attention_masks(adapter, attention_mask, input_ids.shape[1], input_ids.device)
     pos = _position_ids(input_ids)
     embeds = adapter.embeddings(input_ids)
     resid = sum(embeds)
@@ -129,7 +141,7 @@ def _record_writers(adapter: Adapter, input_ids, attention_mask) -> WriterRecord
     for layer in range(adapter.num_layers):
         def plain_layer(resid, layer=layer):
             q, k, v = adapter.attention_inputs(layer, resid.expand(H + 2 * K, *resid.shape), pos)
-            ctx = attend(adapter, layer, q, k, v, mask)
+            ctx = attend(adapter, layer, q, k, v, masks)
             w_o, b_o = adapter.output_projection(layer)
             attn = ctx.flatten(2) @ w_o.flatten(0, 1)
             mid = resid + (attn if b_o is None else attn + b_o)
@@ -197,7 +209,7 @@ def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention
     B, S = input_ids.shape
     H, D = adapter.num_heads, adapter.d_model
     E = graph.embedding_nodes
-    mask = attention_mask_for(adapter, attention_mask, S, input_ids.device)
+    masks = attention_masks(adapter, attention_mask, S, input_ids.device)
     pos = _position_ids(input_ids)
     stack = DeltaStack(graph.num_writers, (B, S, D), adapter.dtype, input_ids.device, backend)
     runner = runner_of(adapter)
@@ -236,7 +248,7 @@ def _run_disentangled(adapter, graph, input_ids, record, edges, nodes, attention
                 q, k, v = _Recomputed.apply(lambda *a: attention_readers(layer, *a), stack.token, gates, base)
             else:
                 q, k, v = attention_readers(layer, stack.token, gates, base)
-            ctx = attend(adapter, layer, q, k, v, mask)
+            ctx = attend(adapter, layer, q, k, v, masks)
             w_o, b_o = adapter.output_projection(layer)
             diff = ctx - record.ctx[layer] if record is not None else ctx
             heads = torch.einsum("bshe,hed->hbsd", diff, w_o)

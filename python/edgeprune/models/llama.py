@@ -1,8 +1,12 @@
-"""Llama-family models (Llama 2/3, CodeLlama, Mistral, Qwen2): RMSNorm, rotary positions, GQA."""
+"""Llama-family models (Llama 2/3, CodeLlama, Mistral, Qwen2, Qwen3): RMSNorm, rotary positions, GQA.
+
+Qwen3 normalises each head's query and key (q_norm, k_norm over the head dimension) before the
+rotary; Mistral and Qwen2/3 may limit attention to a sliding window, in every layer (Mistral) or
+per layer (config.layer_types).
+"""
 from __future__ import annotations
 
 import sys
-
 
 from .base import Adapter, per_head
 
@@ -22,16 +26,15 @@ class LlamaAdapter(Adapter):
         self.d_model = cfg.hidden_size
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         attn = self.inner.layers[0].self_attn
-        if hasattr(attn, "q_norm") or hasattr(attn, "k_norm"):
-            raise ValueError(f"{type(model).__name__} normalises queries and keys per head (q_norm/k_norm), "
-                             "which the Llama-family adapter does not implement.")
         # The model's own rotary helper, so each family keeps its exact rotary convention.
         self._apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb
-        self._window = getattr(cfg, "sliding_window", None) if getattr(cfg, "use_sliding_window", True) else None
+        window = getattr(cfg, "sliding_window", None) if getattr(cfg, "use_sliding_window", True) else None
+        types = getattr(cfg, "layer_types", None)
+        self._windows = [window if types is None or types[layer] == "sliding_attention" else None
+                         for layer in range(self.num_layers)]
 
-    @property
-    def sliding_window(self):
-        return self._window
+    def sliding_window(self, layer):
+        return self._windows[layer]
 
     def embeddings(self, input_ids):
         return [self.inner.embed_tokens(input_ids)]
@@ -50,6 +53,8 @@ class LlamaAdapter(Adapter):
         q = per_head(norm(readers[:H]), *self._weights(attn.q_proj, H))
         k = per_head(norm(readers[H:H + K]), *self._weights(attn.k_proj, K))
         v = per_head(norm(readers[H + K:]), *self._weights(attn.v_proj, K))
+        if getattr(attn, "q_norm", None) is not None:  # Qwen3: per-head RMSNorm, before the rotary
+            q, k = attn.q_norm(q), attn.k_norm(k)
         cos, sin = self.inner.rotary_emb(v, position_ids)
         q, k = self._apply_rotary(q, k, cos, sin)
         return q, k, v
