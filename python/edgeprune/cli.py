@@ -111,7 +111,14 @@ def cmd_draw(args):
 
 
 def cmd_demo(args):
-    from .demo import run_demo
+    from .demo import recovery_rate, run_demo
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+        recovered = recovery_rate(args.seeds, steps=args.steps)
+        if args.check and not all(len(seeds) >= 2 for seeds in recovered.values()):
+            raise RuntimeError("a Tracr program was recovered for fewer than two seeds (see above)")
+        return
     ok = run_demo(args.out, seed=args.seed, steps=args.steps)
     if args.check and not ok:
         raise RuntimeError("a Tracr circuit was not recovered exactly (see above)")
@@ -167,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="edgeprune-demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="override the demo's step counts")
-    p.add_argument("--check", action="store_true", help="exit 1 unless both circuits are recovered exactly")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="instead: train each program on seeds 0..N-1 and report how many recover (no drawings)")
+    p.add_argument("--check", action="store_true", help="exit 1 unless both circuits are recovered exactly "
+                   "(with --seeds: each program for at least two seeds)")
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("plan", help="estimate peak GPU memory of a pruning run")

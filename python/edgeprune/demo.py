@@ -59,6 +59,30 @@ def title(circuit: Circuit, program: tracr.TracrProgram) -> str:
             f"sparsity {circuit.edge_sparsity:.1%}; ground truth {len(program.ground_truth)} edges")
 
 
+def recovery_rate(seeds: int, steps: int | None = None) -> dict[str, list[int]]:
+    """Train each program on seeds 0..seeds-1; print a line per run; the recovered seeds per program.
+
+    For checking the settings' claims (edgeprune.tracr.settings) on this machine and its kernels.
+    """
+    recovered = {}
+    for name in tracr.PROGRAMS:
+        program = tracr.load(name)
+        recovered[name] = []
+        for seed in range(seeds):
+            started = time.perf_counter()
+            circuit, report = recover(name, seed=seed, steps=steps, program=program)
+            if report["recovered"]:
+                recovered[name].append(seed)
+            why = "" if report["recovered"] else "  missing " + ", ".join(
+                f"{w}->{r}" for w, r in report["missing_edges"]) + ("  extra " + ", ".join(
+                    f"{w}->{r}" for w, r in report["extra_edges"]) if report["extra_edges"] else "")
+            print(f"{name:>11} seed {seed}: {'recovered' if report['recovered'] else 'NOT recovered'} "
+                  f"({len(circuit.edges)} edges, accuracy {circuit.metrics['accuracy']:.3f}, "
+                  f"{time.perf_counter() - started:.1f} s){why}", flush=True)
+        print(f"{name:>11}: recovered for {len(recovered[name])} of {seeds} seeds {recovered[name]}")
+    return recovered
+
+
 def run_demo(out: str = "edgeprune-demo", seed: int = 0, steps: int | None = None) -> bool:
     """Recover both programs, print found vs ground-truth edges, save and draw; True if both recovered."""
     ok = True
