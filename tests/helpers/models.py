@@ -21,7 +21,7 @@ def tiny(family: str, layers: int = 2, dtype=torch.float32, seed: int = 0, **ove
     else:
         cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}[family]
         if family == "qwen3":
-            overrides = {"head_dim": 8, **overrides}
+            overrides = {"head_dim": 16, **overrides}  # != hidden / heads, as in Qwen3-0.6B (128 vs 64)
         cfg = cls(num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
                   intermediate_size=48, max_position_embeddings=64, **common, **overrides)
     from transformers import AutoConfig  # noqa: F401  (registers the families)
