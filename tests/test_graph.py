@@ -44,3 +44,19 @@ def test_embedding_nodes_validated():
                                                              num_attention_heads=4, vocab_size=10))
     with pytest.raises(ValueError, match="embedding_nodes=2 is not valid for llama"):
         edgeprune.prunable(model, embedding_nodes=2)
+
+
+def test_pythia_70m_parallel_residual_counts():
+    """Pythia (GPT-NeoX, parallel residual): a layer's MLP does not read its own layer's heads."""
+    from transformers import GPTNeoXConfig
+    config = GPTNeoXConfig(num_hidden_layers=6, num_attention_heads=8, hidden_size=512, intermediate_size=2048,
+                           vocab_size=50304, use_parallel_residual=True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    g = edgeprune.prunable(model).graph
+    assert g.parallel and g.num_writers == 54
+    sequential = num_edges(6, 8, 0)
+    # each of the 6 MLPs loses its 8 same-layer heads
+    assert g.num_edges == num_edges(6, 8, 0, parallel=True) == sequential - 6 * 8 == len(g.edges)
+    assert ("a1.h0", "m1") not in g.edge_index and ("a0.h0", "m1") in g.edge_index
+    assert ("m0", "m1") in g.edge_index and ("m1", "a2.h0.q") in g.edge_index

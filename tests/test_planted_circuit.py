@@ -6,7 +6,8 @@ are zeroed, and positions are the same in both runs). So an edge matters exactly
 differs (the token embeddings, a0.h0, m1) and its reader feeds the output (a0.h0's q/k/v, m1,
 resid_post): 8 edges, q/k/v and MLP edges among them. The path's weights and the unembedding are
 scaled up so that every one of the 8 carries a clear KL cost. The target sparsity is 0.01 above
-the planted answer (GPT-2: 0.942 of 137 edges; Llama with GQA: 0.902 of 82), not equal to it.
+the planted answer (GPT-2: 0.942 of 137 edges; Llama with GQA: 0.902 of 82; GPT-NeoX, parallel
+residual: 0.922 of 102), not equal to it.
 """
 import pytest
 import torch
@@ -52,7 +53,25 @@ def _plant_llama(model, gain=8.0):
     model.lm_head.weight.mul_(20)
 
 
-@pytest.mark.parametrize("family,embedding_nodes,plant", [("gpt2", 2, _plant_gpt2), ("llama", 1, _plant_llama)])
+@torch.no_grad()
+def _plant_gpt_neox(model, gain=8.0):
+    """Pythia's parallel residual: a0.h0 -> m1 is still an edge (m1 reads all of layer 0)."""
+    layers, dh = model.gpt_neox.layers, 8
+    for layer in range(2):
+        w_o = layers[layer].attention.dense.weight.view(32, 4, dh)
+        w_o[:, 1 if layer == 0 else 0:] = 0
+    layers[0].mlp.dense_4h_to_h.weight.zero_()
+    layers[0].mlp.dense_4h_to_h.bias.zero_()
+    layers[0].attention.query_key_value.weight.mul_(gain)
+    layers[0].attention.dense.weight.mul_(gain)
+    layers[1].mlp.dense_h_to_4h.weight.mul_(gain)
+    layers[1].mlp.dense_4h_to_h.weight.mul_(gain)
+    model.gpt_neox.embed_in.weight.mul_(3)
+    model.lm_head.weight.mul_(20)
+
+
+@pytest.mark.parametrize("family,embedding_nodes,plant", [("gpt2", 2, _plant_gpt2), ("llama", 1, _plant_llama),
+                                                          ("gpt_neox", 1, _plant_gpt_neox)])
 def test_train_recovers_planted_circuit(family, embedding_nodes, plant):
     model = tiny(family, layers=2, tie_word_embeddings=False)
     plant(model)

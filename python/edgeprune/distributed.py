@@ -124,7 +124,7 @@ def decoder_layers(adapter) -> nn.ModuleList:
     """The HF decoder blocks of an adapter's model: one FSDP unit each."""
     if adapter.family == "gpt2":
         return adapter.transformer.h
-    if adapter.family == "llama":
+    if adapter.family in ("llama", "gpt_neox"):
         return adapter.inner.layers
     raise ValueError(f"FSDP is not supported for {adapter.family or type(adapter).__name__} models "
                      "(GPT-2 and Llama-family models only); Tracr models are tiny: run them in one process")

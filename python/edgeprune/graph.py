@@ -9,7 +9,8 @@ key-value head.
 Edge gates are stored flat, valid entries only, in one canonical order that is also the edge index:
 layer by layer, the attention readers (queries, keys, values; each row spans the layer's valid
 writer prefix), then the MLP reader (prefix + the layer's heads), and last the final read (all
-writers). `Segment`s name the slices; the deterministic mask counts its zeros per segment, as the
+writers). In a parallel-residual model (GPT-NeoX / Pythia: x + attn(x) + mlp(x)) the MLP reads the
+same prefix as its layer's attention: it cannot read its own layer's heads. `Segment`s name the slices; the deterministic mask counts its zeros per segment, as the
 reference counts them per parameter tensor (method.md 3.4).
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Graph:
     num_heads: int
     num_kv_heads: int
     embedding_nodes: int  # 0, 1 or 2
+    parallel: bool = False  # attention and MLP read the same residual stream (parallel residual)
 
     # ------------------------------------------------------------------ writers
     @property
@@ -54,8 +56,8 @@ class Graph:
         return self.embedding_nodes + layer * (self.num_heads + 1)
 
     def mlp_prefix(self, layer: int) -> int:
-        """The MLP also reads its own layer's heads (attention runs first)."""
-        return self.attn_prefix(layer) + self.num_heads
+        """The MLP also reads its own layer's heads (attention runs first), unless in parallel."""
+        return self.attn_prefix(layer) + (0 if self.parallel else self.num_heads)
 
     @cached_property
     def writers(self) -> list[str]:
@@ -143,9 +145,11 @@ class Graph:
         return torch.cat(parts)
 
 
-def num_edges(num_layers: int, num_heads: int, embedding_nodes: int, num_kv_heads: int | None = None) -> int:
+def num_edges(num_layers: int, num_heads: int, embedding_nodes: int, num_kv_heads: int | None = None,
+              parallel: bool = False) -> int:
     """Closed-form edge count (method.md 1.4), independent of the enumeration above."""
     L, H, E = num_layers, num_heads, embedding_nodes
     K = H if num_kv_heads is None else num_kv_heads
-    total = sum((H + 2 * K) * (E + layer * (H + 1)) + (E + layer * (H + 1) + H) for layer in range(L))
+    own = 0 if parallel else H  # the MLP's edges from its own layer's heads
+    total = sum((H + 2 * K) * (E + layer * (H + 1)) + (E + layer * (H + 1) + own) for layer in range(L))
     return total + E + L * (H + 1)

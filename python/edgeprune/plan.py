@@ -163,7 +163,8 @@ def _family(cfg) -> str:
         return "gpt2"
     if cfg.model_type in ("llama", "mistral", "qwen2", "qwen3"):
         return "llama"
-    raise ValueError(f"plan() supports GPT-2 and Llama-family configs, not model_type={cfg.model_type!r}")
+    raise ValueError(f"plan() supports GPT-2 and Llama-family configs, not model_type={cfg.model_type!r} "
+                     "(its working-set constants are calibrated on those two)")
 
 
 def _count(module) -> int:

@@ -2,7 +2,8 @@
 import tempfile
 
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+from transformers import (AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig, Qwen2Config,
+                          Qwen3Config)
 
 VOCAB = 61
 
@@ -18,6 +19,10 @@ def tiny(family: str, layers: int = 2, dtype=torch.float32, seed: int = 0, **ove
     common = dict(vocab_size=VOCAB, bos_token_id=0, eos_token_id=1, pad_token_id=1)
     if family == "gpt2":
         cfg = GPT2Config(n_layer=layers, n_head=4, n_embd=32, n_positions=64, **common, **overrides)
+    elif family == "gpt_neox":  # Pythia's layout: parallel residual, a quarter of each head rotated
+        overrides = {"use_parallel_residual": True, "rotary_pct": 0.25, **overrides}
+        cfg = GPTNeoXConfig(num_hidden_layers=layers, num_attention_heads=4, hidden_size=32, intermediate_size=48,
+                            max_position_embeddings=64, **common, **overrides)
     else:
         cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}[family]
         if family == "qwen3":

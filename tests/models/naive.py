@@ -23,10 +23,10 @@ def writer_outputs(adapter, graph, ids):
         ctx = attend(adapter, layer, q, k, v, None)
         heads = head_outputs(adapter, layer, ctx)
         outs += heads
-        resid = resid + sum(heads)
-        m = adapter.mlp(layer, resid)
+        # parallel residual: the MLP reads the layer's input, not the heads' output
+        m = adapter.mlp(layer, resid if adapter.parallel_residual else resid + sum(heads))
         outs.append(m)
-        resid = resid + m
+        resid = resid + sum(heads) + m
     return outs, sum(embeds)
 
 

@@ -7,7 +7,7 @@ from edgeprune.models.disentangled import run_disentangled
 from helpers.models import VOCAB, tiny
 from models.naive import naive_forward, writer_outputs
 
-FAMILIES = ["gpt2", "llama", "mistral", "qwen2", "qwen3"]
+FAMILIES = ["gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox"]
 
 
 def _ids(b=3, s=7, seed=1):
@@ -24,6 +24,18 @@ def test_all_gates_on_equals_hf(family):
         pm = edgeprune.prunable(model, embedding_nodes=e).eval()
         pm.set_circuit(None)
         assert (pm(ids, cids) - hf).abs().max() < 1e-4
+
+
+def test_gpt_neox_sequential_residual_equals_hf():
+    """use_parallel_residual=False (GPT-NeoX's other layout): the MLP reads attention's output again."""
+    model = tiny("gpt_neox", use_parallel_residual=False)
+    ids, cids = _ids()
+    pm = edgeprune.prunable(model, embedding_nodes=1).eval()
+    assert not pm.graph.parallel and ("a1.h0", "m1") in pm.graph.edge_index
+    pm.set_circuit(None)
+    assert (pm(ids, cids) - model(ids).logits).abs().max() < 1e-4
+    pm.set_circuit([])
+    assert (pm(ids, cids) - model(cids).logits).abs().max() < 1e-4
 
 
 # Sliding windows shorter than the 7-token inputs: in every layer (Mistral), in the layers past
@@ -57,7 +69,8 @@ def test_all_edges_off_equals_corrupted_run(family):
 
 
 CASES = [("gpt2", e, a) for e in (0, 1, 2) for a in ("corrupted", "zero", "mean")] + \
-        [("llama", e, a) for e in (0, 1) for a in ("corrupted", "zero", "mean")] + [("qwen3", 1, "corrupted")]
+        [("llama", e, a) for e in (0, 1) for a in ("corrupted", "zero", "mean")] + [("qwen3", 1, "corrupted")] + \
+        [("gpt_neox", e, a) for e, a in ((0, "zero"), (1, "corrupted"), (1, "mean"))]
 
 
 @pytest.mark.parametrize("family,embedding_nodes,ablation", CASES)

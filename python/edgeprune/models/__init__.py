@@ -16,9 +16,10 @@ ABLATIONS = ("corrupted", "zero", "mean")
 
 def _adapter_for(model) -> Adapter:
     from .gpt2 import GPT2Adapter
+    from .gpt_neox import GPTNeoXAdapter
     from .llama import LlamaAdapter
     families = {"gpt2": GPT2Adapter, "llama": LlamaAdapter, "mistral": LlamaAdapter, "qwen2": LlamaAdapter,
-                "qwen3": LlamaAdapter}
+                "qwen3": LlamaAdapter, "gpt_neox": GPTNeoXAdapter}
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type == "tracr":
         from .tracr import TracrAdapter
@@ -28,7 +29,7 @@ def _adapter_for(model) -> Adapter:
     raise ValueError(
         f"edgeprune cannot prune {type(model).__name__} (model_type={model_type!r}). Supported: "
         "GPT2LMHeadModel, LlamaForCausalLM (CodeLlama included), MistralForCausalLM, Qwen2ForCausalLM, "
-        "Qwen3ForCausalLM and Tracr models (edgeprune.tracr.load); pass the model with its language-modelling head.")
+        "Qwen3ForCausalLM, GPTNeoXForCausalLM (Pythia) and Tracr models (edgeprune.tracr.load); pass the model with its language-modelling head.")
 
 
 class PrunableModel(nn.Module):
@@ -57,7 +58,8 @@ class PrunableModel(nn.Module):
         self.adapter = adapter
         self.ablation = ablation
         self.backend = backend
-        self.graph = Graph(adapter.num_layers, adapter.num_heads, adapter.num_kv_heads, embedding_nodes)
+        self.graph = Graph(adapter.num_layers, adapter.num_heads, adapter.num_kv_heads, embedding_nodes,
+                           adapter.parallel_residual)
         self.gates = Gates(self.graph, eps=1e-8 if adapter.family == "llama" else 1e-6).to(adapter.device)
         self.mean_record: WriterRecord | None = None
 

@@ -15,6 +15,7 @@ class Adapter:
     embedding_nodes_allowed: tuple[int, ...] = (0, 1)
     default_embedding_nodes: int = 0
     causal: bool = True
+    parallel_residual: bool = False  # the MLP reads the layer's input, not attention's output
 
     num_layers: int
     num_heads: int

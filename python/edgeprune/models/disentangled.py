@@ -30,7 +30,7 @@ class WriterRecord:
     ctx: list[torch.Tensor]         # per layer, head contexts (B, S, H, dh) before the output projection
     mlp: list[torch.Tensor]         # per layer, the MLP output (B, S, D)
     resid_pre: list[torch.Tensor]   # per layer, the residual stream entering it
-    resid_mid: list[torch.Tensor]   # per layer, after its attention
+    resid_mid: list[torch.Tensor]   # per layer, the MLP's input stream: after attention (or before it, parallel)
     resid_final: torch.Tensor       # the residual stream after the last layer
 
     def map(self, fn) -> "WriterRecord":
@@ -144,13 +144,15 @@ def _record_writers(adapter: Adapter, input_ids, attention_mask) -> WriterRecord
             ctx = attend(adapter, layer, q, k, v, masks)
             w_o, b_o = adapter.output_projection(layer)
             attn = ctx.flatten(2) @ w_o.flatten(0, 1)
-            mid = resid + (attn if b_o is None else attn + b_o)
-            return ctx, mid, adapter.mlp(layer, mid)
+            attn = attn if b_o is None else attn + b_o
+            # parallel residual (x + attn(x) + mlp(x)): the MLP reads the layer's input
+            mid = resid if adapter.parallel_residual else resid + attn
+            return ctx, attn, mid, adapter.mlp(layer, mid)
 
         pres.append(resid)
-        ctx, resid, out = runner.layer(layer, plain_layer, resid)
-        mids.append(resid)
-        resid = resid + out
+        ctx, attn, mid, out = runner.layer(layer, plain_layer, resid)
+        mids.append(mid)  # the MLP reader's residual stream: its base under ablation
+        resid = resid + attn + out
         ctxs.append(ctx)
         mlps.append(out)
     return WriterRecord(embeds, ctxs, mlps, pres, mids, resid)
