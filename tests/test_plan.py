@@ -16,7 +16,7 @@ from edgeprune.checkpointing import SavedTensors, apply_checkpointing
 from edgeprune.models.disentangled import run_disentangled
 from edgeprune.plan import layer_saved_bytes
 from edgeprune.train import TrainStep
-from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig
 
 GIB = 2 ** 30
 VOCAB = 61
@@ -38,6 +38,9 @@ SHAPES = {  # (config, batch, seq)
                                   intermediate_size=688, vocab_size=VOCAB, max_position_embeddings=128), 1, 64),
     "gpt2": (lambda: GPT2Config(n_layer=4, n_head=10, n_embd=160, n_positions=128, vocab_size=VOCAB, bos_token_id=0,
                                 eos_token_id=0), 4, 64),
+    "gpt_neox": (lambda: GPTNeoXConfig(num_hidden_layers=4, num_attention_heads=8, hidden_size=256,  # Pythia's shape
+                                       intermediate_size=1024, vocab_size=VOCAB, max_position_embeddings=128,
+                                       use_parallel_residual=True, rotary_pct=0.25), 2, 64),
 }
 
 
@@ -52,7 +55,7 @@ def _ids(batch, seq, seed=0):
     return torch.randint(2, VOCAB, (batch, seq), generator=g), torch.randint(2, VOCAB, (batch, seq), generator=g)
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("recompute_readers", [True, False])
 def test_saved_activations_formula_matches_autograd(family, dtype, recompute_readers):
@@ -100,7 +103,8 @@ def _measured_step_peak(model, batch, seq, checkpointing, recompute_readers):
 CASES = [("llama", torch.bfloat16, True, True), ("llama", torch.bfloat16, False, True),
          ("llama", torch.float32, True, True), ("gpt2", torch.float32, True, True),
          ("gpt2", torch.float32, False, True), ("llama", torch.bfloat16, False, False),
-         ("gpt2", torch.float32, False, False)]
+         ("gpt2", torch.float32, False, False), ("gpt_neox", torch.float32, True, True),
+         ("gpt_neox", torch.bfloat16, False, True), ("gpt_neox", torch.float32, False, False)]
 
 
 @pytest.mark.parametrize("family,dtype,checkpointing,recompute_readers", CASES)

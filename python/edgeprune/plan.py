@@ -56,10 +56,17 @@ FORWARD_WORKING_SET = {("llama", False, False, False): 0.6, ("llama", False, Tru
                        ("gpt2", False, False, True): 0.7, ("gpt2", False, True, True): 1.5,
                        ("gpt2", True, False, True): 0.7, ("gpt2", True, True, True): 1.5}
 
+# GPT-NeoX (LayerNorm and an MLP of 4 D, like GPT-2; parallel residual; Pythia's shape, S = 64): GPT-2's
+# values fit when the readers are kept; with them recomputed its working set measured larger.
+BACKWARD_WORKING_SET |= {("gpt_neox", *k[1:]): v for k, v in BACKWARD_WORKING_SET.items() if k[0] == "gpt2"}
+BACKWARD_WORKING_SET |= {("gpt_neox", half, checkpointing, True): 3.5 if checkpointing else 2.9
+                         for half in (False, True) for checkpointing in (False, True)}
+FORWARD_WORKING_SET |= {("gpt_neox", *k[1:]): v for k, v in FORWARD_WORKING_SET.items() if k[0] == "gpt2"}
+
 
 @dataclass
 class ModelShape:
-    family: str              # "gpt2" or "llama"
+    family: str              # "gpt2", "llama" or "gpt_neox"
     layers: int
     heads: int
     kv_heads: int
@@ -70,6 +77,7 @@ class ModelShape:
     params: int              # distinct parameters (tied embeddings once)
     layer_params: int        # one decoder layer
     name: str = ""
+    parallel: bool = False   # parallel residual (GPT-NeoX): a layer's MLP does not read its own heads
 
     @property
     def root_params(self) -> int:
@@ -163,8 +171,10 @@ def _family(cfg) -> str:
         return "gpt2"
     if cfg.model_type in ("llama", "mistral", "qwen2", "qwen3"):
         return "llama"
-    raise ValueError(f"plan() supports GPT-2 and Llama-family configs, not model_type={cfg.model_type!r} "
-                     "(its working-set constants are calibrated on those two)")
+    if cfg.model_type == "gpt_neox":
+        return "gpt_neox"
+    raise ValueError(f"plan() supports GPT-2, Llama-family and GPT-NeoX configs, not model_type={cfg.model_type!r} "
+                     "(its working-set constants are calibrated on those)")
 
 
 def _count(module) -> int:
@@ -186,7 +196,8 @@ def model_shape(model_or_config) -> ModelShape:
         from transformers import AutoModelForCausalLM
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(cfg)
-    layers = model.transformer.h if family == "gpt2" else model.model.layers
+    layers = {"gpt2": lambda: model.transformer.h, "gpt_neox": lambda: model.gpt_neox.layers,
+              "llama": lambda: model.model.layers}[family]()
     if family == "gpt2":
         heads = kv = cfg.n_head
         d, inter = cfg.n_embd, cfg.n_inner or 4 * cfg.n_embd
@@ -197,7 +208,8 @@ def model_shape(model_or_config) -> ModelShape:
         d, inter = cfg.hidden_size, cfg.intermediate_size
         head_dim = getattr(cfg, "head_dim", None) or d // heads
     return ModelShape(family, len(layers), heads, kv, d, head_dim, inter, cfg.vocab_size, _count(model),
-                      _count(layers[0]), getattr(cfg, "_name_or_path", "") or "")
+                      _count(layers[0]), getattr(cfg, "_name_or_path", "") or "",
+                      parallel=bool(getattr(cfg, "use_parallel_residual", False)) and family == "gpt_neox")
 
 
 # ---------------------------------------------------------------------------------- the estimate
@@ -237,6 +249,9 @@ def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtyp
         per_reader = n * b + 2 * bs * 4
         attn_reads = readers * per_reader
         mlp = 4 * bs * s.intermediate * b                                              # GELU-tanh
+        if s.family == "gpt_neox":
+            attn_reads += 2 * bs * s.head_dim * b                                      # + rotary cos, sin
+            mlp = bs * s.intermediate * b                              # exact GELU: its input (frozen Linears save none)
     if embedding_nodes is None:
         embedding_nodes = 2 if s.family == "gpt2" else 0
     if readers_saved:
@@ -280,7 +295,7 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
         embedding_nodes = 2 if s.family == "gpt2" else 0
     writers = embedding_nodes + s.layers * (s.heads + 1)
     from .graph import num_edges
-    edges = num_edges(s.layers, s.heads, embedding_nodes, s.kv_heads)
+    edges = num_edges(s.layers, s.heads, embedding_nodes, s.kv_heads, parallel=s.parallel)
     notes = []
 
     parts: dict[str, int] = {}
