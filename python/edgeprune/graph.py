@@ -10,8 +10,9 @@ Edge gates are stored flat, valid entries only, in one canonical order that is a
 layer by layer, the attention readers (queries, keys, values; each row spans the layer's valid
 writer prefix), then the MLP reader (prefix + the layer's heads), and last the final read (all
 writers). In a parallel-residual model (GPT-NeoX / Pythia: x + attn(x) + mlp(x)) the MLP reads the
-same prefix as its layer's attention: it cannot read its own layer's heads. `Segment`s name the slices; the deterministic mask counts its zeros per segment, as the
-reference counts them per parameter tensor (method.md 3.4).
+same prefix as its layer's attention: it cannot read its own layer's heads. `Segment`s name the
+slices; the deterministic mask counts its zeros per segment, as the reference counts them per
+parameter tensor (method.md 3.4).
 """
 from __future__ import annotations
 

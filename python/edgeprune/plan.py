@@ -58,10 +58,10 @@ FORWARD_WORKING_SET = {("llama", False, False, False): 0.6, ("llama", False, Tru
 
 # GPT-NeoX (LayerNorm and an MLP of 4 D, like GPT-2; parallel residual; Pythia's shape, S = 64): GPT-2's
 # values fit when the readers are kept; with them recomputed its working set measured larger.
-BACKWARD_WORKING_SET |= {("gpt_neox", *k[1:]): v for k, v in BACKWARD_WORKING_SET.items() if k[0] == "gpt2"}
+for _table in (BACKWARD_WORKING_SET, FORWARD_WORKING_SET):
+    _table |= {("gpt_neox", *k[1:]): v for k, v in _table.items() if k[0] == "gpt2"}
 BACKWARD_WORKING_SET |= {("gpt_neox", half, checkpointing, True): 3.5 if checkpointing else 2.9
                          for half in (False, True) for checkpointing in (False, True)}
-FORWARD_WORKING_SET |= {("gpt_neox", *k[1:]): v for k, v in FORWARD_WORKING_SET.items() if k[0] == "gpt2"}
 
 
 @dataclass
@@ -196,8 +196,12 @@ def model_shape(model_or_config) -> ModelShape:
         from transformers import AutoModelForCausalLM
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(cfg)
-    layers = {"gpt2": lambda: model.transformer.h, "gpt_neox": lambda: model.gpt_neox.layers,
-              "llama": lambda: model.model.layers}[family]()
+    if family == "gpt2":
+        layers = model.transformer.h
+    elif family == "gpt_neox":
+        layers = model.gpt_neox.layers
+    else:
+        layers = model.model.layers
     if family == "gpt2":
         heads = kv = cfg.n_head
         d, inter = cfg.n_embd, cfg.n_inner or 4 * cfg.n_embd

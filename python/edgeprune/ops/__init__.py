@@ -19,6 +19,7 @@ from . import reference as _ref
 from .backends import BACKENDS
 from .dispatch import ENV_VAR, report, select
 from .hard_concrete import hard_concrete_op as _hard_concrete_op
+from .mix import mix_backward_accumulate as _mix_backward_accumulate
 from .mix import mix_op as _mix_op
 
 __all__ = [
@@ -73,7 +74,7 @@ def mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None)
     """Gate gradient (R, P); adds gates_masked^T @ grad_out into grad_delta[:P] in place."""
     name = select_backend("mix", delta, backend)
     if _eager(grad_out, gates, delta, grad_delta):
-        return BACKENDS[name].mix_backward(grad_out, gates, delta, prefix, grad_delta, True).to(gates.dtype)
+        return _mix_backward_accumulate(grad_out, gates, delta, grad_delta, prefix, name)
     return torch.ops.edgeprune.mix_backward_(grad_out, gates, delta, grad_delta, prefix, name)
 
 

@@ -49,10 +49,14 @@ def _(grad_out, gates, delta, prefix, delta_grad, backend):
     return gates.new_empty(gates.shape), grad_delta
 
 
-@torch.library.custom_op("edgeprune::mix_backward_", mutates_args=("grad_delta",))
-def mix_backward_inplace_op(grad_out: Tensor, gates: Tensor, delta: Tensor, grad_delta: Tensor,
+def mix_backward_accumulate(grad_out: Tensor, gates: Tensor, delta: Tensor, grad_delta: Tensor,
                             prefix: Tensor | None, backend: str) -> Tensor:
+    """edgeprune::mix_backward_'s body; ops.mix_backward_ calls it directly when nothing is traced."""
     return BACKENDS[backend].mix_backward(grad_out, gates, delta, prefix, grad_delta, True).to(gates.dtype)
+
+
+mix_backward_inplace_op = torch.library.custom_op("edgeprune::mix_backward_", mutates_args=("grad_delta",))(
+    mix_backward_accumulate)
 
 
 @mix_backward_inplace_op.register_fake
