@@ -2,7 +2,7 @@
 
 In one run, on one device, for each shape it builds one random-weight Hugging Face model and
 measures, one after the other on that same model:
-  (a) edgeprune's training step (`edgeprune.train.TrainStep`, through the adapter
+  (a) edgeprune's training step (benchmarks/train_step.py's `TrainStep`, through the adapter
       `edgeprune_step_factory` below); skipped with a note when edgeprune's trainer is unavailable;
   (b) the plain HF model step: a clean and a corrupted forward without gradient, then one forward
       and backward (KL at the loss position against the clean logits), HF's default attention, the
@@ -125,10 +125,10 @@ def make_inputs(shape: Shape, device, seed: int = 0):
 # ------------------------------------------------------------------------------ the three steps
 
 def _import_edgeprune_train():
-    """The edgeprune.train module: installed, or from the repository's python/ folder if not installed."""
-    if importlib.util.find_spec("edgeprune") is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-    return importlib.import_module("edgeprune.train")  # the module; edgeprune.train is the function
+    """The step harness (benchmarks/train_step.py) and edgeprune.train: installed, or from the checkout."""
+    if str(Path(__file__).resolve().parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+    return importlib.import_module("train_step")
 
 
 # ======================= ADAPTER (a): the only code here that touches edgeprune internals =========
@@ -139,7 +139,7 @@ def edgeprune_step_factory(model, clean_ids, corrupted_ids, positions, edge_spar
     Written against the trainer's API: TrainStep.build(hf_model, clean_ids, corrupted_ids,
     positions, edge_sparsity=...) -> object with step() -> float. Cache building happens in build().
     """
-    TrainStep = _import_edgeprune_train().TrainStep     # i.e. `from edgeprune.train import TrainStep`
+    TrainStep = _import_edgeprune_train().TrainStep     # benchmarks/train_step.py
     step = TrainStep.build(model, clean_ids, corrupted_ids, positions, edge_sparsity=edge_sparsity, **kwargs)
     return step.step
 # ==================================================================================================
@@ -475,7 +475,8 @@ def ioi_run(args, device, info: dict) -> None:
     construction excluded); once padded to 64 tokens as in the paper, once at the prompts' real lengths."""
     print("\n== IOI-shaped pruning run (edgeprune.train) ==", flush=True)
     try:
-        train = _import_edgeprune_train().train
+        _import_edgeprune_train()
+        from edgeprune import train
     except Exception as e:  # noqa: BLE001
         print(f"NOTE: skipped, edgeprune.train unavailable ({type(e).__name__}: {e})")
         record(args, info, {"bench": "ioi_run", "status": f"skipped: {e}"})
@@ -569,7 +570,7 @@ def main(argv=None):
         try:
             _import_edgeprune_train().TrainStep  # noqa: B018
         except Exception as e:  # noqa: BLE001
-            print(f"NOTE: (a) skipped: `from edgeprune.train import TrainStep` failed ({type(e).__name__}: {e})")
+            print(f"NOTE: (a) skipped: `from train_step import TrainStep` failed ({type(e).__name__}: {e})")
             args.variants = [v for v in args.variants if v != "a"]
 
     info = U.run_info(device)

@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 
 import edgeprune  # noqa: E402
-from edgeprune.train import TrainConfig, Trainer  # noqa: E402
+from edgeprune.training import TrainConfig, Trainer  # noqa: E402
 from helpers.data import random_pairs  # noqa: E402
 from helpers.models import tiny  # noqa: E402
 
@@ -43,7 +43,7 @@ def run(family: str) -> dict:
         os.environ.pop("EDGEPRUNE_CPU_ISA", None)
     return {"edge_log_alpha": pm.gates.edge_log_alpha.detach().clone(),
             "node_log_alpha": pm.gates.node_log_alpha.detach().clone(),
-            "lambdas": torch.stack([trainer.lambdas[k].detach() for k in ("edge1", "edge2", "node1", "node2")]),
+            "lambdas": torch.stack([trainer.lagrangian.multipliers[k].detach() for k in ("edge1", "edge2", "node1", "node2")]),
             "losses": torch.tensor(losses, dtype=torch.float64),
             "edges": circuit.edges, "nodes": circuit.nodes}
 

@@ -12,26 +12,25 @@ import sys
 import edgeprune
 import pytest
 import torch
-from edgeprune.checkpointing import SavedTensors, apply_checkpointing
-from edgeprune.models.disentangled import run_disentangled
-from edgeprune.plan import layer_saved_bytes
-from edgeprune.train import TrainStep
+from edgeprune.checkpointing import SavedTensors, checkpointed
+from edgeprune.planning import layer_saved_bytes
 from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig
 
 GIB = 2 ** 30
 VOCAB = 61
 
 
-def _bench_utils():
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "_utils.py"
-    spec = importlib.util.spec_from_file_location("_bench_utils_plan", path)
+def _bench_module(name):
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}_plan", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
-U = _bench_utils()
+U = _bench_module("_utils")
+TrainStep = _bench_module("train_step").TrainStep
 
 SHAPES = {  # (config, batch, seq)
     "llama": (lambda: LlamaConfig(num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=16, hidden_size=256,
@@ -68,16 +67,14 @@ def test_saved_activations_formula_matches_autograd(family, dtype, recompute_rea
     pos = torch.full((batch, 1), seq - 1)
     cached = [t for name in ("embeds", "ctx", "mlp", "resid_pre", "resid_mid") for t in getattr(record, name)]
     with SavedTensors(exclude=list(model.parameters()) + list(pm.gates.parameters()) + cached) as saved:
-        run_disentangled(pm.adapter, pm.graph, ids, record, edges, nodes, positions=pos,
-                         recompute_readers=recompute_readers)
+        pm(ids, positions=pos, edges=edges, nodes=nodes, record=record, recompute_readers=recompute_readers)
     per_layer = layer_saved_bytes(edgeprune.plan(model, batch, seq, dtype).shape, batch, seq, dtype,
                                   readers_saved=not recompute_readers)
     # the layers' saved tensors, plus a little for the final read and the gates
     assert 0.98 * 4 * per_layer <= saved.bytes <= 1.03 * 4 * per_layer
-    apply_checkpointing(pm)
+    pm.set_layer_runner(checkpointed(pm.layer_runner))
     with SavedTensors(exclude=list(model.parameters()) + list(pm.gates.parameters())) as saved_ck:
-        run_disentangled(pm.adapter, pm.graph, ids, record, edges, nodes, positions=pos,
-                         recompute_readers=recompute_readers)
+        pm(ids, positions=pos, edges=edges, nodes=nodes, record=record, recompute_readers=recompute_readers)
     assert saved_ck.bytes < 0.05 * saved.bytes
 
 
@@ -88,11 +85,8 @@ def _measured_step_peak(model, batch, seq, checkpointing, recompute_readers):
                            recompute_readers=recompute_readers)
     t = step.trainer
     t.step()  # the optimiser's state exists from here on
-    resident = [*model.parameters(), *model.buffers(), *t.pm.gates.parameters(), *t.lambdas.parameters(),
-                t.targets, *t.data.values()]
-    for field in ("embeds", "ctx", "mlp", "resid_pre", "resid_mid"):
-        resident += getattr(t.records, field)
-    resident.append(t.records.resid_final)
+    resident = [*model.parameters(), *model.buffers(), *t.pm.gates.parameters(), *t.lagrangian.parameters(),
+                *t.data.tensors()]
     resident += [v for s in t.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
     with U.CpuMemoryTracker() as tracker:
         tracker.ignore(*resident)

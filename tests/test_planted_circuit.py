@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import edgeprune
-from edgeprune.train import TrainConfig, Trainer
+from edgeprune.training import TrainConfig, Trainer
 from helpers.data import random_pairs
 from helpers.models import tiny
 

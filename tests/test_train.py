@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import edgeprune
-from edgeprune.train import NonFiniteLoss, TrainConfig, Trainer
+from edgeprune.training import NonFiniteLoss, TrainConfig, Trainer
 from helpers.data import random_pairs
 from helpers.models import tiny
 
@@ -25,7 +25,8 @@ def test_optimiser_semantics():
     assert [g.get("maximize", False) for g in groups] == [False, False, True, True]
     assert t._lr_factor(0) == 0 and t._lr_factor(2) == 0.5 and t._lr_factor(4) == 1
     assert t._lr_factor(14) == pytest.approx(0.5) and t._lr_factor(24) == 0
-    assert t.target(6) == pytest.approx((0.25, 0.15)) and t.target(100) == pytest.approx((0.5, 0.3))
+    targets = t.lagrangian.sparsity_targets
+    assert targets(6) == pytest.approx((0.25, 0.15)) and targets(100) == pytest.approx((0.5, 0.3))
     assert len(_trainer().optimizer.param_groups) == 3                # no node term: node multipliers untouched
 
 
@@ -118,11 +119,11 @@ def test_nan_loss_names_step_and_checkpoint(tmp_path):
     t.save_checkpoint()
     with torch.no_grad():
         t.pm.model.lm_head.weight.fill_(float("nan"))
-    t.targets = t.targets.nan_to_num(0.0) - 1.0   # keep the target finite; the circuit's logits are NaN
-    before = [p.detach().clone() for p in (*t.pm.gates.parameters(), *t.lambdas.values())]
+    t.data.targets = t.data.targets.nan_to_num(0.0) - 1.0   # keep the target finite; the circuit's logits are NaN
+    before = [p.detach().clone() for p in (*t.pm.gates.parameters(), *t.lagrangian.parameters())]
     with pytest.raises(NonFiniteLoss, match=r"at step 8 .*checkpoint\.pt"):
         t.step()
     # raised before the update: the gates and multipliers are the step-8 ones, the step not counted
     assert t.step_index == 8
-    for old, p in zip(before, (*t.pm.gates.parameters(), *t.lambdas.values())):
+    for old, p in zip(before, (*t.pm.gates.parameters(), *t.lagrangian.parameters())):
         assert torch.equal(old, p.detach())

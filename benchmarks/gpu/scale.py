@@ -11,7 +11,7 @@ Shapes (random weights, built directly on the device in their dtype):
 Variants, each run where the planner says it fits the card: per-layer activation checkpointing with
 the attention readers recomputed; no checkpointing, readers recomputed (the trainer's default); no
 checkpointing, readers kept for backward. Per shape and variant, in one run on one card:
-  step        median time of edgeprune's full optimisation step (edgeprune.train.TrainStep: gates
+  step        median time of edgeprune's full optimisation step (benchmarks/train_step.py's TrainStep: gates
               sampled, gated forward, KL, backward, clipping, AdamW), CUDA events, after warm-up
   peak        torch.cuda.max_memory_allocated over the warm-up and timed steps: everything
               allocated, weights and the trainer's cached records and targets included
@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(REPO / "python"))
 import _utils as U
 import edgeprune
-from edgeprune.train import TrainStep
+from train_step import TrainStep
 
 H200_GIB = 141
 # (layer checkpointing, attention readers recomputed): the trainer's default is (False, True)
@@ -121,13 +121,7 @@ def _cuda(device) -> bool:
 
 def _tensors_of(trainer) -> list[torch.Tensor]:
     """What a Trainer holds between steps: data, caches, gates, multipliers, optimiser state."""
-    out = [*trainer.data.values(), *trainer.pm.gates.parameters(), *trainer.lambdas.parameters()]
-    if trainer.targets is not None:
-        out.append(trainer.targets)
-    if trainer.records is not None:
-        for name in ("embeds", "ctx", "mlp", "resid_pre", "resid_mid"):
-            out += getattr(trainer.records, name)
-        out.append(trainer.records.resid_final)
+    out = [*trainer.data.tensors(), *trainer.pm.gates.parameters(), *trainer.lagrangian.parameters()]
     out += [v for s in trainer.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
     return out
 

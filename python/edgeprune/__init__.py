@@ -4,20 +4,27 @@
     edgeprune.evaluate(model, circuit, "ioi")
 
 `import edgeprune` never needs a GPU, Triton or the compiled extension; those load on first use.
+The layers, each importing only those below it: cli -> training, evaluation, planning, demo ->
+distributed, checkpointing -> tracr -> models, tasks -> circuit, gates, graph, draw -> ops ->
+kernels (epkernels, edgeprune._C). tests/test_imports.py enforces it.
 """
 from importlib import import_module
 
+from .tasks import register as _register_task
+
 __version__ = "0.1.0"
 
-# `train`, `evaluate` and `plan` are both functions and the modules that define them. Importing
-# them here, once, binds the package attributes to the functions for good (a submodule sets its
-# parent's attribute only when first loaded); use `from edgeprune.train import Trainer` for the rest.
-from .evaluate import evaluate  # noqa: E402
-from .plan import plan  # noqa: E402
-from .train import train  # noqa: E402
+# The Tracr tasks live above the task registry (they need the compiled models): registered by
+# name here, so nothing is imported until one is used.
+_register_task("tracr-reverse", "edgeprune.tracr.tasks:reverse_dataset")
+_register_task("tracr-xproportion", "edgeprune.tracr.tasks:xproportion_dataset")
 
 # name -> (module, attribute) for what loads on first use; attribute None exports the module itself
 _EXPORTS = {
+    "train": ("edgeprune.training", "train"),
+    "TrainConfig": ("edgeprune.config", "TrainConfig"),
+    "evaluate": ("edgeprune.evaluation", "evaluate"),
+    "plan": ("edgeprune.planning", "plan"),
     "prunable": ("edgeprune.models", "prunable"),
     "PrunableModel": ("edgeprune.models", "PrunableModel"),
     "Graph": ("edgeprune.graph", "Graph"),
@@ -37,4 +44,4 @@ def __getattr__(name):
     return module if attribute is None else getattr(module, attribute)
 
 
-__all__ = sorted([*_EXPORTS, "train", "evaluate", "plan"])
+__all__ = sorted(_EXPORTS)

@@ -1,59 +1,55 @@
 """Activation checkpointing per decoder layer (non-reentrant), and a count of what autograd saves.
 
-With checkpointing, a decoder layer's forward saves nothing for backward but its inputs (a token,
-its gate slices, all alive anyway); its backward recomputes the layer's forward first. The delta
-stack is held once by its autograd functions (models/delta_stack.py) and is not recomputed: the
-recomputed writes check that their rows were written by the forward and leave them untouched.
+With checkpointing, a decoder layer's forward saves nothing for backward but its inputs (an order
+handle, its gate slices, all alive anyway); its backward recomputes the layer's forward first. The
+delta stack is held once by its autograd functions (models/delta_stack.py) and is not recomputed:
+a recomputed write finds its rows already written and leaves them untouched.
 
 It must be non-reentrant: the reference's `gradient_checkpointing` used the reentrant form, which
 runs the layer without autograd and hands gradients only to inputs that require grad; its decoder
-layers' inputs did not, so no layer gate was ever trained (method.md 9.3). Here gradients flow
+layers' inputs did not, so no layer gate was ever trained (docs/method.md 9.3). Here gradients flow
 through the layer exactly as without checkpointing (tests/distributed/test_checkpointing.py
 compares them).
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .models.delta_stack import recomputing
-from .models.disentangled import _DIRECT, LayerRunner, runner_of
-
-
-def _contexts():
-    return contextlib.nullcontext(), recomputing()
+from .models import DIRECT, LayerRunner
 
 
 class CheckpointedLayers(LayerRunner):
     """Recompute each layer in backward; `inner` runs what it is given (e.g. FSDP's hooks)."""
 
-    def __init__(self, inner: LayerRunner = _DIRECT):
+    def __init__(self, inner: LayerRunner = DIRECT):
         self.inner = inner
 
-    def model(self, fn, *args):
-        return self.inner.model(fn, *args)
+    def run_model(self, fn, *args):
+        return self.inner.run_model(fn, *args)
 
-    def layer(self, index, fn, *args):
+    def run_layer(self, index, fn, *args):
         if not torch.is_grad_enabled():
-            return self.inner.layer(index, fn, *args)
+            return self.inner.run_layer(index, fn, *args)
 
         def checkpointed(*inputs):
             # No RNG inside a layer (dropout is off, gates are sampled outside): nothing to replay.
-            return checkpoint(fn, *inputs, use_reentrant=False, preserve_rng_state=False, context_fn=_contexts)
-        return self.inner.layer(index, checkpointed, *args)
+            return checkpoint(fn, *inputs, use_reentrant=False, preserve_rng_state=False)
+        return self.inner.run_layer(index, checkpointed, *args)
 
 
-def apply_checkpointing(pm, enabled: bool = True):
-    """Turn per-layer activation checkpointing on (or off) for a prunable model; returns it."""
-    adapter = pm.adapter
-    current = runner_of(adapter)
-    if enabled and not _has_checkpointing(current):
-        adapter.runner = CheckpointedLayers(current)
-    elif not enabled and _has_checkpointing(current):
-        adapter.runner = _without_checkpointing(current)
-    return pm
+def checkpointed(runner: LayerRunner) -> LayerRunner:
+    """`runner` with per-layer activation checkpointing added (unchanged if it has it already)."""
+    return runner if _has_checkpointing(runner) else CheckpointedLayers(runner)
+
+
+def without_checkpointing(runner: LayerRunner) -> LayerRunner:
+    """`runner` with its checkpointing removed."""
+    if isinstance(runner, CheckpointedLayers):
+        return runner.inner
+    if getattr(runner, "inner", None) is not None:
+        runner.inner = without_checkpointing(runner.inner)
+    return runner
 
 
 def _has_checkpointing(runner) -> bool:
@@ -62,13 +58,6 @@ def _has_checkpointing(runner) -> bool:
             return True
         runner = getattr(runner, "inner", None)
     return False
-
-
-def _without_checkpointing(runner):
-    if isinstance(runner, CheckpointedLayers):
-        return runner.inner
-    runner.inner = _without_checkpointing(runner.inner)
-    return runner
 
 
 class SavedTensors:
@@ -107,4 +96,4 @@ class SavedTensors:
         return self._hooks.__exit__(*exc)
 
 
-__all__ = ["CheckpointedLayers", "SavedTensors", "apply_checkpointing"]
+__all__ = ["CheckpointedLayers", "SavedTensors", "checkpointed", "without_checkpointing"]

@@ -16,7 +16,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from .draw import circuit_to_dot
+from .gates import bisect_threshold, deterministic_masks, expected_sparsity
 from .graph import Graph
+from .ops.constants import EPS
 
 
 @dataclass
@@ -31,6 +34,26 @@ class Circuit:
     task: str = ""
     config: dict = field(default_factory=dict)
     seed: int | None = None
+    raw_edges: int | None = None              # edges above the threshold before the node filter
+
+    @classmethod
+    def from_log_alphas(cls, graph: Graph, edge_log_alpha: torch.Tensor, node_log_alpha: torch.Tensor,
+                        eps: float = EPS, **fields) -> "Circuit":
+        """The final circuit of a run (docs/method.md 5.1): deterministic masks, thresholds bisected to
+        the model's own soft sparsity, edges and nodes apart; only edges of kept writers are listed.
+        """
+        edges_soft, nodes_soft = deterministic_masks(edge_log_alpha, node_log_alpha, graph, eps)
+        tau_e = bisect_threshold(edges_soft, expected_sparsity(edges_soft))
+        tau_n = bisect_threshold(nodes_soft, expected_sparsity(nodes_soft))
+        keep_nodes = (nodes_soft > tau_n).cpu()
+        raw = (edges_soft > tau_e).cpu()
+        keep = raw & keep_nodes[graph.edge_writer_indices()]
+        config = dict(fields.pop("config", {})) | {"thresholds": [tau_e, tau_n]}
+        return cls(graph=graph, edges=[graph.edges[i] for i in keep.nonzero().flatten().tolist()],
+                   nodes=[w for w, k in zip(graph.writers, keep_nodes.tolist()) if k],
+                   edge_scores=edge_log_alpha.detach().float().cpu().clone(),
+                   node_scores=node_log_alpha.detach().float().cpu().clone(),
+                   raw_edges=int(raw.sum()), config=config, **fields)
 
     # ------------------------------------------------------------------ sparsity
     @property
@@ -39,8 +62,9 @@ class Circuit:
 
     @property
     def edge_sparsity(self) -> float:
-        """1 - kept edges / all edges of the graph."""
-        return 1 - len(self.edges) / self.graph.num_edges
+        """1 - edges above the threshold / all edges: the sparsity the bisection matched (edge gates alone)."""
+        kept = self.raw_edges if self.raw_edges is not None else len(self.edges)
+        return 1 - kept / self.graph.num_edges
 
     @property
     def effective_edge_sparsity(self) -> float:
@@ -61,7 +85,7 @@ class Circuit:
             raise ValueError(f"k={k} is outside [0, {self.graph.num_edges}] (the graph's edge count)")
         order = torch.sort(self.edge_scores, descending=True, stable=True).indices[:k].sort().values
         all_edges = self.graph.edges
-        return replace(self, edges=[all_edges[i] for i in order.tolist()], metrics={})
+        return replace(self, edges=[all_edges[i] for i in order.tolist()], metrics={}, raw_edges=None)
 
     def at_sparsity(self, sparsity: float) -> "Circuit":
         """Keep round((1 - sparsity) N) edges of the learned ranking."""
@@ -74,7 +98,7 @@ class Circuit:
         return {
             "model": self.model, "task": self.task, "seed": self.seed,
             "graph": asdict(self.graph),
-            "num_edges": len(self.edges), "total_edges": self.graph.num_edges,
+            "num_edges": len(self.edges), "raw_edges": self.raw_edges, "total_edges": self.graph.num_edges,
             "edge_sparsity": self.edge_sparsity, "effective_edge_sparsity": self.effective_edge_sparsity,
             "num_nodes": len(self.nodes), "total_nodes": self.graph.num_writers, "node_sparsity": self.node_sparsity,
             "metrics": self.metrics, "config": self.config,
@@ -107,15 +131,17 @@ class Circuit:
             edge_scores, node_scores = _flat_scores(graph, load_file(scores))
         return cls(graph, [tuple(e) for e in data["edges"]], data["nodes"], edge_scores, node_scores,
                    data.get("metrics", {}), data.get("model", ""), data.get("task", ""), data.get("config", {}),
-                   data.get("seed"))
+                   data.get("seed"), data.get("raw_edges"))
 
     def to_dot(self, title: str | None = None) -> str:
-        from .draw import circuit_to_dot
         return circuit_to_dot(self, title)
 
     def __repr__(self):
-        return (f"Circuit({len(self.edges)} of {self.graph.num_edges} edges, sparsity {self.edge_sparsity:.4f}, "
-                f"{len(self.nodes)} of {self.graph.num_writers} nodes, task={self.task!r})")
+        raw = "" if self.raw_edges in (None, len(self.edges)) else \
+            f" ({self.raw_edges} above the threshold, sparsity {self.edge_sparsity:.4f}; the rest have pruned writers)"
+        return (f"Circuit({len(self.edges)} of {self.graph.num_edges} edges, effective sparsity "
+                f"{self.effective_edge_sparsity:.4f}{raw}, {len(self.nodes)} of {self.graph.num_writers} nodes, "
+                f"task={self.task!r})")
 
 
 def _jsonable(value):

@@ -10,6 +10,9 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import fields
+
+from .config import TrainConfig
 
 
 def _sparsity(text: str) -> float:
@@ -22,37 +25,46 @@ def _sparsity(text: str) -> float:
     return value
 
 
-def _add_train_options(p: argparse.ArgumentParser):
+def add_config_options(p: argparse.ArgumentParser):
+    """One option per TrainConfig field marked for the command line, with its default and help."""
     g = p.add_argument_group("training (defaults: the paper's GPT-2 runs)")
-    g.add_argument("--steps", type=int, default=3000)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--lr", type=float, default=0.8, help="edge-gate learning rate")
-    g.add_argument("--node-lr", type=float, default=None, help="node-gate learning rate (default: --lr)")
-    g.add_argument("--lambda-lr", type=float, default=0.8, help="multipliers' learning rate (ascent)")
-    g.add_argument("--warmup-steps", type=int, default=200)
-    g.add_argument("--ramp-steps", type=int, default=2500, help="steps over which the target rises from 0")
-    g.add_argument("--node-sparsity", type=_sparsity, default=None, help="node target (default: no node term)")
-    g.add_argument("--ablation", choices=("corrupted", "zero", "mean"), default="corrupted")
-    g.add_argument("--embedding-nodes", type=int, choices=(0, 1, 2), default=None)
-    g.add_argument("--seed", type=int, default=0)
+    for f in fields(TrainConfig):
+        if not f.metadata.get("cli", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = _option_type(f)
+        help_text = f.metadata["help"]
+        if kind is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+            continue
+        if f.name.endswith("sparsity"):
+            kind = _sparsity
+        choices = f.metadata.get("choices")
+        g.add_argument(flag, type=kind, default=f.default, choices=choices,
+                       help=help_text + ("" if f.default is None else f" (default: {f.default})"))
     g.add_argument("--n", type=int, default=None, help="training examples (default: the task's size)")
-    g.add_argument("--eval-every", type=int, default=64)
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None)
-    g.add_argument("--checkpointing", action="store_true", help="recompute each decoder layer in backward")
-    g.add_argument("--cpu-offload", action="store_true", help="FSDP under torchrun: keep weight shards on the CPU")
     g.add_argument("--no-progress", action="store_true")
 
 
-def _train_kwargs(args) -> dict:
+def _option_type(f):
+    """The Python type of a TrainConfig field: bool, int, float or str (Optional[...] unwrapped)."""
+    for name in ("bool", "int", "float", "str"):
+        if str(f.type).split(" |")[0].strip() == name:
+            return {"bool": bool, "int": int, "float": float, "str": str}[name]
+    raise TypeError(f"TrainConfig.{f.name}: no command-line type for {f.type!r}")
+
+
+def _config_overrides(args) -> dict:
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.metadata.get("cli", True)}
+
+
+def _run_kwargs(args) -> dict:
     import torch
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, node_lr=args.node_lr,
-                lambda_lr=args.lambda_lr, warmup_steps=args.warmup_steps, ramp_steps=args.ramp_steps,
-                node_sparsity=args.node_sparsity, ablation=args.ablation, embedding_nodes=args.embedding_nodes,
-                seed=args.seed, n=args.n, eval_every=args.eval_every, device=device,
-                dtype=getattr(torch, args.dtype) if args.dtype else None, progress=not args.no_progress,
-                checkpointing=args.checkpointing, cpu_offload=args.cpu_offload)
+    return dict(n=args.n, device=device, dtype=getattr(torch, args.dtype) if args.dtype else None,
+                progress=not args.no_progress)
 
 
 def _check_data(data: str):
@@ -64,13 +76,13 @@ def _check_data(data: str):
 # ---------------------------------------------------------------------- commands
 
 def cmd_prune(args):
-    from .train import train
+    from .training import train
     _check_data(args.data)
-    kwargs = _train_kwargs(args)
+    kwargs = _run_kwargs(args) | _config_overrides(args)
     if str(kwargs["device"]).startswith("cuda"):  # say before a large run whether it will fit
         import torch
 
-        from .plan import plan
+        from .planning import plan
         try:
             print(plan(args.model, batch_size=args.batch_size, seq_len=64, dtype=kwargs["dtype"] or torch.float32,
                        n_gpus=int(os.environ.get("WORLD_SIZE", "1")), checkpointing=args.checkpointing,
@@ -94,7 +106,7 @@ def cmd_prune(args):
 
 def cmd_eval(args):
     from .circuit import Circuit
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     _check_data(args.data)
     circuit = Circuit.load(args.circuit)
     model = args.model or circuit.model
@@ -129,7 +141,7 @@ def cmd_demo(args):
 
 
 def cmd_plan(args):
-    from .plan import plan
+    from .planning import plan
     import torch
     print(plan(args.model, batch_size=args.batch_size, seq_len=args.seq_len, dtype=getattr(torch, args.dtype),
                n_gpus=args.gpus, gpu_memory_gib=args.gpu_memory))
@@ -156,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--one-run", action="store_true",
                    help="train once (at the largest target) and cut the learned ranking at each target")
     p.add_argument("--out", required=True, help="output folder: one sparsity-<t>/ circuit folder per target")
-    _add_train_options(p)
+    add_config_options(p)
     p.set_defaults(fn=cmd_prune)
 
     p = sub.add_parser("eval", help="evaluate a saved circuit on a task split")

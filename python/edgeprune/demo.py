@@ -1,6 +1,6 @@
 """`edgeprune demo`: recover the circuits of two Tracr-compiled programs whose truth is known.
 
-A circuit counts as recovered (method.md 7, issue 6) when it has no edge outside the program's
+A circuit counts as recovered (docs/method.md 7) when it has no edge outside the program's
 weight-support circuit, keeps every writer the program uses, and the pruned model is exact on the
 task (reverse: every sequence right; xproportion: within 0.05 at every position). A ground-truth
 edge may be absent as long as the pruned model stays exact: four of reverse's tok_embeds -> q/k
@@ -18,8 +18,10 @@ import torch
 from . import tracr
 from .circuit import Circuit
 from .draw import render
-from .evaluate import evaluate
+from .evaluation import evaluate
+from .models import prunable
 from .tracr.settings import SETTINGS
+from .training import train
 
 
 def recovery(circuit: Circuit, program: tracr.TracrProgram, metrics: dict) -> dict:
@@ -37,7 +39,6 @@ def recovery(circuit: Circuit, program: tracr.TracrProgram, metrics: dict) -> di
 def recover(name: str, seed: int = 0, steps: int | None = None, progress: bool = False,
             program: tracr.TracrProgram | None = None):
     """Train on a Tracr program with the package's fixed settings; returns (circuit, report)."""
-    from .train import train
     program = program or tracr.load(name)
     settings = dict(SETTINGS[program.name])
     if steps is not None:
@@ -50,7 +51,6 @@ def recover(name: str, seed: int = 0, steps: int | None = None, progress: bool =
 
 
 def _prunable(program, circuit):
-    from .models import prunable
     return prunable(program.model, embedding_nodes=circuit.graph.embedding_nodes, ablation="zero")
 
 

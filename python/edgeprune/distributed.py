@@ -8,7 +8,8 @@
   root (embeddings, final norm, unembedding). The adapters read the HF submodules' weights directly
   and never call a decoder layer's forward, so FSDP's forward hooks would not fire on their own.
   Each layer's gated computation is run through a forward method registered with
-  `register_fsdp_forward_method`: FSDP all-gathers the layer before it and frees it after; its
+  `register_fsdp_forward_method` (FSDP's public hook point for a method other than `forward`; the
+  method, `edgeprune_forward`, is set on each FSDP unit by `apply_fsdp` and only there): FSDP all-gathers the layer before it and frees it after; its
   pre-backward hook (on the layer's output token) gathers it again before the layer's backward and
   its post-backward hook (on the layer's gate inputs) frees it when the layer's backward is done.
   The root stays gathered (FSDP never reshards the root after forward; here not after backward
@@ -32,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .models.disentangled import LayerRunner, runner_of
+from .models import LayerRunner
 
 
 @dataclass
@@ -122,12 +123,11 @@ def setup(device=None, force: bool = False) -> Distributed | None:
 
 def decoder_layers(adapter) -> nn.ModuleList:
     """The HF decoder blocks of an adapter's model: one FSDP unit each."""
-    if adapter.family == "gpt2":
-        return adapter.transformer.h
-    if adapter.family in ("llama", "gpt_neox"):
-        return adapter.inner.layers
-    raise ValueError(f"FSDP is not supported for {adapter.family or type(adapter).__name__} models "
-                     "(GPT-2 and Llama-family models only); Tracr models are tiny: run them in one process")
+    layers = adapter.decoder_layers()
+    if layers is None:
+        raise ValueError(f"FSDP is not supported for {adapter.family or type(adapter).__name__} models; they are "
+                         "tiny (Tracr): run them in one process")
+    return layers
 
 
 def _run(self, fn, *args):
@@ -141,22 +141,23 @@ class FSDPLayers(LayerRunner):
         self.root, self.layers, self.inner = root, layers, inner
         self._in_model = False
 
-    def model(self, fn, *args):
-        if self._in_model:  # e.g. full_logits -> record_writers: one root pass is enough
-            return self.inner.model(fn, *args)
+    def run_model(self, fn, *args):
+        if self._in_model:  # a pass started inside another (e.g. a record inside a forward): one root pass
+            return self.inner.run_model(fn, *args)
         self._in_model = True
         try:
-            return self.root.edgeprune_forward(lambda *a: self.inner.model(fn, *a), *args)
+            return self.root.edgeprune_forward(lambda *a: self.inner.run_model(fn, *a), *args)
         finally:
             self._in_model = False
 
-    def layer(self, index, fn, *args):
-        return self.layers[index].edgeprune_forward(lambda *a: self.inner.layer(index, fn, *a), *args)
+    def run_layer(self, index, fn, *args):
+        return self.layers[index].edgeprune_forward(lambda *a: self.inner.run_layer(index, fn, *a), *args)
 
 
 def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_forward: bool = True,
                param_dtype: torch.dtype | None = None, from_rank0: bool = False):
-    """Shard `pm.model` in place with FSDP2 and route the gated forward through FSDP's hooks.
+    """Shard `pm.model` in place with FSDP2 and route the gated forward through FSDP's hooks
+    (pm.set_layer_runner); the gates move to this rank's device and take rank 0's values.
 
     Args:
         cpu_offload: keep the sharded weights in (pinned) CPU memory; each layer is copied to the
@@ -172,7 +173,7 @@ def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_fo
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard, register_fsdp_forward_method
 
-    if getattr(pm, "distributed", None) is not None:
+    if _sharded(pm.layer_runner):
         raise RuntimeError("this model is already sharded with FSDP")
     adapter = pm.adapter
     layers = decoder_layers(adapter)
@@ -198,12 +199,18 @@ def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_fo
         pm.gates.to_empty(device=run.device)  # rank 0's values arrive just below
     pm.gates.to(run.device)
     run.broadcast_(list(pm.gates.parameters()))
-    inner = runner_of(adapter)
-    adapter.runner = FSDPLayers(pm.model, layers, inner)
-    pm.distributed = run
+    pm.set_layer_runner(FSDPLayers(pm.model, layers, pm.layer_runner))
     with torch.no_grad():  # the first root pass: FSDP's lazy init, and the root's weights gathered for good
-        adapter.runner.model(lambda: None)
+        pm.layer_runner.run_model(lambda: None)
     return pm
+
+
+def _sharded(runner) -> bool:
+    while runner is not None:
+        if isinstance(runner, FSDPLayers):
+            return True
+        runner = getattr(runner, "inner", None)
+    return False
 
 
 def _fill_from_rank0(pm, run: Distributed, full_state: dict, device: torch.device) -> None:
@@ -221,9 +228,8 @@ def _fill_from_rank0(pm, run: Distributed, full_state: dict, device: torch.devic
         dist.broadcast(buffer.data, src=0)
 
 
-def local_device_of(pm) -> torch.device:
+def local_device_of(pm, run: Distributed | None) -> torch.device:
     """Where a (possibly sharded, possibly CPU-offloaded) prunable model computes."""
-    run = getattr(pm, "distributed", None)
     return run.device if run is not None else pm.adapter.device
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import torch
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -139,11 +141,28 @@ class Graph:
     def edge_index(self) -> dict[tuple[str, str], int]:
         return {edge: i for i, edge in enumerate(self.edges)}
 
-    def edge_writer_indices(self):
+    def edge_writer_indices(self) -> torch.Tensor:
         """For every edge (in order), the index of its writer: used for node-effective sparsity."""
-        import torch
         parts = [torch.arange(s.cols).repeat(s.rows) for s in self.segments]
         return torch.cat(parts)
+
+    def unknown_edges(self, edges) -> list[tuple[str, str]]:
+        """The edges of a list that this graph does not have."""
+        index = self.edge_index
+        return [tuple(e) for e in edges if tuple(e) not in index]
+
+    def edge_mask(self, edges) -> torch.Tensor:
+        """A 0/1 float vector over the graph's edges with the listed (writer, reader) edges set."""
+        unknown = self.unknown_edges(edges)
+        if unknown:
+            raise ValueError(f"{len(unknown)} edge(s) are not in this model's graph, e.g. "
+                             f"{', '.join(f'{w} -> {r}' for w, r in unknown[:3])} (writers like 'a0.h1', readers like "
+                             f"'a1.h2.q' or 'resid_post'; a reader may only read earlier writers; this graph has "
+                             f"{self.num_layers} layers x {self.num_heads} heads)")
+        mask = torch.zeros(self.num_edges)
+        index = self.edge_index
+        mask[[index[tuple(e)] for e in edges]] = 1.0
+        return mask
 
 
 def num_edges(num_layers: int, num_heads: int, embedding_nodes: int, num_kv_heads: int | None = None,

@@ -6,7 +6,7 @@ import platform
 import torch
 
 from . import _ext
-from .ops import backends, dispatch
+from .ops import backends, choose
 
 
 def _versions() -> list[str]:
@@ -35,7 +35,7 @@ def main() -> None:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:
         for op in (backends.MIX, backends.HARD_CONCRETE):
-            print(f"\n{op} on {device.type} (default: {dispatch.select(op, device, torch.float32).name})")
+            print(f"\n{op} on {device.type} (default: {choose(op, device, torch.float32).name})")
             for name, backend in backends.BACKENDS.items():
                 ok = [str(d).removeprefix("torch.") for d in dtypes if not backend.not_supported_reasons(op, device, d)]
                 if ok:

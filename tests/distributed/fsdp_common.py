@@ -11,17 +11,17 @@ TRAIN_KW = {"edge_sparsity": 0.5, "steps": 6, "batch_size": 4, "warmup_steps": 2
 FROM_PATH = ("llama", "gpt2")  # families trained from a saved folder (weights read on rank 0 only)
 
 
-def trainer_for(pm, **overrides):
+def trainer_for(pm, dist=None, **overrides):
     """A Trainer whose gates start unsaturated (log alpha ~ N(0, 1)), so the KL term moves them.
 
     (train() starts them at 10, where almost every sampled gate is clamped at 1 for many steps.)
     """
-    from edgeprune.train import TrainConfig, Trainer
+    from edgeprune.training import TrainConfig, Trainer
     with torch.no_grad():
         for p in pm.gates.parameters():
             p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     kw = {k: v for k, v in TRAIN_KW.items() if k != "progress"} | overrides
-    return Trainer(pm, train_data(), TrainConfig(**kw))
+    return Trainer(pm, train_data(), TrainConfig(**kw), dist=dist)
 
 
 def train_data():

@@ -10,8 +10,8 @@ import sys
 import edgeprune
 import torch
 from edgeprune import distributed
-from edgeprune.models.disentangled import run_disentangled
-from edgeprune.train import Trainer, train
+from edgeprune.loading import load_model
+from edgeprune.training import Trainer, train
 from fsdp_common import FROM_PATH, TRAIN_KW, hook_inputs, train_data, trainer_for
 from helpers.models import tiny
 
@@ -33,7 +33,7 @@ def check_hooks(model, out):
     ids, record_ids, edges, nodes, weights = hook_inputs(pm)
     record = pm.record(record_ids)
     layers = distributed.decoder_layers(pm.adapter)
-    logits = run_disentangled(pm.adapter, pm.graph, ids, record, edges, nodes)
+    logits = pm(ids, edges=edges, nodes=nodes, record=record)
     after_forward = [_sharded(layer) for layer in layers]
     grads = torch.autograd.grad((logits * weights).sum(), (edges, nodes))
     after_backward = [_sharded(layer) for layer in layers]
@@ -48,7 +48,7 @@ loaded_on_meta: dict[str, bool] = {}
 
 def _record_meta_loads():
     """Note, per family, whether this rank's train(folder) built its model on the meta device."""
-    train_module = sys.modules["edgeprune.train"]  # edgeprune.train, the attribute, is the function
+    train_module = sys.modules["edgeprune.training"]
     load = train_module.load_model
 
     def recording(model, *args, **kwargs):
@@ -69,7 +69,7 @@ def _all_gather_flag(flag: bool) -> dict:
 def check_from_rank0(out, family):
     """Shard a folder's model read on rank 0 only; save what each rank then holds, in full."""
     run = distributed.setup()
-    model, _ = sys.modules["edgeprune.train"].load_model(os.path.join(out, family), weights=run.is_main)
+    model, _ = load_model(os.path.join(out, family), weights=run.is_main)
     pm = edgeprune.prunable(model)
     distributed.apply_fsdp(pm, run, from_rank0=True)
     # full_tensor() is collective (same order on every rank); the root's weights stay gathered
@@ -87,8 +87,9 @@ def main(out):
     models = [tiny("llama") for _ in range(5)]
     check_hooks(models[0], out)
     pm = edgeprune.prunable(models[4])
-    distributed.apply_fsdp(pm, distributed.setup())
-    trainer = trainer_for(pm)
+    run = distributed.setup()
+    distributed.apply_fsdp(pm, run)
+    trainer = trainer_for(pm, dist=run)
     trainer.run(progress=False)
     data = train_data()
     full = train(models[1], data, checkpoint_dir=os.path.join(out, "full"), **TRAIN_KW)

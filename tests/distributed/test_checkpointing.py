@@ -6,11 +6,11 @@ far less saved for backward, and recomputed writes that leave the delta stack un
 import edgeprune
 import pytest
 import torch
-from edgeprune.checkpointing import CheckpointedLayers, SavedTensors, apply_checkpointing
-from edgeprune.models.delta_stack import DeltaStack, recomputing
-from edgeprune.models.disentangled import run_disentangled, runner_of
-from edgeprune.plan import layer_saved_bytes, readers_recomputed_by_default
-from edgeprune.train import TrainConfig, Trainer
+from edgeprune.checkpointing import CheckpointedLayers, SavedTensors, checkpointed, without_checkpointing
+from edgeprune.config import RECOMPUTE_READERS
+from edgeprune.models.delta_stack import DeltaStack
+from edgeprune.planning import layer_saved_bytes
+from edgeprune.training import TrainConfig, Trainer
 from helpers.data import random_pairs
 from helpers.models import VOCAB, tiny
 
@@ -30,7 +30,7 @@ def _grads(pm, ids, record, edges, nodes, weights, count_saved=False):
                                              [t for ts in (record.ctx, record.mlp, record.resid_pre,
                                                            record.resid_mid, record.embeds) for t in ts])
     with SavedTensors(exclude=exclude) as saved:
-        out = run_disentangled(pm.adapter, pm.graph, ids, record, edges, nodes)
+        out = pm(ids, edges=edges, nodes=nodes, record=record)
     grads = torch.autograd.grad((out * weights).sum(), (edges, nodes))
     return out.detach(), grads, saved.bytes
 
@@ -43,8 +43,8 @@ def test_checkpointing_gives_the_same_gradients_and_trains_every_layer(family, e
     ids, cids, edges, nodes, weights = _inputs(pm)
     record = pm.record(cids) if ablation == "corrupted" else None
     out, grads, saved = _grads(pm, ids, record, edges, nodes, weights)
-    apply_checkpointing(pm)
-    assert isinstance(runner_of(pm.adapter), CheckpointedLayers)
+    pm.set_layer_runner(checkpointed(pm.layer_runner))
+    assert isinstance(pm.layer_runner, CheckpointedLayers)
     out_ck, grads_ck, saved_ck = _grads(pm, ids, record, edges, nodes, weights)
     torch.testing.assert_close(out_ck, out, rtol=0, atol=0)
     for a, b in zip(grads_ck, grads):
@@ -59,8 +59,8 @@ def test_checkpointing_gives_the_same_gradients_and_trains_every_layer(family, e
         assert edge_grad[seg.start:seg.stop].abs().sum() > 0
     # saved for backward: only what the final read keeps; the layers' activations are recomputed
     assert saved_ck < 0.05 * saved, (saved_ck, saved)
-    apply_checkpointing(pm, False)
-    assert not isinstance(runner_of(pm.adapter), CheckpointedLayers)
+    pm.set_layer_runner(without_checkpointing(pm.layer_runner))
+    assert not isinstance(pm.layer_runner, CheckpointedLayers)
 
 
 def test_saved_bytes_with_and_without_checkpointing():
@@ -69,25 +69,24 @@ def test_saved_bytes_with_and_without_checkpointing():
     ids, cids, edges, nodes, weights = _inputs(pm, b=2, s=16)
     record = pm.record(cids)
     _, _, without = _grads(pm, ids, record, edges, nodes, weights)
-    apply_checkpointing(pm)
+    pm.set_layer_runner(checkpointed(pm.layer_runner))
     _, _, with_ck = _grads(pm, ids, record, edges, nodes, weights)
     shape = edgeprune.plan(pm, 2, 16).shape
-    per_layer = layer_saved_bytes(shape, 2, 16, torch.float32, readers_saved=not readers_recomputed_by_default())
+    per_layer = layer_saved_bytes(shape, 2, 16, torch.float32, readers_saved=not RECOMPUTE_READERS)
     assert without >= 4 * per_layer and with_ck < per_layer / 4
     print(f"saved for backward: {without} bytes without checkpointing, {with_ck} with")
 
 
 def test_recomputed_writes_keep_the_forward_rows():
-    stack = DeltaStack(3, (2, 4), torch.float32, "cpu")
+    stack = DeltaStack(4, (2, 4), torch.float32, "cpu")
     rows = torch.randn(2, 2, 4)
-    stack.write(0, rows)
-    with recomputing():
-        stack.write(0, rows + 1.0)          # a recomputation that came out different: ignored
-        with pytest.raises(RuntimeError, match="never wrote"):
-            stack.write(2, torch.randn(1, 2, 4))
+    order = stack.write(stack.start(), 0, rows)
+    stack.write(order, 0, rows + 1.0)       # rows already written: a recomputation, left as they were
     assert torch.equal(stack.buffer[:2], rows.reshape(2, -1)) and stack.written == 2
+    with pytest.raises(RuntimeError, match="only rows < 2 were written"):
+        stack.write(order, 1, torch.randn(2, 2, 4))   # a recomputation must repeat rows that exist
     with pytest.raises(RuntimeError, match="in order"):
-        stack.write(0, rows)                # outside a recomputation rows are written once, in order
+        stack.write(order, 3, torch.randn(1, 2, 4))   # a new write must continue where the last one ended
 
 
 def test_trainer_with_checkpointing_follows_the_same_trajectory():

@@ -10,8 +10,7 @@ from pathlib import Path
 import edgeprune
 import pytest
 import torch
-from edgeprune.models.disentangled import run_disentangled
-from edgeprune.train import train
+from edgeprune.training import train
 from fsdp_common import FROM_PATH, TRAIN_KW, hook_inputs, train_data, trainer_for
 from helpers.models import tiny
 from helpers.tokenizers import word_level
@@ -48,7 +47,7 @@ def test_fsdp_hooks_gather_layers_for_forward_and_backward(fsdp_run):
     assert not got["root_sharded"]          # the root (embeddings, unembedding) stays gathered
     pm = edgeprune.prunable(tiny("llama"))
     ids, record_ids, edges, nodes, weights = hook_inputs(pm)
-    logits = run_disentangled(pm.adapter, pm.graph, ids, pm.record(record_ids), edges, nodes)
+    logits = pm(ids, edges=edges, nodes=nodes, record=pm.record(record_ids))
     grads = torch.autograd.grad((logits * weights).sum(), (edges, nodes))
     torch.testing.assert_close(got["logits"], logits.detach(), rtol=1e-5, atol=1e-6)
     for a, b in zip(got["grads"], grads):

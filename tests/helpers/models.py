@@ -35,3 +35,11 @@ def tiny(family: str, layers: int = 2, dtype=torch.float32, seed: int = 0, **ove
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     return _roundtrip(model).to(dtype)
+
+
+def gated(pm, ids, cids=None, circuit=None, attention_mask=None, gates=None):
+    """pm's logits with a binary circuit (None: every edge; []: none) or given (edges, nodes) gates,
+    ablated with the corrupted ids (pm's own ablation mode decides what that means)."""
+    edges, nodes = gates if gates is not None else pm.circuit_gates(circuit)
+    record = pm.ablation_record(cids, attention_mask, ids.shape[1])
+    return pm(ids, attention_mask, edges=edges, nodes=nodes, record=record)

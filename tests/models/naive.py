@@ -7,7 +7,7 @@ against Hugging Face separately.
 """
 import torch
 
-from edgeprune.models.disentangled import attend
+from edgeprune.models.forward import attend
 
 
 def writer_outputs(adapter, graph, ids):

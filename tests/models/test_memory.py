@@ -15,7 +15,6 @@ import pytest
 import torch
 
 import edgeprune
-from edgeprune.models.disentangled import run_disentangled
 from helpers.models import VOCAB, tiny
 from helpers.saved import held_by_forward
 
@@ -30,9 +29,8 @@ def _activation_units(layers: int, recompute: bool = True) -> tuple[float, int]:
     edges = torch.rand(pm.graph.num_edges, requires_grad=True)
     nodes = torch.rand(pm.graph.num_writers, requires_grad=True)
     record = pm.record(cids)
-    out, storages = held_by_forward(lambda: run_disentangled(pm.adapter, pm.graph, ids, record, edges, nodes,
-                                                             positions=torch.full((B, 1), S - 1),
-                                                             recompute_readers=recompute))
+    out, storages = held_by_forward(lambda: pm(ids, positions=torch.full((B, 1), S - 1), edges=edges, nodes=nodes,
+                                               record=record, recompute_readers=recompute))
     return sum(v for v in storages.values() if v % UNIT == 0) / UNIT, pm.graph.num_writers
 
 

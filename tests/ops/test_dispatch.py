@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 from edgeprune import _ext, ops
-from edgeprune.ops import backends, dispatch
+from edgeprune.ops import backends
 
 CPU = torch.device("cpu")
 
@@ -13,21 +13,21 @@ CPU = torch.device("cpu")
 def test_default_on_cpu_is_cpp_when_built(monkeypatch):
     monkeypatch.delenv("EDGEPRUNE_BACKEND", raising=False)
     expected = "cpp" if _ext.available() else "torch"
-    assert ops.select_backend("mix", torch.zeros(1)) == expected
-    assert ops.select_backend("mix", torch.zeros(1, dtype=torch.float16)) == "torch"  # cpp has no fp16
+    assert ops.choose("mix", CPU, torch.float32).name == expected
+    assert ops.choose("mix", CPU, torch.float16).name == "torch"  # cpp has no fp16
 
 
 def test_env_var_forces_and_argument_wins(monkeypatch):
     monkeypatch.setenv("EDGEPRUNE_BACKEND", "torch")
-    assert ops.select_backend("mix", torch.zeros(1)) == "torch"
-    assert ops.select_backend("mix", torch.zeros(1), backend="auto") != "torch" or not _ext.available()
+    assert ops.choose("mix", CPU, torch.float32).name == "torch"
+    assert ops.choose("mix", CPU, torch.float32, "auto").name != "torch" or not _ext.available()
     if _ext.available():
-        assert ops.select_backend("mix", torch.zeros(1), backend="cpp") == "cpp"
+        assert ops.choose("mix", CPU, torch.float32, "cpp").name == "cpp"
 
 
 def test_unknown_backend_names_the_choices(monkeypatch):
     with pytest.raises(ValueError, match="cpp, torch or auto"):
-        ops.select_backend("mix", torch.zeros(1), backend="fast")
+        ops.choose("mix", CPU, torch.float32, "fast")
     monkeypatch.setenv("EDGEPRUNE_BACKEND", "nope")
     with pytest.raises(ValueError, match="EDGEPRUNE_BACKEND"):
         ops.mix(torch.ones(1, 1), torch.ones(1, 2), torch.ones(2))
@@ -44,7 +44,7 @@ def test_forced_backend_that_cannot_run_explains_why():
 def test_missing_extension_is_a_stub_not_a_crash(monkeypatch):
     monkeypatch.setattr(_ext, "_state", {"ok": False, "reason": "edgeprune._C failed to load (test)"})
     assert not _ext.available()
-    assert dispatch.select("mix", CPU, torch.float32).name == "torch"
+    assert ops.choose("mix", CPU, torch.float32).name == "torch"
     with pytest.raises(NotImplementedError, match="failed to load"):
         ops.mix(torch.ones(1, 1), torch.ones(1, 2), torch.ones(2), backend="cpp")
     with pytest.raises(RuntimeError, match="failed to load"):

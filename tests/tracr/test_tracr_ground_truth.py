@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import edgeprune.tracr as T
-from edgeprune.evaluate import evaluate_gates
+from edgeprune.evaluation import evaluate_gates
 from edgeprune.models import prunable
 
 EXPECTED = {  # method.md 7

@@ -10,6 +10,7 @@ import torch
 import edgeprune.tracr as T
 from edgeprune.graph import num_edges
 from edgeprune.models import prunable
+from helpers.models import gated
 
 SHAPES = {  # layers, heads, d_model, key size, MLP hidden, BOS id, edges (method.md 1.4, 7)
     "reverse": (4, 1, 29, 8, 12, 3, 94),
@@ -87,7 +88,6 @@ def test_adapter_forward_equals_model(name, ablation):
     pm = prunable(prog.model, ablation=ablation)
     assert pm.adapter.family == "tracr" and pm.adapter.causal is False
     assert pm.graph.embedding_nodes == 2 and pm.graph.num_edges == SHAPES[name][-1]
-    pm.set_circuit(None)
     corrupted = batch.clean.flip(0) if ablation == "corrupted" else None
     if corrupted is not None:  # equal lengths needed for interchange: keep full-length rows only
         keep = batch.attention_mask.all(-1)
@@ -95,7 +95,7 @@ def test_adapter_forward_equals_model(name, ablation):
         corrupted = batch_clean.flip(0)
     else:
         batch_clean, mask = batch.clean, batch.attention_mask
-    got = pm(batch_clean, corrupted, attention_mask=mask)
+    got = gated(pm, batch_clean, corrupted, attention_mask=mask)
     want = prog.model(batch_clean, mask)
     real = mask.bool()
     torch.testing.assert_close(got[real], want[real], rtol=1e-5, atol=1e-5)

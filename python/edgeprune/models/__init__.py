@@ -1,49 +1,33 @@
 """`prunable(model)`: a stock model with edge and node gates over its computation graph."""
 from __future__ import annotations
 
-from typing import Iterable
-
 import torch
 from torch import nn
 
 from ..gates import Gates
 from ..graph import Graph
-from .base import Adapter
-from .disentangled import WriterRecord, record_writers, run_disentangled
+from .families import adapter_for
+from .forward import DIRECT, LayerRunner, gated_forward, record_writers
+from .records import WriterRecord, record_bytes
 
 ABLATIONS = ("corrupted", "zero", "mean")
 
 
-def _adapter_for(model) -> Adapter:
-    from .gpt2 import GPT2Adapter
-    from .gpt_neox import GPTNeoXAdapter
-    from .llama import LlamaAdapter
-    families = {"gpt2": GPT2Adapter, "llama": LlamaAdapter, "mistral": LlamaAdapter, "qwen2": LlamaAdapter,
-                "qwen3": LlamaAdapter, "gpt_neox": GPTNeoXAdapter}
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type == "tracr":
-        from .tracr import TracrAdapter
-        return TracrAdapter(model)
-    if model_type in families and hasattr(model, "lm_head"):
-        return families[model_type](model)
-    raise ValueError(
-        f"edgeprune cannot prune {type(model).__name__} (model_type={model_type!r}). Supported: "
-        "GPT2LMHeadModel, LlamaForCausalLM (CodeLlama included), MistralForCausalLM, Qwen2ForCausalLM, "
-        "Qwen3ForCausalLM, GPTNeoXForCausalLM (Pythia) and Tracr models (edgeprune.tracr.load); pass the model with its language-modelling head.")
-
-
 class PrunableModel(nn.Module):
-    """A frozen model plus learnable gates; forward runs the gated (pruned) model.
+    """A frozen model, its edge graph and learnable gates; forward runs the gated (pruned) model.
 
-    forward(input_ids, corrupted_input_ids=None, attention_mask=None, positions=None) -> logits.
-    Gates: sampled in train mode (pass seed and step), deterministic soft masks in eval mode, or a
-    fixed binary circuit after set_circuit(edges).
+        edges, nodes = pm.gates.deterministic()          # or pm.gates.sample(seed, step), pm.circuit_gates(edges)
+        record = pm.ablation_record(corrupted_ids, attention_mask)
+        logits = pm(input_ids, attention_mask, edges=edges, nodes=nodes, record=record)
+
+    `layer_runner` says how the layers run (directly, recomputed in backward, or sharded with FSDP);
+    change it with set_layer_runner (edgeprune.checkpointing, edgeprune.distributed).
     """
 
     def __init__(self, model: nn.Module, embedding_nodes: int | None = None, ablation: str = "corrupted",
                  backend: str | None = None):
         super().__init__()
-        adapter = _adapter_for(model)
+        adapter = adapter_for(model)
         if embedding_nodes is None:
             embedding_nodes = adapter.default_embedding_nodes
         if embedding_nodes not in adapter.embedding_nodes_allowed:
@@ -60,13 +44,17 @@ class PrunableModel(nn.Module):
         self.backend = backend
         self.graph = Graph(adapter.num_layers, adapter.num_heads, adapter.num_kv_heads, embedding_nodes,
                            adapter.parallel_residual)
-        self.gates = Gates(self.graph, eps=1e-8 if adapter.family == "llama" else 1e-6).to(adapter.device)
+        self.gates = Gates(self.graph, eps=adapter.gate_eps).to(adapter.device)
         self.mean_record: WriterRecord | None = None
+        self.layer_runner: LayerRunner = DIRECT
+
+    def set_layer_runner(self, runner: LayerRunner) -> None:
+        self.layer_runner = runner
 
     # ------------------------------------------------------------------ ablation values
     def record(self, input_ids, attention_mask=None) -> WriterRecord:
         """The unpruned model's writer outputs on `input_ids` (no gradient)."""
-        return record_writers(self.adapter, input_ids, attention_mask)
+        return record_writers(self.adapter, input_ids, attention_mask, self.layer_runner)
 
     def set_mean_ablation(self, input_ids, attention_mask=None, batch_size: int = 32):
         """Mean ablation's values: each writer's mean output per position over these inputs."""
@@ -78,7 +66,17 @@ class PrunableModel(nn.Module):
             count += len(input_ids[i:i + batch_size])
         self.mean_record = total.map(lambda t: (t / count).to(self.adapter.dtype))
 
+    @property
+    def ablation_per_example(self) -> bool:
+        """Whether the ablated values depend on each example (interchange) or are fixed (mean, zero)."""
+        return self.ablation == "corrupted"
+
     def ablation_record(self, corrupted_input_ids=None, attention_mask=None, seq_len=None) -> WriterRecord | None:
+        """The ablated writers' values for a batch: the one place the ablation modes differ.
+
+        corrupted: the unpruned model's record on the corrupted inputs; mean: the stored means, cut
+        to seq_len positions; zero: None.
+        """
         if self.ablation == "zero":
             return None
         if self.ablation == "mean":
@@ -95,16 +93,18 @@ class PrunableModel(nn.Module):
         return self.record(corrupted_input_ids, attention_mask)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, input_ids, corrupted_input_ids=None, attention_mask=None, positions=None, *,
-                seed: int = 0, step: int = 0, record: WriterRecord | None = None):
-        if corrupted_input_ids is not None and corrupted_input_ids.shape != input_ids.shape:
-            raise ValueError(f"clean and corrupted inputs differ in shape: {tuple(input_ids.shape)} vs "
-                             f"{tuple(corrupted_input_ids.shape)}; pad both to the same length")
-        if record is None:
-            record = self.ablation_record(corrupted_input_ids, attention_mask, input_ids.shape[1])
-        edges, nodes = self.gates.current(seed, step)
-        return run_disentangled(self.adapter, self.graph, input_ids, record, edges, nodes, attention_mask,
-                                positions, self.backend)
+    def forward(self, input_ids, attention_mask=None, positions=None, *, edges: torch.Tensor, nodes: torch.Tensor,
+                record: WriterRecord | None, recompute_readers: bool = True):
+        """Logits of the model gated by `edges` and `nodes` (flat, graph order), ablated with `record`.
+
+        (B, S, V), or (B, P, V) at `positions` (B, P): the unembedding runs only where it is read.
+        """
+        if record is not None and record.resid_final.shape[1] != input_ids.shape[1]:
+            raise ValueError(f"the ablation record covers {record.resid_final.shape[1]} positions but the input has "
+                             f"{input_ids.shape[1]}; pad the clean and corrupted inputs to the same length")
+        return gated_forward(self.adapter, self.graph, input_ids, edges=edges, nodes=nodes, record=record,
+                             attention_mask=attention_mask, positions=positions, backend=self.backend,
+                             recompute_readers=recompute_readers, runner=self.layer_runner)
 
     @torch.no_grad()
     def full_logits(self, input_ids, attention_mask=None, positions=None):
@@ -115,33 +115,20 @@ class PrunableModel(nn.Module):
             x = x.gather(1, positions[..., None].expand(-1, -1, x.shape[-1]))
         return self.adapter.unembed(x)
 
-    # ------------------------------------------------------------------ circuits
-    def set_circuit(self, edges: Iterable[tuple[str, str]] | None):
-        """Fix the gates to a binary circuit: listed edges kept, the rest ablated, every node kept.
+    def circuit_gates(self, edges=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Binary gates of a circuit: the listed (writer, reader) edges kept, every node kept.
 
-        set_circuit(None) keeps every edge (the full model); learned gates return with clear_circuit().
+        edges None keeps every edge (the full model); [] keeps none (the fully ablated model).
         """
-        if edges is None:
-            self.gates.set_fixed(torch.ones(self.graph.num_edges))
-            return
-        mask = torch.zeros(self.graph.num_edges)
-        index = self.graph.edge_index
-        for edge in edges:
-            edge = tuple(edge)
-            if edge not in index:
-                raise ValueError(f"edge {edge} is not in the graph of this model (writers like 'a0.h1', readers "
-                                 "like 'a1.h2.q' or 'resid_post'; a reader may only read earlier writers)")
-            mask[index[edge]] = 1.0
-        self.gates.set_fixed(mask)
-
-    def clear_circuit(self):
-        self.gates.set_fixed(None)
+        device = self.adapter.device
+        mask = torch.ones(self.graph.num_edges) if edges is None else self.graph.edge_mask(edges)
+        return mask.to(device), torch.ones(self.graph.num_writers, device=device)
 
 
 def prunable(model: nn.Module, embedding_nodes: int | None = None, ablation: str = "corrupted",
              backend: str | None = None) -> PrunableModel:
-    """Wrap a Hugging Face GPT-2 / Llama-family model (or a Tracr model) for edge pruning."""
+    """Wrap a Hugging Face GPT-2 / Llama-family / GPT-NeoX model (or a Tracr model) for edge pruning."""
     return PrunableModel(model, embedding_nodes, ablation, backend)
 
 
-__all__ = ["prunable", "PrunableModel", "WriterRecord", "ABLATIONS"]
+__all__ = ["ABLATIONS", "DIRECT", "LayerRunner", "PrunableModel", "WriterRecord", "prunable", "record_bytes"]

@@ -11,9 +11,12 @@ import torch
 
 
 class Adapter:
-    family: str = ""
+    family: str = ""                 # the planner's calibration key, and how errors name the family
+    model_classes: tuple[str, ...] = ()   # the Hugging Face classes it runs, for messages
     embedding_nodes_allowed: tuple[int, ...] = (0, 1)
     default_embedding_nodes: int = 0
+    gate_eps: float = 1e-6           # the hard-concrete noise's eps (docs/method.md 3.1)
+    embedding_outputs: int = 1       # how many tensors embeddings() returns (token and position: 2)
     causal: bool = True
     parallel_residual: bool = False  # the MLP reads the layer's input, not attention's output
 
@@ -22,6 +25,7 @@ class Adapter:
     num_kv_heads: int
     d_model: int
     head_dim: int
+    intermediate_size: int
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
@@ -54,6 +58,10 @@ class Adapter:
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm and unembedding of the final read."""
         raise NotImplementedError
+
+    def decoder_layers(self) -> torch.nn.ModuleList | None:
+        """The model's decoder blocks (one FSDP unit each); None for models that are not sharded."""
+        return None
 
     def sliding_window(self, layer: int) -> int | None:
         """Layer `layer` attends to at most this many most recent positions (None: no window)."""

@@ -1,43 +1,28 @@
-"""The write-once delta stack (design.md "The core").
+"""The write-once delta stack (docs/design.md, "The delta stack").
 
 One preallocated (W, N) buffer holds delta_w = x_w - c_w for every writer, with N = B * S * D.
 Each writer fills its rows once; readers mix the valid prefix. Autograd keeps the buffer once
 (not the 2L + 1 stack copies of the reference), and the backward of every read accumulates its
 delta gradient into one shared (W, N) gradient buffer, in place.
 
-Why this is safe with in-place writes: a read only ever touches rows that are final (writers run
-in index order and are written once), so the buffer can be held on the autograd context without
-a version check. The ordering of the gradient accumulation is made visible to autograd through a
-chain of empty "token" tensors: every write consumes the previous token and produces a new one,
-every read consumes the latest token. So a write's backward, which hands grad[rows] to the writer,
-runs only after every read that could have accumulated into those rows has run its backward.
+Why in-place writes are safe: a read only ever touches rows that are final (writers run in index
+order and are written once), so the buffer can be held by the autograd functions without a
+version check. The order of the gradient accumulation is made visible to autograd by an *order
+handle*, an empty tensor threaded through every call: a write takes the current handle and
+returns the next one, a read takes the current one. A write's backward, which hands grad[rows] to
+the writer, therefore runs only after every read that could have accumulated into those rows has
+run its backward. Callers pass the handle explicitly; the stack keeps no hidden ordering state.
 
-Activation checkpointing (edgeprune.checkpointing) re-runs a layer's writes during backward. Inside
-`recomputing()` a write checks that its rows were written by the forward and leaves them as they
-are: readers recomputed in backward see exactly the values the forward's readers saw, even if a
-kernel is not bitwise deterministic, and rows that later readers' backward already used never change.
+A write of rows the forward has already written is a recomputation (activation checkpointing
+re-runs a decoder layer in backward): it must repeat rows that exist, and leaves them as they are,
+so readers recomputed in backward see exactly what the forward's readers saw, and rows whose
+gradient later readers already accumulated never change.
 """
 from __future__ import annotations
-
-import contextlib
-import threading
 
 import torch
 
 from .. import ops
-
-_replay = threading.local()
-
-
-@contextlib.contextmanager
-def recomputing():
-    """Writes inside are a checkpointed layer's recomputation: they must repeat forward writes."""
-    previous = getattr(_replay, "active", False)
-    _replay.active = True
-    try:
-        yield
-    finally:
-        _replay.active = previous
 
 
 class DeltaStack:
@@ -48,24 +33,31 @@ class DeltaStack:
             numel *= n
         self.buffer = torch.empty(num_writers, numel, dtype=dtype, device=device)
         self.grad = None                               # (W, N), allocated by the first backward
-        self.token = torch.empty(0, device=device)
         self.written = 0
         self.backend = backend
 
-    def write(self, start: int, rows: torch.Tensor) -> None:
-        """Fill rows [start, start + k) with `rows` (k, *shape). Writers come in index order."""
-        if getattr(_replay, "active", False):
-            if start + rows.shape[0] > self.written:
-                raise RuntimeError(f"a recomputed layer wrote rows [{start}, {start + rows.shape[0]}) that its "
-                                   f"forward never wrote (rows < {self.written} are written)")
-            self.token = _Write.apply(self, start, rows, self.token, False)
-            return
+    def start(self) -> torch.Tensor:
+        """The first order handle."""
+        return torch.empty(0, device=self.buffer.device)
+
+    def write(self, order: torch.Tensor, start: int, rows: torch.Tensor) -> torch.Tensor:
+        """Fill rows [start, start + k) with `rows` (k, *shape); returns the next order handle.
+
+        Writers come in index order. Rows below `written` are a recomputation: they are not rewritten.
+        """
+        k = rows.shape[0]
+        if start < self.written:
+            if start + k > self.written:
+                raise RuntimeError(f"a recomputed layer wrote rows [{start}, {start + k}) but only rows < "
+                                   f"{self.written} were written by the forward")
+            return _Write.apply(self, start, rows, order, False)
         if start != self.written:
             raise RuntimeError(f"delta rows must be written in order: expected row {self.written}, got {start}")
-        self.token = _Write.apply(self, start, rows, self.token, True)
-        self.written = start + rows.shape[0]
+        self.written = start + k
+        return _Write.apply(self, start, rows, order, True)
 
-    def read(self, gates: torch.Tensor, base: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    def read(self, order: torch.Tensor, gates: torch.Tensor, base: torch.Tensor,
+             positions: torch.Tensor | None = None) -> torch.Tensor:
         """base + gates @ delta[:P] for P = gates.shape[1]; (R, *shape) or, with positions, (R, M, D).
 
         base is shared by the R readers: shaped like one writer's output, or (M, D) with positions.
@@ -74,7 +66,7 @@ class DeltaStack:
         """
         if gates.shape[1] > self.written:
             raise RuntimeError(f"a reader of {gates.shape[1]} writers ran before writer {self.written} was written")
-        out = _Read.apply(self, gates, base, positions, self.token)
+        out = _Read.apply(self, gates, base, positions, order)
         return out.view(gates.shape[0], *(self.shape if positions is None else (positions.numel(), self.shape[-1])))
 
     def grad_buffer(self) -> torch.Tensor:
@@ -85,12 +77,12 @@ class DeltaStack:
 
 class _Write(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, stack, start, rows, token, copy):
+    def forward(ctx, stack, start, rows, order, copy):
         k = rows.shape[0]
         if copy:
             stack.buffer[start:start + k].copy_(rows.reshape(k, -1))
         ctx.stack, ctx.start, ctx.k, ctx.rows_shape = stack, start, k, rows.shape
-        return token.new_empty(0)
+        return order.new_empty(0)
 
     @staticmethod
     def backward(ctx, _):
@@ -100,12 +92,12 @@ class _Write(torch.autograd.Function):
             g = stack.grad[ctx.start:ctx.start + ctx.k] if stack.grad is not None else None
             grad = torch.zeros(ctx.rows_shape, dtype=stack.buffer.dtype, device=stack.buffer.device) if g is None \
                 else g.view(ctx.rows_shape)
-        return None, None, grad, stack.token.new_empty(0), None
+        return None, None, grad, stack.buffer.new_empty(0, dtype=torch.float32), None
 
 
 class _Read(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, stack, gates, base, positions, token):
+    def forward(ctx, stack, gates, base, positions, order):
         if positions is None:
             delta = stack.buffer
         else:
@@ -132,4 +124,4 @@ class _Read(torch.autograd.Function):
             grad_gates = ops.mix_backward_(grad_out, gates, ctx.delta, rows, backend=stack.backend)
             stack.grad_buffer()[:P].view(P, -1, D).index_add_(1, ctx.positions, rows.view(P, -1, D))
         grad_base = grad_out.sum(0).reshape(ctx.base_shape) if ctx.needs_input_grad[2] else None
-        return None, grad_gates, grad_base, None, stack.token.new_empty(0)
+        return None, grad_gates, grad_base, None, stack.buffer.new_empty(0, dtype=torch.float32)

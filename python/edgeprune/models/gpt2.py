@@ -8,7 +8,9 @@ from .base import Adapter, per_head
 
 class GPT2Adapter(Adapter):
     family = "gpt2"
+    model_classes = ("GPT2LMHeadModel",)
     embedding_nodes_allowed = (0, 1, 2)
+    embedding_outputs = 2
     default_embedding_nodes = 2
 
     def __init__(self, model):
@@ -19,8 +21,12 @@ class GPT2Adapter(Adapter):
         self.num_kv_heads = cfg.n_head
         self.d_model = cfg.n_embd
         self.head_dim = cfg.n_embd // cfg.n_head
+        self.intermediate_size = cfg.n_inner or 4 * cfg.n_embd
         if getattr(cfg, "reorder_and_upcast_attn", False):
             raise ValueError("GPT-2 with reorder_and_upcast_attn=True is not supported; set it to False.")
+
+    def decoder_layers(self):
+        return self.transformer.h
 
     def embeddings(self, input_ids):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)

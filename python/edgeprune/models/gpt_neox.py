@@ -13,6 +13,7 @@ from .base import Adapter, per_head
 
 class GPTNeoXAdapter(Adapter):
     family = "gpt_neox"
+    model_classes = ("GPTNeoXForCausalLM (Pythia)",)
     embedding_nodes_allowed = (0, 1)
     default_embedding_nodes = 0
 
@@ -24,10 +25,14 @@ class GPTNeoXAdapter(Adapter):
         self.num_heads = self.num_kv_heads = cfg.num_attention_heads
         self.d_model = cfg.hidden_size
         self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.intermediate_size = cfg.intermediate_size
         self.parallel_residual = bool(cfg.use_parallel_residual)
         attn = self.inner.layers[0].attention
         # the model's own rotary helper: it rotates only the first rotary_ndims of each head
         self._apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb
+
+    def decoder_layers(self):
+        return self.inner.layers
 
     def embeddings(self, input_ids):
         return [self.inner.embed_in(input_ids)]

@@ -13,6 +13,9 @@ from .base import Adapter, per_head
 
 class LlamaAdapter(Adapter):
     family = "llama"
+    model_classes = ("LlamaForCausalLM (CodeLlama included)", "MistralForCausalLM", "Qwen2ForCausalLM",
+                     "Qwen3ForCausalLM")
+    gate_eps = 1e-8  # the reference's Llama gates (docs/method.md 3.1)
     embedding_nodes_allowed = (0, 1)
     default_embedding_nodes = 0
 
@@ -25,6 +28,7 @@ class LlamaAdapter(Adapter):
         self.num_kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         self.d_model = cfg.hidden_size
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.intermediate_size = cfg.intermediate_size
         attn = self.inner.layers[0].self_attn
         # The model's own rotary helper, so each family keeps its exact rotary convention.
         self._apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb
@@ -32,6 +36,9 @@ class LlamaAdapter(Adapter):
         types = getattr(cfg, "layer_types", None)
         self._windows = [window if types is None or types[layer] == "sliding_attention" else None
                          for layer in range(self.num_layers)]
+
+    def decoder_layers(self):
+        return self.inner.layers
 
     def sliding_window(self, layer):
         return self._windows[layer]

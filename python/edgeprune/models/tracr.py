@@ -194,7 +194,9 @@ class TracrAdapter(Adapter):
     """Edge-graph primitives of a TracrTransformer: E=2 (token and position writers), no norms."""
 
     family = "tracr"
+    model_classes = ("Tracr models (edgeprune.tracr.load)",)
     embedding_nodes_allowed = (2,)
+    embedding_outputs = 2
     default_embedding_nodes = 2
 
     def __init__(self, model: TracrTransformer):
@@ -205,6 +207,7 @@ class TracrAdapter(Adapter):
         self.num_kv_heads = c.num_heads
         self.d_model = c.d_model
         self.head_dim = c.key_size
+        self.intermediate_size = c.mlp_hidden_size
         self.causal = bool(c.causal)  # instance attribute shadows the class default (True)
 
     def embeddings(self, input_ids):

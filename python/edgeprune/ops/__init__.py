@@ -8,8 +8,10 @@ Public functional API (every backend implements the same contract; see ops/refer
     expected_l0(log_alpha), zero_probability(log_alpha, eps), soft_mask(log_alpha)
 
 backend: None (EDGEPRUNE_BACKEND, else the default for the device), "auto", "torch", "cpp",
-"cuda" or "triton". The ops are registered as torch custom ops (torch.ops.edgeprune.*), so
-autograd, torch.compile and FSDP see ordinary ops; see ops/mix.py and ops/hard_concrete.py.
+"cuda" or "triton"; `choose` picks it. The ops are registered as torch custom ops
+(torch.ops.edgeprune.*), so autograd, torch.compile and FSDP see ordinary ops; see ops/mix.py and
+ops/hard_concrete.py. Under torch.compile pass a backend name (the choice reads the environment
+and probes the extension, which a trace should not): with a name the traced call is the op alone.
 """
 from __future__ import annotations
 
@@ -17,46 +19,26 @@ import torch
 
 from . import reference as _ref
 from .backends import BACKENDS
-from .dispatch import ENV_VAR, report, select
+from .dispatch import ENV_VAR, choose, report
 from .hard_concrete import hard_concrete_op as _hard_concrete_op
 from .mix import mix_backward_accumulate as _mix_backward_accumulate
 from .mix import mix_op as _mix_op
 
-__all__ = [
-    "BACKENDS",
-    "ENV_VAR",
-    "expected_l0",
-    "hard_concrete",
-    "mix",
-    "mix_backward_",
-    "report",
-    "select_backend",
-    "soft_mask",
-    "zero_probability",
-]
+__all__ = ["BACKENDS", "ENV_VAR", "choose", "expected_l0", "hard_concrete", "mix", "mix_backward_", "report",
+           "soft_mask", "zero_probability"]
 
 
-def select_backend(op: str, tensor: torch.Tensor, backend: str | None = None) -> str:
-    """The backend name that would run `op` ("mix" or "hard_concrete") for this tensor."""
-    return _backend_name(op, tensor.device, tensor.dtype, backend)
-
-
-def _backend_name(op: str, device: torch.device, dtype: torch.dtype, backend: str | None) -> str:
-    return select(op, device, dtype, backend).name
-
-
-# Under torch.compile the choice is made once, while tracing (it reads the environment and probes
-# the extension, which Dynamo cannot trace), and baked into the graph as a constant. This is what
-# torch.compiler.assume_constant_result does; calling it here would import torch._dynamo (and
-# Triton) at `import edgeprune`, so the mark is set directly (tests/ops/test_custom_ops.py checks it).
-_backend_name._dynamo_marked_constant = True
+def _name(op: str, tensor: torch.Tensor, backend: str | None) -> str:
+    if backend in BACKENDS and torch.compiler.is_compiling():
+        return backend  # checked when it was chosen; tracing the checks would break the graph
+    return choose(op, tensor.device, tensor.dtype, backend).name
 
 
 def _eager(*tensors) -> bool:
     """Call the kernel directly: not being traced, and no autograd graph to record.
 
     The custom-op machinery costs tens of microseconds a call, a few milliseconds of host time in
-    a GPT-2 small step; the delta stack (an autograd.Function of its own) needs none of it.
+    a GPT-2 small step; the delta stack (autograd functions of its own) needs none of it.
     """
     return not torch.compiler.is_compiling() and not (
         torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
@@ -64,7 +46,7 @@ def _eager(*tensors) -> bool:
 
 def mix(gates, delta, base, prefix=None, backend=None):
     """out (R, N) = base + sum_{w < prefix[r]} gates[r, w] delta[w], accumulated in float32."""
-    name = select_backend("mix", delta, backend)
+    name = _name("mix", delta, backend)
     if _eager(gates, delta, base):
         return BACKENDS[name].mix_forward(gates, delta, base, prefix)
     return _mix_op(gates, delta, base, prefix, name)
@@ -72,7 +54,7 @@ def mix(gates, delta, base, prefix=None, backend=None):
 
 def mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None):
     """Gate gradient (R, P); adds gates_masked^T @ grad_out into grad_delta[:P] in place."""
-    name = select_backend("mix", delta, backend)
+    name = _name("mix", delta, backend)
     if _eager(grad_out, gates, delta, grad_delta):
         return _mix_backward_accumulate(grad_out, gates, delta, grad_delta, prefix, name)
     return torch.ops.edgeprune.mix_backward_(grad_out, gates, delta, grad_delta, prefix, name)
@@ -80,8 +62,7 @@ def mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None)
 
 def hard_concrete(log_alpha, seed: int, offset: int, eps: float = 1e-6, backend=None):
     """Sampled gates z with noise Philox(seed, offset + i); the backward regenerates the noise."""
-    return _hard_concrete_op(log_alpha, int(seed), int(offset), float(eps),
-                             select_backend("hard_concrete", log_alpha, backend))
+    return _hard_concrete_op(log_alpha, int(seed), int(offset), float(eps), _name("hard_concrete", log_alpha, backend))
 
 
 # Cheap elementwise closed forms: plain torch (autograd and torch.compile handle them well).

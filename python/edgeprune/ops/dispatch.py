@@ -1,4 +1,4 @@
-"""Which backend runs an op: an explicit argument, else EDGEPRUNE_BACKEND, else the default.
+"""Which backend runs an op: an explicit argument, else EDGEPRUNE_BACKEND, else the device's default.
 
 Default: triton for CUDA tensors (then the CUDA C++ kernels, then torch); the C++ kernels for
 CPU tensors when edgeprune._C is built, else torch. A forced backend that cannot run the inputs
@@ -16,26 +16,23 @@ ENV_VAR = "EDGEPRUNE_BACKEND"
 PRIORITY = {"cuda": ("triton", "cuda", "torch"), "cpu": ("cpp", "torch")}
 
 
-def requested(backend: str | None) -> str | None:
-    """The forced backend name, or None for the default choice ('auto' also means default)."""
-    name = backend if backend is not None else os.environ.get(ENV_VAR) or None
-    if name in (None, "auto"):
-        return None
-    if name not in BACKENDS:
-        source = "backend=" if backend is not None else f"{ENV_VAR}="
-        raise ValueError(f"unknown edgeprune backend {source}{name!r}; choose from {', '.join(BACKENDS)} or auto")
-    return name
+def choose(op: str, device: torch.device, dtype: torch.dtype, backend: str | None = None) -> Backend:
+    """The backend that runs `op` ("mix" or "hard_concrete") on tensors of this device and dtype.
 
-
-def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | None = None) -> Backend:
-    name = requested(backend)
-    if name is not None:
-        reasons = BACKENDS[name].not_supported_reasons(op, device, dtype)
+    backend: a name from BACKENDS, or None / "auto" for EDGEPRUNE_BACKEND, else the default.
+    """
+    source = "backend argument"
+    if backend is None:
+        backend, source = os.environ.get(ENV_VAR) or None, f"{ENV_VAR}"
+    if backend not in (None, "auto"):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown edgeprune backend {backend!r} (from the {source}); choose from "
+                             f"{', '.join(BACKENDS)} or auto")
+        reasons = BACKENDS[backend].not_supported_reasons(op, device, dtype)
         if reasons:
-            source = "backend argument" if backend is not None else f"{ENV_VAR}={name}"
-            raise NotImplementedError(f"edgeprune backend {name!r} (from the {source}) cannot run {op} on "
+            raise NotImplementedError(f"edgeprune backend {backend!r} (from the {source}) cannot run {op} on "
                                       f"{device.type} {str(dtype).removeprefix('torch.')}: " + "; ".join(reasons))
-        return BACKENDS[name]
+        return BACKENDS[backend]
     for candidate in PRIORITY.get(device.type, ("torch",)):
         if not BACKENDS[candidate].not_supported_reasons(op, device, dtype):
             return BACKENDS[candidate]

@@ -16,14 +16,10 @@ Triton's tl.randint), so a draw is a pure function of (seed, offset, i).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-LEFT, RIGHT, BETA = -0.1, 1.1, 2.0 / 3.0
-SOFT_MASK_FACTOR = 0.8  # deterministic mask sharpening, method.md 3.4
-LOG_RATIO = math.log(-LEFT / RIGHT)  # ln(1/11)
+from .constants import BETA, LEFT, LOG_RATIO, RIGHT, SOFT_MASK_FACTOR
 
 
 # ----------------------------------------------------------------------------------- mixing

@@ -10,6 +10,7 @@ import os
 from .base import AnswerTask, Batch, Example, Task, TaskDataset
 from .registry import names, register
 from .registry import factory as _factory
+from .splits import MissingSplit
 from . import custom as _custom
 
 register("ioi", "edgeprune.tasks.ioi:dataset")
@@ -18,8 +19,6 @@ register("greater-than", "edgeprune.tasks.greater_than:dataset")
 register("gendered-pronoun", "edgeprune.tasks.gendered_pronoun:dataset")
 register("boolean-expressions", "edgeprune.tasks.boolean_expressions:dataset")
 register("boolean-expressions-instr", "edgeprune.tasks.boolean_expressions:dataset_instr")
-register("tracr-reverse", "edgeprune.tracr.tasks:reverse_dataset")
-register("tracr-xproportion", "edgeprune.tracr.tasks:xproportion_dataset")
 
 
 def get(name: str, tokenizer, split: str = "train", n: int | None = None, seed: int = 0) -> TaskDataset:
@@ -44,4 +43,13 @@ def load(data, tokenizer, split: str = "train", n: int | None = None, seed: int 
                     f"got {type(data).__name__}")
 
 
-__all__ = ["AnswerTask", "Batch", "Example", "Task", "TaskDataset", "get", "load", "names", "register"]
+def load_split(data, tokenizer, split: str, seed: int = 0) -> TaskDataset | None:
+    """`load` for an optional split: None when the data has no such split, any other error raised."""
+    try:
+        return load(data, tokenizer, split=split, seed=seed)
+    except MissingSplit:
+        return None
+
+
+__all__ = ["AnswerTask", "Batch", "Example", "MissingSplit", "Task", "TaskDataset", "get", "load", "load_split",
+           "names", "register"]

@@ -17,7 +17,7 @@ import os
 from .base import Example, Task, TaskDataset
 from . import metrics as M
 from .encoding import Encoder
-from .splits import SPLITS, check_split
+from .splits import SPLITS, MissingSplit, check_split
 
 OPEN, CLOSE = "<predict>", "</predict>"
 
@@ -80,7 +80,7 @@ def dataset(items, tokenizer, split: str = "train", n: int | None = None, seed: 
         if item_split in (None, split):
             chosen.append((index, item))
     if not chosen:
-        raise ValueError(f"{source} has no {split!r} examples (its splits: "
+        raise MissingSplit(f"{source} has no {split!r} examples (its splits: "
                          f"{', '.join(sorted(s for s in present if s)) or 'none'})")
     if n is not None:
         if n > len(chosen):

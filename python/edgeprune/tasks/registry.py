@@ -1,4 +1,4 @@
-"""Task names -> dataset factories. Other modules (Tracr) add their own tasks with `register`.
+"""Task names -> dataset factories. edgeprune registers its built-in tasks; users add their own with `register`.
 
 A factory is called as factory(tokenizer, split="train", n=None, seed=0) and returns a
 TaskDataset. It may also be given as a "module:function" string, imported on first use, so that

@@ -28,6 +28,10 @@ class Candidate:
     label: Any = None
 
 
+class MissingSplit(ValueError):
+    """The data has no examples of the asked split (a JSONL file whose lines name other splits)."""
+
+
 class Drop(Exception):
     """Raised by an example maker when a candidate fails a tokenizer check; the message is the reason."""
 

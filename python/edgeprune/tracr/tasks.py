@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..tasks import metrics as M
 from ..tasks.base import Example, Task, TaskDataset
+from .programs import check_name, load_model
 
 SPLITS = ("train", "validation", "test", "eval")
 TOLERANCE = 0.05  # xproportion: success when every position is within this of the true fraction
@@ -94,8 +95,7 @@ def _sequences(config, lengths) -> list[tuple]:
 
 
 def make_task(name: str, model=None) -> Task:
-    from . import _check_name, load_model
-    name = _check_name(name)
+    name = check_name(name)
     if name == "reverse":
         return TracrReverseTask()
     model = model or load_model(name)
@@ -109,8 +109,7 @@ def dataset(name: str, split: str = "train", n: int | None = None, seed: int = 0
     reverse: label = the output class of the reversed token at each loss position.
     xproportion: label = the true running fraction of "x" at every position (0 at BOS).
     """
-    from . import _check_name, load_model
-    name = _check_name(name)
+    name = check_name(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} for tracr-{name}; choose one of {', '.join(SPLITS)} "
                          "(all hold every input sequence)")

@@ -31,6 +31,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .config import CACHE_BYTES, RECOMPUTE_READERS
+from .graph import num_edges
+from .models import record_bytes
+from .models.families import adapter_class
+
 GIB = 2 ** 30
 
 # One layer's working set beyond what autograd saves, in units of its attention readers' norm
@@ -62,6 +67,7 @@ for _table in (BACKWARD_WORKING_SET, FORWARD_WORKING_SET):
     _table |= {("gpt_neox", *k[1:]): v for k, v in _table.items() if k[0] == "gpt2"}
 BACKWARD_WORKING_SET |= {("gpt_neox", half, checkpointing, True): 3.5 if checkpointing else 2.9
                          for half in (False, True) for checkpointing in (False, True)}
+CALIBRATED = sorted({key[0] for key in BACKWARD_WORKING_SET})
 
 
 @dataclass
@@ -78,6 +84,8 @@ class ModelShape:
     layer_params: int        # one decoder layer
     name: str = ""
     parallel: bool = False   # parallel residual (GPT-NeoX): a layer's MLP does not read its own heads
+    embedding_outputs: int = 1           # GPT-2: token and position embeddings
+    default_embedding_nodes: int = 0
 
     @property
     def root_params(self) -> int:
@@ -166,17 +174,6 @@ def _config_of(obj):
     return cfg
 
 
-def _family(cfg) -> str:
-    if cfg.model_type == "gpt2":
-        return "gpt2"
-    if cfg.model_type in ("llama", "mistral", "qwen2", "qwen3"):
-        return "llama"
-    if cfg.model_type == "gpt_neox":
-        return "gpt_neox"
-    raise ValueError(f"plan() supports GPT-2, Llama-family and GPT-NeoX configs, not model_type={cfg.model_type!r} "
-                     "(its working-set constants are calibrated on those)")
-
-
 def _count(module) -> int:
     seen, total = set(), 0
     for p in module.parameters():
@@ -189,50 +186,32 @@ def _count(module) -> int:
 def model_shape(model_or_config) -> ModelShape:
     """The sizes a plan needs; parameters counted on the meta device (nothing is allocated)."""
     cfg = _config_of(model_or_config)
-    family = _family(cfg)
+    adapter_cls = adapter_class(cfg)
+    if adapter_cls.family not in CALIBRATED:
+        raise ValueError(f"plan() has no memory calibration for {adapter_cls.family} models (calibrated: "
+                         f"{', '.join(CALIBRATED)})")
     model = model_or_config if isinstance(model_or_config, torch.nn.Module) else None
     model = getattr(model, "model", model) if model is not None and hasattr(model, "adapter") else model
     if model is None:
         from transformers import AutoModelForCausalLM
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(cfg)
-    if family == "gpt2":
-        layers = model.transformer.h
-    elif family == "gpt_neox":
-        layers = model.gpt_neox.layers
-    else:
-        layers = model.model.layers
-    if family == "gpt2":
-        heads = kv = cfg.n_head
-        d, inter = cfg.n_embd, cfg.n_inner or 4 * cfg.n_embd
-        head_dim = d // heads
-    else:
-        heads = cfg.num_attention_heads
-        kv = getattr(cfg, "num_key_value_heads", None) or heads
-        d, inter = cfg.hidden_size, cfg.intermediate_size
-        head_dim = getattr(cfg, "head_dim", None) or d // heads
-    return ModelShape(family, len(layers), heads, kv, d, head_dim, inter, cfg.vocab_size, _count(model),
-                      _count(layers[0]), getattr(cfg, "_name_or_path", "") or "",
-                      parallel=bool(getattr(cfg, "use_parallel_residual", False)) and family == "gpt_neox")
+    a = adapter_cls(model)
+    layers = a.decoder_layers()
+    return ModelShape(a.family, a.num_layers, a.num_heads, a.num_kv_heads, a.d_model, a.head_dim,
+                      a.intermediate_size, cfg.vocab_size, _count(model), _count(layers[0]),
+                      getattr(cfg, "_name_or_path", "") or "", parallel=a.parallel_residual,
+                      embedding_outputs=a.embedding_outputs, default_embedding_nodes=a.default_embedding_nodes)
 
 
 # ---------------------------------------------------------------------------------- the estimate
-
-def readers_recomputed_by_default() -> bool:
-    """Whether edgeprune.train recomputes the attention readers in backward unless told otherwise."""
-    import dataclasses
-
-    from .train import TrainConfig
-    field = {f.name: f for f in dataclasses.fields(TrainConfig)}.get("recompute_readers")
-    return bool(field.default) if field is not None else False
-
 
 def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype,
                       readers_saved: bool = True, embedding_nodes: int | None = None) -> int:
     """What autograd saves for one gated decoder layer (weights frozen: only activations).
 
     readers_saved: False when the forward recomputes the attention readers' mixtures, norms and
-    rotary in backward (run_disentangled's recompute_readers); the recomputation then keeps its
+    rotary in backward (gated_forward's recompute_readers); the recomputation then keeps its
     inputs: the readers' gates and, with no embedding nodes, their base (a new (B, S, D) sum; with
     embedding nodes it is a view of the cached record). Counted from the code path, and checked
     against SavedTensors on small models (tests/test_plan.py).
@@ -257,7 +236,7 @@ def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtyp
             attn_reads += 2 * bs * s.head_dim * b                                      # + rotary cos, sin
             mlp = bs * s.intermediate * b                              # exact GELU: its input (frozen Linears save none)
     if embedding_nodes is None:
-        embedding_nodes = 2 if s.family == "gpt2" else 0
+        embedding_nodes = s.default_embedding_nodes
     if readers_saved:
         return attn_reads + per_reader + att + mlp
     mean_prefix = embedding_nodes + (s.layers - 1) * (s.heads + 1) / 2
@@ -273,8 +252,8 @@ def _reader_unit(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype) ->
 
 def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32, n_gpus: int = 1,
          checkpointing: bool = False, gpu_memory_gib: float | None = None, *, embedding_nodes: int | None = None,
-         positions: int = 1, examples: int | None = None, ablation: str = "corrupted", cache_bytes: int = 4 << 30,
-         cpu_offload: bool = False, recompute_readers: bool | None = None, reserve_gib: float = 2.0) -> Plan:
+         positions: int = 1, examples: int | None = None, ablation: str = "corrupted", cache_bytes: int = CACHE_BYTES,
+         cpu_offload: bool = False, recompute_readers: bool = RECOMPUTE_READERS, reserve_gib: float = 2.0) -> Plan:
     """Estimate the peak GPU memory of edgeprune.train on this model and say whether it fits.
 
     Args:
@@ -288,7 +267,7 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
             cache_bytes (as the trainer does). None: the dataset is one batch.
         gpu_memory_gib: the card, for the verdict (`Plan.fits`).
         recompute_readers: whether the forward recomputes the attention readers in backward
-            (TrainConfig.recompute_readers); None: the trainer's default.
+            (TrainConfig.recompute_readers, whose default this is).
     """
     shape = model_shape(model_or_config)
     s = shape
@@ -296,9 +275,8 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
     local = math.ceil(batch_size / n_gpus)
     n = local * seq_len * s.d_model
     if embedding_nodes is None:
-        embedding_nodes = 2 if s.family == "gpt2" else 0
+        embedding_nodes = s.default_embedding_nodes
     writers = embedding_nodes + s.layers * (s.heads + 1)
-    from .graph import num_edges
     edges = num_edges(s.layers, s.heads, embedding_nodes, s.kv_heads, parallel=s.parallel)
     notes = []
 
@@ -314,16 +292,12 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
 
     examples = batch_size if examples is None else examples
     if ablation == "corrupted":
-        # embedding outputs (GPT-2: token and position), per layer a context, MLP output and the
-        # residual streams before and after attention, the final residual stream
-        per_example = ((2 if s.family == "gpt2" else 1) + 4 * s.layers + 1) * seq_len * s.d_model * b
+        per_example = record_bytes(seq_len, s.embedding_outputs, s.layers, s.heads, s.head_dim, s.d_model, dtype)
         cached = examples * per_example if examples * per_example <= cache_bytes else 0
         parts["ablation records"] = cached + local * per_example
     targets = examples * positions * s.vocab * 4
     parts["targets"] = targets if targets <= cache_bytes else local * positions * s.vocab * 4
 
-    if recompute_readers is None:
-        recompute_readers = readers_recomputed_by_default()
     saved = layer_saved_bytes(s, local, seq_len, dtype, not recompute_readers, embedding_nodes)
     parts["saved activations"] = saved if checkpointing else s.layers * saved
     unit = _reader_unit(s, local, seq_len, dtype)

@@ -3,8 +3,7 @@ import pytest
 import torch
 
 import edgeprune
-from edgeprune.models.disentangled import run_disentangled
-from helpers.models import VOCAB, tiny
+from helpers.models import VOCAB, gated, tiny
 from models.naive import naive_forward, writer_outputs
 
 FAMILIES = ["gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox"]
@@ -21,21 +20,18 @@ def test_all_gates_on_equals_hf(family):
     ids, cids = _ids()
     hf = model(ids).logits
     for e in edgeprune.prunable(model).adapter.embedding_nodes_allowed:
-        pm = edgeprune.prunable(model, embedding_nodes=e).eval()
-        pm.set_circuit(None)
-        assert (pm(ids, cids) - hf).abs().max() < 1e-4
+        pm = edgeprune.prunable(model, embedding_nodes=e)
+        assert (gated(pm, ids, cids) - hf).abs().max() < 1e-4
 
 
 def test_gpt_neox_sequential_residual_equals_hf():
     """use_parallel_residual=False (GPT-NeoX's other layout): the MLP reads attention's output again."""
     model = tiny("gpt_neox", use_parallel_residual=False)
     ids, cids = _ids()
-    pm = edgeprune.prunable(model, embedding_nodes=1).eval()
+    pm = edgeprune.prunable(model, embedding_nodes=1)
     assert not pm.graph.parallel and ("a1.h0", "m1") in pm.graph.edge_index
-    pm.set_circuit(None)
-    assert (pm(ids, cids) - model(ids).logits).abs().max() < 1e-4
-    pm.set_circuit([])
-    assert (pm(ids, cids) - model(cids).logits).abs().max() < 1e-4
+    assert (gated(pm, ids, cids) - model(ids).logits).abs().max() < 1e-4
+    assert (gated(pm, ids, cids, circuit=[]) - model(cids).logits).abs().max() < 1e-4
 
 
 # Sliding windows shorter than the 7-token inputs: in every layer (Mistral), in the layers past
@@ -48,13 +44,11 @@ WINDOWED = [("mistral", {"sliding_window": 3}),
 def test_sliding_windows_per_layer_equal_hf(family, config):
     model = tiny(family, **config)
     ids, cids = _ids()
-    pm = edgeprune.prunable(model, embedding_nodes=1).eval()
+    pm = edgeprune.prunable(model, embedding_nodes=1)
     assert [pm.adapter.sliding_window(layer) for layer in range(2)] == \
         ([3, 3] if family == "mistral" else [None, 3])
-    pm.set_circuit(None)
-    assert (pm(ids, cids) - model(ids).logits).abs().max() < 1e-4
-    pm.set_circuit([])
-    assert (pm(ids, cids) - model(cids).logits).abs().max() < 1e-4
+    assert (gated(pm, ids, cids) - model(ids).logits).abs().max() < 1e-4
+    assert (gated(pm, ids, cids, circuit=[]) - model(cids).logits).abs().max() < 1e-4
     # the window matters here: the same model without it computes something else
     assert (tiny(family)(ids).logits - model(ids).logits).abs().max() > 1e-3
 
@@ -63,9 +57,8 @@ def test_sliding_windows_per_layer_equal_hf(family, config):
 def test_all_edges_off_equals_corrupted_run(family):
     model = tiny(family)
     ids, cids = _ids()
-    pm = edgeprune.prunable(model, embedding_nodes=1).eval()
-    pm.set_circuit([])
-    assert (pm(ids, cids) - model(cids).logits).abs().max() < 1e-4
+    pm = edgeprune.prunable(model, embedding_nodes=1)
+    assert (gated(pm, ids, cids, circuit=[]) - model(cids).logits).abs().max() < 1e-4
 
 
 CASES = [("gpt2", e, a) for e in (0, 1, 2) for a in ("corrupted", "zero", "mean")] + \
@@ -94,7 +87,7 @@ def test_fractional_gates_match_naive_float64(family, embedding_nodes, ablation)
         record = pm.mean_record
         ablated = [w.mean(0, keepdim=True) for w in writer_outputs(adapter, graph, mean_ids)[0]]
 
-    out = run_disentangled(adapter, graph, ids, record, edges, nodes)
+    out = pm(ids, edges=edges, nodes=nodes, record=record)
     ref = naive_forward(adapter, graph, ids, ablated, edges, nodes)
     torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
     weights = torch.randn_like(ref)
@@ -108,26 +101,26 @@ def test_fractional_gates_match_naive_float64(family, embedding_nodes, ablation)
 def test_no_grad_bf16_and_right_padding(family):
     model = tiny(family)
     ids, cids = _ids(b=2, s=6)
-    pm = edgeprune.prunable(model).eval()
+    pm = edgeprune.prunable(model)
+    gates = pm.gates.deterministic()
     with torch.no_grad():
-        reference = pm(ids, cids)
-    out = pm(ids, cids)
+        reference = gated(pm, ids, cids, gates=gates)
+    out = gated(pm, ids, cids, gates=gates)
     torch.testing.assert_close(out.detach(), reference)
 
     # right padding with an attention mask: real positions are unchanged
     pad = torch.full((2, 3), 1)
     mask = torch.cat([torch.ones(2, 6, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long)], 1)
     with torch.no_grad():
-        padded = pm(torch.cat([ids, pad], 1), torch.cat([cids, pad], 1), attention_mask=mask)
+        padded = gated(pm, torch.cat([ids, pad], 1), torch.cat([cids, pad], 1), attention_mask=mask, gates=gates)
     torch.testing.assert_close(padded[:, :6], reference, rtol=1e-5, atol=1e-5)
 
     # bf16: the error against fp32 is within a few times HF's own bf16 error
     hf32 = model(ids).logits
     model16 = tiny(family, dtype=torch.bfloat16)
-    pm16 = edgeprune.prunable(model16).eval()
-    pm16.set_circuit(None)
+    pm16 = edgeprune.prunable(model16)
     with torch.no_grad():
-        ours = pm16(ids, cids).float()
+        ours = gated(pm16, ids, cids).float()
         theirs = model16(ids).logits.float()
     assert ours.dtype == torch.float32 and torch.isfinite(ours).all()
     assert (ours - hf32).abs().max() <= 3 * (theirs - hf32).abs().max() + 1e-3

@@ -1,11 +1,12 @@
-"""Evaluate a circuit: the pruned model against the full model on a task split (method.md 5.2)."""
+"""Evaluate a circuit: the pruned model against the full model on a task split (docs/method.md 5.2)."""
 from __future__ import annotations
 
 import torch
 
+from . import tasks
 from .circuit import Circuit
+from .loading import load_model
 from .models import PrunableModel, prunable
-from .models.disentangled import run_disentangled
 
 
 @torch.no_grad()
@@ -16,18 +17,26 @@ def evaluate_gates(pm: PrunableModel, dataset, edges, nodes, batch_size: int = 1
     per_example: dict[str, list[float]] = {}
     # One length for every batch, so a fixed (mean / zero) ablation record fits them all.
     seq_len = dataset.batch(list(range(len(dataset))), pad_to=pad_to).clean.shape[1]
-    fixed = None if pm.ablation == "corrupted" else pm.ablation_record(seq_len=seq_len)
+    edges, nodes = edges.to(device), nodes.to(device)
     for start in range(0, len(dataset), batch_size):
         batch = dataset.batch(list(range(start, min(len(dataset), start + batch_size))), pad_to=seq_len).to(device)
-        record = fixed if fixed is not None or pm.ablation != "corrupted" else \
-            pm.record(batch.corrupted, batch.attention_mask)
-        logits = run_disentangled(pm.adapter, pm.graph, batch.clean, record, edges.to(device), nodes.to(device),
-                                  batch.attention_mask, batch.positions, pm.backend).float()
+        record = pm.ablation_record(batch.corrupted, batch.attention_mask, seq_len)
+        logits = pm(batch.clean, batch.attention_mask, batch.positions, edges=edges, nodes=nodes,
+                    record=record).float()
         full = pm.full_logits(batch.clean, batch.attention_mask, batch.positions).float()
         for name, values in task.metrics(logits, full, batch).items():
             per_example.setdefault(name, []).extend(values.float().cpu().tolist())
     means = {name: sum(v) / len(v) for name, v in per_example.items() if v}
     return means | {"per_example": per_example, "n": len(dataset)}
+
+
+def evaluate_circuit(pm: PrunableModel, circuit: Circuit | None, dataset, batch_size: int = 16, pad_to=None) -> dict:
+    """evaluate_gates with a circuit's binary gates (None: the full model, KL 0)."""
+    if circuit is not None and circuit.graph != pm.graph:
+        raise ValueError(f"the circuit was found on a graph {circuit.graph} but the model's graph is {pm.graph}: "
+                         "evaluate it on the model (and embedding_nodes) it was trained on")
+    edges, nodes = pm.circuit_gates(None if circuit is None else circuit.edges)
+    return evaluate_gates(pm, dataset, edges, nodes, batch_size, pad_to)
 
 
 def evaluate(model, circuit: Circuit | None, data, *, split: str = "test", batch_size: int = 16, tokenizer=None,
@@ -37,8 +46,6 @@ def evaluate(model, circuit: Circuit | None, data, *, split: str = "test", batch
     model: a PrunableModel, or a model as edgeprune.train accepts it. circuit None evaluates the
     full model against itself (KL 0), a sanity baseline. Returns means plus "per_example" lists.
     """
-    from . import tasks
-    from .train import load_model
     if isinstance(model, PrunableModel):
         pm = model
         tokenizer = tokenizer or getattr(pm.model, "tokenizer", None)
@@ -51,14 +58,4 @@ def evaluate(model, circuit: Circuit | None, data, *, split: str = "test", batch
     if pm.ablation == "mean" and pm.mean_record is None:
         batch = dataset.batch(list(range(len(dataset))), pad_to=pad_to)
         pm.set_mean_ablation(batch.clean.to(pm.adapter.device), batch.attention_mask.to(pm.adapter.device))
-    if circuit is not None and circuit.graph != pm.graph:
-        raise ValueError(f"the circuit was found on a graph {circuit.graph} but the model's graph is {pm.graph}: "
-                         "evaluate it on the model (and embedding_nodes) it was trained on")
-    edges = torch.zeros(pm.graph.num_edges)
-    if circuit is None:
-        edges += 1
-    else:
-        index = pm.graph.edge_index
-        edges[[index[tuple(e)] for e in circuit.edges]] = 1
-    nodes = torch.ones(pm.graph.num_writers)
-    return evaluate_gates(pm, dataset, edges, nodes, batch_size, pad_to)
+    return evaluate_circuit(pm, circuit, dataset, batch_size, pad_to)

@@ -1,0 +1,298 @@
+"""`edgeprune.train(...)`: learn edge gates with the paper's exact objective (docs/method.md 3-5, 10).
+
+One step: sample every gate once (hard-concrete, on the device, shared by the batch); run the gated
+model on the clean batch with the ablated writers; KL(full || circuit) at the task's positions plus
+the Lagrangian (edgeprune.objective); AdamW (weight decay 0.01 on every group; the multipliers by
+gradient ascent), global clipping at 1.0, linear warm-up then linear decay to 0. At the end the
+circuit is extracted from the learned log alphas (Circuit.from_log_alphas).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+
+import torch
+
+from . import checkpoints, distributed, tasks
+from .batches import TrainingData
+from .checkpointing import checkpointed
+from .circuit import Circuit
+from .config import TrainConfig
+from .evaluation import evaluate_circuit, evaluate_gates
+from .loading import load_model, model_name
+from .models import PrunableModel, prunable
+from .objective import Lagrangian, sampled_sparsity, task_kl
+
+SMALL_STEP = 1 << 22  # delta-stack elements per step below which a run uses one CPU thread
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class Trainer:
+    """One pruning run: the gated model, its data on the device, the objective and the optimiser."""
+
+    def __init__(self, model: PrunableModel, dataset, config: TrainConfig, validation=None,
+                 checkpoint_dir: str | None = None, log_file: str | None = None,
+                 dist: distributed.Distributed | None = None):
+        config.validate()
+        if len(dataset) == 0:
+            raise ValueError("the training dataset is empty: give at least one clean/corrupted example")
+        self.pm, self.dataset, self.config, self.dist = model, dataset, config, dist
+        self.task = dataset.task
+        self.validation = validation
+        self.checkpoint_dir = checkpoint_dir
+        self.log_file = log_file or (os.path.join(checkpoint_dir, "metrics.jsonl") if checkpoint_dir else None)
+        self.device = distributed.local_device_of(model, dist)
+        if config.checkpointing:
+            model.set_layer_runner(checkpointed(model.layer_runner))
+        self.data = TrainingData(model, dataset, self.device, batch_size=config.batch_size, pad_to=config.pad_to,
+                                 cache_bytes=config.cache_bytes)
+        self.lagrangian = Lagrangian(config, self.device)
+        self.optimizer = self._optimizer()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.threads = config.threads or self._default_threads()
+        self.step_index = 0
+        self.last_checkpoint: str | None = None
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ setup
+    def _optimizer(self):
+        c, g, lam = self.config, self.pm.gates, self.lagrangian.multipliers
+        groups = [
+            {"params": [g.edge_log_alpha], "lr": c.lr},
+            {"params": [g.node_log_alpha], "lr": c.node_lr if c.node_lr is not None else c.lr},
+            {"params": [lam["edge1"], lam["edge2"]], "lr": c.lambda_lr, "maximize": True},
+        ]
+        if c.node_sparsity is not None:
+            groups.append({"params": [lam["node1"], lam["node2"]], "lr": c.lambda_lr, "maximize": True})
+        return torch.optim.AdamW(groups, weight_decay=c.weight_decay)
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.config
+        if step < c.warmup_steps:
+            return step / max(1, c.warmup_steps)
+        return max(0.0, (c.steps - step) / max(1, c.steps - c.warmup_steps))
+
+    def _default_threads(self) -> int:
+        """One CPU thread when a step's work is small: waking a pool costs more than it saves, and
+        far more when another process keeps the cores busy. Otherwise torch's own count."""
+        if self.device.type != "cpu":
+            return torch.get_num_threads()
+        work = self.config.batch_size * self.data.clean.shape[1] * self.pm.adapter.d_model * self.pm.graph.num_writers
+        return 1 if work < SMALL_STEP else torch.get_num_threads()
+
+    # ------------------------------------------------------------------ the step
+    def batch_indices(self, step: int) -> torch.Tensor:
+        """Shuffled epochs, last partial batch kept (the HF Trainer's order); a pure function of step."""
+        n, bs = len(self.dataset), self.config.batch_size
+        per_epoch = math.ceil(n / bs)
+        epoch, k = divmod(step, per_epoch)
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        return perm[k * bs:(k + 1) * bs].to(self.device)
+
+    def loss_terms(self, step: int) -> dict[str, torch.Tensor]:
+        idx = self.batch_indices(step)
+        if self.dist is not None:  # this rank's slice of the global batch
+            global_n = len(idx)
+            idx, weight = self.dist.local_batch(idx)
+        b = self.data.batch(idx)
+        edges, nodes = self.pm.gates.sample(self.config.seed, step)
+        logits = self.pm(b.clean, b.attention_mask, b.positions, edges=edges, nodes=nodes, record=b.record,
+                         recompute_readers=self.config.recompute_readers)
+        kl = task_kl(self.task, logits, b.targets, b.position_mask)
+        if self.dist is None:
+            kl = kl.mean()
+        else:
+            local = kl.sum() * weight
+            kl = self.dist.all_reduce_sum(local) / global_n
+        s_edge, s_node = sampled_sparsity(edges, nodes)
+        penalty = self.lagrangian(s_edge, s_node, step)
+        lam = self.lagrangian.multipliers
+        terms = {"loss": kl + penalty, "kl": kl, "edge_sparsity": s_edge, "node_sparsity": s_node,
+                 "edge_target": torch.tensor(self.lagrangian.sparsity_targets(step)[0]),
+                 "lambda_edge1": lam["edge1"], "lambda_edge2": lam["edge2"]}
+        if self.dist is not None:  # averaged over ranks, its gradient is the global batch's
+            terms["objective"] = local * (self.dist.world_size / global_n) + penalty
+        return terms
+
+    def step(self) -> dict[str, float]:
+        step = self.step_index
+        with _threads(self.threads):
+            terms = self.loss_terms(step)
+            loss = terms["loss"]
+            objective = terms.pop("objective", loss)
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            # Checked after backward, not before: reading the loss waits for the device, and here the
+            # whole forward and backward have been queued first. Nothing has been updated yet.
+            if not torch.isfinite(loss):
+                where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else \
+                    "; no checkpoint was written yet (pass checkpoint_dir to keep one)"
+                raise NonFiniteLoss(f"the loss became {loss.item()} at step {step} (KL {terms['kl'].item()})"
+                                    f"{where}. Lower the learning rates, or check the model's dtype (fp32 is safest).")
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            if self.dist is not None:
+                self.dist.average_gradients(params)
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+        self.step_index += 1
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, progress: bool = True) -> Circuit:
+        c = self.config
+        main = self.dist is None or self.dist.is_main
+        bar = _progress(c.steps, self.step_index, progress and main)
+        started = time.perf_counter()
+        while self.step_index < c.steps:
+            logs = self.step()
+            step = self.step_index
+            if step % c.log_every == 0 or step == c.steps:
+                logs["step"] = step
+                self._log(logs)
+                if bar is not None:
+                    bar.set_postfix(kl=f"{logs['kl']:.3g}", sparsity=f"{logs['edge_sparsity']:.3f}",
+                                    target=f"{logs['edge_target']:.3f}", lam=f"{logs['lambda_edge1']:.2g}")
+            if self.validation is not None and c.eval_every and step % c.eval_every == 0:
+                self._log({"step": step, **{f"eval_{k}": v for k, v in self.evaluate_soft().items()}})
+            if self.checkpoint_dir and c.checkpoint_every and step % c.checkpoint_every == 0:
+                self.save_checkpoint()
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        if self.checkpoint_dir:
+            self.save_checkpoint()
+        circuit = self.circuit()
+        circuit.config["train_seconds"] = time.perf_counter() - started
+        return circuit
+
+    @torch.no_grad()
+    def evaluate_soft(self) -> dict[str, float]:
+        """The reference's in-training eval: deterministic soft masks, no threshold."""
+        edges, nodes = self.pm.gates.deterministic()
+        with _threads(self.threads):
+            metrics = evaluate_gates(self.pm, self.validation, edges, nodes, self.config.batch_size, self.config.pad_to)
+        return {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}
+
+    def _log(self, row: dict):
+        self.history.append(row)
+        if self.log_file and (self.dist is None or self.dist.is_main):
+            os.makedirs(os.path.dirname(os.path.abspath(self.log_file)), exist_ok=True)
+            with open(self.log_file, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    @torch.no_grad()
+    def circuit(self) -> Circuit:
+        """The final circuit of the learned gates (Circuit.from_log_alphas), evaluated on validation."""
+        g = self.pm.gates
+        circuit = Circuit.from_log_alphas(self.pm.graph, g.edge_log_alpha, g.node_log_alpha, g.eps,
+                                          model=model_name(self.pm.model), task=self.task.name,
+                                          config=asdict(self.config) | {"threads": self.threads},
+                                          seed=self.config.seed)
+        if self.validation is not None:
+            with _threads(self.threads):
+                circuit.metrics = evaluate_circuit(self.pm, circuit, self.validation,
+                                                   batch_size=self.config.batch_size, pad_to=self.config.pad_to)
+        return circuit
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {"step": self.step_index, "gates": self.pm.gates.state_dict(),
+                "lambdas": self.lagrangian.multipliers.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "config": asdict(self.config), "threads": self.threads}
+
+    def load_state_dict(self, state: dict):
+        self.step_index = state["step"]
+        self.pm.gates.load_state_dict(state["gates"])
+        self.lagrangian.multipliers.load_state_dict(state["lambdas"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.threads = state.get("threads", self.threads)
+
+    def save_checkpoint(self):
+        path = os.path.join(self.checkpoint_dir, checkpoints.FILE)
+        if self.dist is None or self.dist.is_main:  # gates and optimiser are replicated: rank 0 writes
+            checkpoints.save(path, self.state_dict())
+        if self.dist is not None:
+            self.dist.barrier()
+        self.last_checkpoint = path
+
+    def maybe_resume(self) -> bool:
+        """Continue from the checkpoint in checkpoint_dir, if there is one made with these settings."""
+        state = checkpoints.load(self.checkpoint_dir, self.device)
+        if state is None:
+            return False
+        checkpoints.check_settings(state, asdict(self.config), self.checkpoint_dir)
+        self.load_state_dict(state)
+        self.last_checkpoint = os.path.join(self.checkpoint_dir, checkpoints.FILE)
+        return True
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    """torch's intra-op threads (which the C++ kernels' OpenMP loops share) set to n, then restored."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
+
+
+def _progress(total, initial, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, desc="pruning", dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------- the public entry point
+
+def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, validation=None, n: int | None = None,
+          device=None, dtype=None, checkpoint_dir: str | None = None, log_file: str | None = None,
+          progress: bool = True, **overrides) -> Circuit:
+    """Prune `model` on `data` and return the Circuit.
+
+    model: a Hugging Face causal LM instance (pass tokenizer=), a hub id or local folder with model
+    and tokenizer, or a Tracr model. data: a task name (edgeprune.tasks.names()), a JSONL path, a list
+    of {"clean", "corrupted"} dicts, or a task dataset. config: a TrainConfig; **overrides set any of
+    its fields by name (edge_sparsity=0.98, steps=..., ...); the defaults are the paper's GPT-2 runs
+    (docs/method.md 4.2). With checkpoint_dir, the run checkpoints and resumes from it exactly.
+    """
+    config = TrainConfig.with_overrides(config, overrides)
+    run = distributed.setup(device, force=config.cpu_offload)  # under torchrun: this rank's process group
+    # Sharded: only rank 0 reads the weights (one copy in host memory, not one per rank).
+    from_rank0 = run is not None and run.world_size > 1 and isinstance(model, (str, os.PathLike))
+    model, tokenizer = load_model(model, tokenizer, device if run is None else None, dtype,
+                                  weights=not from_rank0 or run.is_main)
+    dataset = tasks.load(data, tokenizer, split="train", n=n, seed=config.seed)
+    if validation is None and isinstance(data, (str, os.PathLike)):
+        validation = tasks.load_split(data, tokenizer, "validation", seed=config.seed)
+    elif validation is not None:
+        validation = tasks.load(validation, tokenizer, split="validation", seed=config.seed)
+    pm = prunable(model, embedding_nodes=config.embedding_nodes, ablation=config.ablation, backend=config.backend)
+    torch.manual_seed(config.seed)
+    pm.gates.reset_parameters(torch.Generator().manual_seed(config.seed))
+    if run is not None:
+        distributed.apply_fsdp(pm, run, cpu_offload=config.cpu_offload, from_rank0=from_rank0)
+    if config.ablation == "mean":
+        batch = dataset.batch(list(range(len(dataset))), pad_to=config.pad_to)
+        where = distributed.local_device_of(pm, run)
+        pm.set_mean_ablation(batch.clean.to(where), batch.attention_mask.to(where))
+    trainer = Trainer(pm, dataset, config, validation, checkpoint_dir, log_file, dist=run)
+    trainer.maybe_resume()
+    return trainer.run(progress)
+
+
+__all__ = ["NonFiniteLoss", "TrainConfig", "Trainer", "train"]
