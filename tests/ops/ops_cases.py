@@ -54,7 +54,7 @@ def mix_inputs(R, P, W, N, dtype, device, *, prefix="random", zero_cols=True, ba
     return gates.to(**to), delta.to(**to), base.to(**to), (pre.to(**to) if pre is not None else None), unread.to(**to)
 
 
-# Tolerance rule (style.md 7.5): a backend's error against the float64 reference may be at most
+# Tolerance rule: a backend's error against the float64 reference may be at most
 # K times the error of the PyTorch reference run in the same dtype, plus a floor for the case
 # where that error is zero (exact inputs). float64 is compared with a fixed tight tolerance.
 K = 2.0
