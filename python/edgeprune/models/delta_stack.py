@@ -1,4 +1,4 @@
-"""The write-once delta stack (docs/design.md, "The delta stack").
+"""The write-once delta stack (docs/design.md "The core: one write-once delta stack").
 
 One preallocated (W, N) buffer holds delta_w = x_w - c_w for every writer, with N = B * S * D.
 Each writer fills its rows once; readers mix the valid prefix. Autograd keeps the buffer once
