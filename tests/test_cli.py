@@ -49,3 +49,20 @@ def test_help_lists_commands():
     assert result.returncode == 0
     for command in ("prune", "eval", "draw", "demo", "plan", "bench"):
         assert command in result.stdout
+
+
+def test_training_options_come_from_trainconfig():
+    """One option per command-line TrainConfig field, with the field's default; values reach the config."""
+    from dataclasses import fields
+
+    from edgeprune.cli import _config_overrides, build_parser
+    from edgeprune.config import TrainConfig
+    args = build_parser().parse_args(["prune", "m", "ioi", "--sparsity", "0.9", "--out", "x"])
+    cli_fields = [f for f in fields(TrainConfig) if f.metadata.get("cli", True)]
+    assert len(cli_fields) >= 15
+    for f in cli_fields:
+        assert getattr(args, f.name) == f.default, f.name
+    args = build_parser().parse_args(["prune", "m", "ioi", "--sparsity", "0.9", "--out", "x", "--lr", "0.3",
+                                      "--no-recompute-readers", "--node-sparsity", "0.5", "--ablation", "mean"])
+    config = TrainConfig.with_overrides(None, {"edge_sparsity": 0.9, **_config_overrides(args)})
+    assert (config.lr, config.recompute_readers, config.node_sparsity, config.ablation) == (0.3, False, 0.5, "mean")
