@@ -40,24 +40,16 @@ class CheckpointedLayers(LayerRunner):
 
 def checkpointed(runner: LayerRunner) -> LayerRunner:
     """`runner` with per-layer activation checkpointing added (unchanged if it has it already)."""
-    return runner if _has_checkpointing(runner) else CheckpointedLayers(runner)
+    return runner if runner.includes(CheckpointedLayers) else CheckpointedLayers(runner)
 
 
 def without_checkpointing(runner: LayerRunner) -> LayerRunner:
     """`runner` with its checkpointing removed."""
     if isinstance(runner, CheckpointedLayers):
         return runner.inner
-    if getattr(runner, "inner", None) is not None:
+    if runner.inner is not None:
         runner.inner = without_checkpointing(runner.inner)
     return runner
-
-
-def _has_checkpointing(runner) -> bool:
-    while runner is not None:
-        if isinstance(runner, CheckpointedLayers):
-            return True
-        runner = getattr(runner, "inner", None)
-    return False
 
 
 class SavedTensors:

@@ -173,7 +173,7 @@ def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_fo
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard, register_fsdp_forward_method
 
-    if _sharded(pm.layer_runner):
+    if pm.layer_runner.includes(FSDPLayers):
         raise RuntimeError("this model is already sharded with FSDP")
     adapter = pm.adapter
     layers = decoder_layers(adapter)
@@ -203,14 +203,6 @@ def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_fo
     with torch.no_grad():  # the first root pass: FSDP's lazy init, and the root's weights gathered for good
         pm.layer_runner.run_model(lambda: None)
     return pm
-
-
-def _sharded(runner) -> bool:
-    while runner is not None:
-        if isinstance(runner, FSDPLayers):
-            return True
-        runner = getattr(runner, "inner", None)
-    return False
 
 
 def _fill_from_rank0(pm, run: Distributed, full_state: dict, device: torch.device) -> None:

@@ -1,4 +1,5 @@
-"""Circuit drawings with Graphviz: layer by layer (heads, then the MLP), colour by kind, q/k/v in heads.
+"""Circuit drawings with Graphviz, bottom to top: each layer's heads on one rank and its MLP on the
+next, nodes coloured by kind, a head's used q/k/v inputs as ports below it.
 
 Before drawing, the circuit is cleaned as the reference's draw script does (method.md 5.3): every
 head that writes gets edges from its used q/k/v inputs; then, until nothing changes, edges into a
@@ -94,7 +95,7 @@ def circuit_to_dot(circuit, title: str | None = None) -> str:
 
 def _pretty(node: str) -> str:
     names = {"resid_post": "Output", "tok_embeds": "Token embeddings", "pos_embeds": "Position embeddings",
-             "embeds": "Embeddings", "token_embeds": "Token embeddings"}
+             "embeds": "Embeddings"}
     if node in names:
         return names[node]
     return f"MLP {node[1:]}" if node.startswith("m") else node

@@ -27,13 +27,26 @@ from .records import WriterRecord
 
 
 class LayerRunner:
-    """Runs the whole model's pass and each decoder layer: by direct calls (this base class)."""
+    """Runs the whole model's pass and each decoder layer: by direct calls (this base class).
+
+    A runner that adds something (checkpointing, FSDP) wraps another in `inner`.
+    """
+    inner: "LayerRunner | None" = None
 
     def run_model(self, fn, *args):
         return fn(*args)
 
     def run_layer(self, index: int, fn, *args):
         return fn(*args)
+
+    def includes(self, kind: type) -> bool:
+        """Whether this runner, or one it wraps, is a `kind`."""
+        runner = self
+        while runner is not None:
+            if isinstance(runner, kind):
+                return True
+            runner = runner.inner
+        return False
 
 
 DIRECT = LayerRunner()
