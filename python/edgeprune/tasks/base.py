@@ -60,12 +60,13 @@ class Task:
 
     vocab: token ids the distribution is restricted to and renormalised over (None: the full
     vocabulary). position_reduction: how an example's KL over its positions is reduced ("mean" or
-    "sum"); the batch is then always averaged.
+    "sum"); the batch is then always averaged. max_length: generated examples whose prompt is longer
+    are dropped (the reference trained at 64 tokens); None keeps every length.
     """
     name: str = "task"
     vocab: list[int] | None = None
     position_reduction: str = "mean"
-    default_pad_to: int | None = 64
+    max_length: int | None = 64
 
     def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, P, V) logits -> (B, P, V') log-probabilities the KL compares."""

@@ -31,9 +31,9 @@ class BooleanExpressionsTask(AnswerTask):
     """Metrics: KL, accuracy (argmax is the right truth value), logit difference, exact match."""
     position_reduction = "mean"
 
-    def __init__(self, name: str, default_pad_to: int):
+    def __init__(self, name: str, max_length: int):
         self.name = name
-        self.default_pad_to = default_pad_to
+        self.max_length = max_length
 
 
 def evaluate(expression: str) -> bool:

@@ -27,7 +27,7 @@ class CustomTask(Task):
     full model's at every answer position) and accuracy (it equals the answer's tokens)."""
     name = "custom"
     position_reduction = "mean"
-    default_pad_to = 64
+    max_length = 64
 
     def metrics(self, circuit_logits, full_logits, batch):
         out = super().metrics(circuit_logits, full_logits, batch)

@@ -53,7 +53,7 @@ class GenderedPronounTask(AnswerTask):
     """Metrics: KL, logit difference (the right pronoun vs the other), accuracy, exact match."""
     name = "gendered-pronoun"
     position_reduction = "mean"
-    default_pad_to = 64
+    max_length = 64
 
 
 def candidates(seed: int):

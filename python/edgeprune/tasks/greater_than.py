@@ -52,7 +52,7 @@ class GreaterThanTask(Task):
     Kendall's tau between the circuit's and the full model's digit probabilities."""
     name = "greater-than"
     position_reduction = "mean"
-    default_pad_to = 64
+    max_length = 64
 
     def __init__(self, vocab: list[int]):
         self.vocab = list(vocab)

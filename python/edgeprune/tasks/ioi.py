@@ -44,7 +44,7 @@ FRACTIONS = {"train": 0.6, "validation": 0.1, "test": 0.3}
 class IOITask(AnswerTask):
     """Metrics: KL, logit difference IO vs S, accuracy (argmax is the IO), exact match."""
     position_reduction = "mean"
-    default_pad_to = 64
+    max_length = 64
 
     def __init__(self, name: str = "ioi"):
         self.name = name

@@ -82,8 +82,8 @@ def build(task: Task, candidates: Iterable[Candidate], tokenizer, split: str, n:
             tried += 1
             try:
                 example = make(candidate, encoder)
-                if task.default_pad_to is not None and len(example.clean) > task.default_pad_to:
-                    raise Drop(f"the prompt is longer than {task.default_pad_to} tokens")
+                if task.max_length is not None and len(example.clean) > task.max_length:
+                    raise Drop(f"the prompt is longer than {task.max_length} tokens")
                 examples.append(example)
             except Drop as drop:
                 reason = str(drop)

@@ -41,7 +41,7 @@ class TracrReverseTask(Task):
     name = "tracr-reverse"
     vocab = None
     position_reduction = "sum"
-    default_pad_to = None
+    max_length = None
 
     def metrics(self, circuit_logits, full_logits, batch):
         out = super().metrics(circuit_logits, full_logits, batch)  # kl, exact_match
@@ -54,7 +54,7 @@ class TracrXProportionTask(Task):
     name = "tracr-xproportion"
     vocab = None
     position_reduction = "mean"  # see the module docstring
-    default_pad_to = None
+    max_length = None
 
     def __init__(self, output_dim: int = 0):
         self.output_dim = output_dim
