@@ -15,12 +15,13 @@ PACKAGE = ROOT / "edgeprune"
 LAYERS = [
     ["epkernels", "edgeprune._ext", "edgeprune._C"],
     ["edgeprune.ops"],
-    ["edgeprune.graph", "edgeprune.gates", "edgeprune.circuit", "edgeprune.draw"],
+    ["edgeprune.graph", "edgeprune.gates", "edgeprune.mib", "edgeprune.circuit", "edgeprune.draw"],
     ["edgeprune.models", "edgeprune.tasks"],
     ["edgeprune.tracr"],
     ["edgeprune.checkpointing", "edgeprune.distributed"],
     ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.checkpoints",
-     "edgeprune.evaluation", "edgeprune.training", "edgeprune.planning", "edgeprune.demo", "edgeprune.info"],
+     "edgeprune.evaluation", "edgeprune.faithfulness", "edgeprune.training", "edgeprune.planning", "edgeprune.demo",
+     "edgeprune.info"],
     ["edgeprune.cli", "edgeprune.__main__", "edgeprune"],
 ]
 

@@ -19,6 +19,8 @@ import torch
 from .draw import circuit_to_dot
 from .gates import bisect_threshold, deterministic_masks, expected_sparsity
 from .graph import Graph
+from .mib import MIBGraph
+from .ops import expected_l0
 from .ops.constants import EPS
 
 
@@ -35,6 +37,7 @@ class Circuit:
     config: dict = field(default_factory=dict)
     seed: int | None = None
     raw_edges: int | None = None              # edges above the threshold before the node filter
+    score_kind: str = "log_alpha"             # edge_scores: learned "log_alpha", or a "score" (higher: more important)
 
     @classmethod
     def from_log_alphas(cls, graph: Graph, edge_log_alpha: torch.Tensor, node_log_alpha: torch.Tensor,
@@ -93,6 +96,59 @@ class Circuit:
             raise ValueError(f"sparsity must lie in [0, 1], got {sparsity}")
         return self.at_edges(round((1 - sparsity) * self.graph.num_edges))
 
+    # ------------------------------------------------------------------ scores
+    def keep_scores(self) -> torch.Tensor:
+        """Per edge (graph order), higher = more important, for rankings and MIB's files.
+
+        Learned gates give the probability that a sampled gate keeps the edge and its writer,
+        P(z_edge != 0) P(z_writer != 0): comparable across edges, never raw log alpha.
+        """
+        if self.edge_scores is None:
+            raise ValueError("this circuit has no scores to rank edges by (it was built from a fixed list)")
+        if self.score_kind != "log_alpha":
+            return self.edge_scores.float()
+        keep = expected_l0(self.edge_scores.float())
+        if self.node_scores is not None:
+            keep = keep * expected_l0(self.node_scores.float())[self.graph.edge_writer_indices()]
+        return keep
+
+    # ------------------------------------------------------------------ MIB
+    def to_mib(self, path: str, format: str = "json", budgets=None, d_model: int = 0) -> list[str]:
+        """Write the circuit in MIB's format; returns the files written.
+
+        budgets None: one scored file at `path` (keep_scores, this circuit's edges in the graph).
+        budgets (fractions of MIB's edges, e.g. mib.BUDGETS): `path` is a folder (one per task and
+        model, e.g. ioi_gpt2) holding one binary circuit per budget below 1, `{percent}.{format}`.
+        """
+        graph = MIBGraph(self.graph, d_model)
+        if budgets is None:
+            scores = graph.scores_from(self.keep_scores()) if self.edge_scores is not None else \
+                graph.membership_from(self.graph.edge_mask(self.edges)).float()
+            return [graph.write(path, scores, graph.membership_from(self.graph.edge_mask(self.edges)), format)]
+        scores = graph.scores_from(self.keep_scores())
+        written = []
+        for fraction in budgets:
+            if fraction >= 1:
+                continue
+            in_graph = graph.top_edges(scores, graph.budget_edges(fraction))
+            written.append(graph.write(os.path.join(path, f"{fraction * 100:g}.{format}"), in_graph.float(),
+                                       in_graph, format))
+        return written
+
+    @classmethod
+    def from_mib(cls, path: str, graph: Graph) -> "Circuit":
+        """A MIB circuit file (e.g. EAP-IG's output) on a model's graph, so edgeprune can evaluate it.
+
+        Its edges are those in the file's circuit (a K/V edge of a group when any query head's copy
+        is, both embedding edges when the input's is); its scores, per edgeprune edge, the largest of
+        the MIB edges standing for it.
+        """
+        mib = MIBGraph(graph)
+        scores, in_graph = mib.read(path)
+        mask = mib.edge_mask(in_graph)
+        return cls(graph, [graph.edges[i] for i in mask.nonzero().flatten().tolist()], list(graph.writers),
+                   edge_scores=mib.scores_to(scores), score_kind="score", config={"source": os.path.abspath(path)})
+
     # ------------------------------------------------------------------ files
     def summary(self) -> dict:
         return {
@@ -101,7 +157,7 @@ class Circuit:
             "num_edges": len(self.edges), "raw_edges": self.raw_edges, "total_edges": self.graph.num_edges,
             "edge_sparsity": self.edge_sparsity, "effective_edge_sparsity": self.effective_edge_sparsity,
             "num_nodes": len(self.nodes), "total_nodes": self.graph.num_writers, "node_sparsity": self.node_sparsity,
-            "metrics": self.metrics, "config": self.config,
+            "metrics": self.metrics, "config": self.config, "score_kind": self.score_kind,
         }
 
     def save(self, folder: str) -> None:
@@ -131,7 +187,7 @@ class Circuit:
             edge_scores, node_scores = _flat_scores(graph, load_file(scores))
         return cls(graph, [tuple(e) for e in data["edges"]], data["nodes"], edge_scores, node_scores,
                    data.get("metrics", {}), data.get("model", ""), data.get("task", ""), data.get("config", {}),
-                   data.get("seed"), data.get("raw_edges"))
+                   data.get("seed"), data.get("raw_edges"), data.get("score_kind", "log_alpha"))
 
     def to_dot(self, title: str | None = None) -> str:
         return circuit_to_dot(self, title)

@@ -1,0 +1,233 @@
+"""The Mechanistic Interpretability Benchmark's circuit format and budgets (MIB, Mueller et al. 2025).
+
+MIB scores a circuit by cutting its ranking of edges at fixed fractions of MIB's edge count. Its
+graph differs from edgeprune's in three ways, all handled here:
+- one `input` node where edgeprune may have two embedding writers (token and position: a MIB input
+  edge stands for both, scored 1 - (1 - p_tok)(1 - p_pos)) or none (embedding_nodes=0: the clean
+  embeddings always reach every reader, so every input edge is kept, score 1);
+- grouped-query models are scored per query head: the key and value edges of a KV group are
+  repeated for each query head of the group (and an edgeprune K/V edge is kept when any of its
+  copies is);
+- names: nodes `input`, `a{L}.h{H}`, `m{L}`, `logits`; edges `parent->child`, with `<q>`, `<k>` or
+  `<v>` when the child is a head.
+
+Layout (as MIB's evaluator): forward (source) nodes input, then per layer its heads and its MLP;
+backward (destination) nodes per layer the H query inputs, the H key inputs, the H value inputs and
+the MLP, then logits. Scores and membership are dense (n_forward, n_backward) tensors.
+
+Top-n (`top_edges`): the n highest scores (ties: the earlier edge in MIB's row-major order wins),
+then MIB's pruning to a fixed point: a node needs an incoming and an outgoing edge (input always
+has incoming; logits always stays), an edge needs both its nodes.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from .graph import Graph
+
+BUDGETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class MIBGraph:
+    """MIB's edge graph over an edgeprune Graph, and the map between the two."""
+
+    def __init__(self, graph: Graph, d_model: int = 0):
+        self.graph = graph
+        L, H, K = graph.num_layers, graph.num_heads, graph.num_kv_heads
+        self.cfg = {"n_layers": L, "n_heads": H, "parallel_attn_mlp": graph.parallel, "d_model": d_model}
+        self.forward_names = ["input"]
+        for layer in range(L):
+            self.forward_names += [f"a{layer}.h{h}" for h in range(H)] + [f"m{layer}"]
+        self.backward_names = []
+        for layer in range(L):
+            self.backward_names += [f"a{layer}.h{h}<{x}>" for x in "qkv" for h in range(H)] + [f"m{layer}"]
+        self.backward_names.append("logits")
+        nf, nb = len(self.forward_names), len(self.backward_names)
+        self.n_forward, self.n_backward = nf, nb
+
+        # which MIB edges exist, and the edgeprune edges each one stands for (-1: none). MIB's
+        # forward node f >= 1 is edgeprune's writer E + f - 1 (the same per-layer order after the
+        # embeddings); a reader's edge to writer w has index segment.start + row * segment.cols + w.
+        E = graph.embedding_nodes
+        segments = {seg.name: seg for seg in graph.segments}
+        parents, first_edge, feeds = [], [], []
+        group = H // K
+        for layer in range(L):
+            p = 1 + layer * (H + 1)
+            for kind in "qkv":
+                seg = segments[f"a{layer}.{kind}"]
+                for h in range(H):
+                    row = h if kind == "q" else h // group
+                    parents.append(p), first_edge.append(seg.start + row * seg.cols), feeds.append(p + h)
+            seg = segments[f"m{layer}"]
+            parents.append(p + (0 if graph.parallel else H)), first_edge.append(seg.start), feeds.append(p + H)
+        seg = graph.final_segment
+        parents.append(nf), first_edge.append(seg.start), feeds.append(nf)
+        parents, first_edge = torch.tensor(parents), torch.tensor(first_edge)
+        self.feeds = torch.tensor(feeds)   # the forward node each backward node feeds (nf: logits)
+        f = torch.arange(nf)[:, None]
+        self.real = f < parents[None, :]
+        self.edge_map = torch.full((nf, nb, max(E, 1)), -1, dtype=torch.long)
+        self.edge_map[1:, :, 0] = torch.where(self.real[1:], first_edge[None, :] + E + f[1:] - 1, -1)
+        for j in range(E):
+            self.edge_map[0, :, j] = first_edge + j
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.real.sum())
+
+    def edge_names(self) -> list[str]:
+        """Every MIB edge's name, in row-major order of the dense layout."""
+        return [f"{self.forward_names[f]}->{self.backward_names[b]}" for f, b in self.real.nonzero().tolist()]
+
+    # ------------------------------------------------------------------ edgeprune -> MIB
+    def scores_from(self, edge_scores: torch.Tensor) -> torch.Tensor:
+        """Dense MIB scores from edgeprune's per-edge keep probabilities (graph order)."""
+        p = edge_scores.detach().float().cpu()
+        mapped = torch.where(self.edge_map >= 0, p[self.edge_map.clamp(min=0)], torch.zeros(()))
+        if self.graph.embedding_nodes == 2:  # the input edge is kept if either embedding edge is
+            input_row = 1 - (1 - mapped[0, :, 0]) * (1 - mapped[0, :, 1])
+        elif self.graph.embedding_nodes == 1:
+            input_row = mapped[0, :, 0]
+        else:                                # clean embeddings, never ablated: always kept
+            input_row = torch.ones(self.n_backward)
+        scores = mapped[..., 0].clone()
+        scores[0] = input_row
+        return torch.where(self.real, scores, torch.zeros(()))
+
+    def membership_from(self, edge_mask: torch.Tensor) -> torch.Tensor:
+        """Dense MIB in_graph of an edgeprune 0/1 edge mask (input: either embedding edge kept)."""
+        return self.scores_from(edge_mask.float()) > 0
+
+    # ------------------------------------------------------------------ MIB -> edgeprune
+    def edge_mask(self, in_graph: torch.Tensor) -> torch.Tensor:
+        """edgeprune's 0/1 edge mask of a MIB membership: an edgeprune edge is kept when any MIB edge
+        standing for it is (a K/V edge when any query head's copy is; both embedding edges with input)."""
+        mask = torch.zeros(self.graph.num_edges)
+        chosen = self.edge_map[in_graph & self.real]
+        chosen = chosen[chosen >= 0]
+        mask[chosen] = 1.0
+        return mask
+
+    def scores_to(self, scores: torch.Tensor) -> torch.Tensor:
+        """edgeprune per-edge scores from dense MIB scores: the largest over the MIB edges standing for it."""
+        out = torch.full((self.graph.num_edges,), -torch.inf)
+        rows = self.edge_map[self.real]                     # (n_edges_mib, E)
+        values = scores[self.real].float()[:, None].expand_as(rows)
+        ok = rows >= 0
+        out.scatter_reduce_(0, rows[ok], values[ok], reduce="amax")
+        return out
+
+    # ------------------------------------------------------------------ budgets
+    def budget_edges(self, fraction: float) -> int:
+        """n = floor(fraction x MIB's edge count), as MIB's evaluator counts."""
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"a budget is a fraction of edges kept, in [0, 1]; got {fraction}")
+        return int(fraction * self.num_edges)
+
+    def top_edges(self, scores: torch.Tensor, n: int, absolute: bool = False) -> torch.Tensor:
+        """MIB membership of the top n edges by score, pruned to a connected circuit."""
+        if not 0 <= n <= self.num_edges:
+            raise ValueError(f"n={n} is outside [0, {self.num_edges}] (MIB's edge count)")
+        values = scores.abs() if absolute else scores.clone()
+        values = torch.where(self.real, values.float(), torch.full((), -torch.inf))
+        order = torch.sort(values.reshape(-1), descending=True, stable=True).indices[:n]
+        in_graph = torch.zeros(self.n_forward * self.n_backward, dtype=torch.bool)
+        in_graph[order] = True
+        return self.prune(in_graph.view(self.n_forward, self.n_backward))
+
+    def prune(self, in_graph: torch.Tensor) -> torch.Tensor:
+        """Drop edges left dangling until nothing changes (MIB's prune)."""
+        in_graph = in_graph & self.real
+        while True:
+            outgoing = in_graph.any(dim=1)
+            incoming = torch.zeros(self.n_forward + 1).index_add_(0, self.feeds, in_graph.any(dim=0).float()) > 0
+            alive = outgoing & incoming[:-1]
+            alive[0] = outgoing[0]                                     # input has no incoming edges
+            child_alive = torch.cat([alive, torch.ones(1, dtype=torch.bool)])[self.feeds]  # logits stays
+            pruned = in_graph & alive[:, None] & child_alive[None, :]
+            if torch.equal(pruned, in_graph):
+                return pruned
+            in_graph = pruned
+
+    # ------------------------------------------------------------------ files
+    def write(self, path: str, scores: torch.Tensor, in_graph: torch.Tensor, fmt: str = "json") -> str:
+        """A MIB circuit file (json or pt) with these dense scores and membership."""
+        in_graph = in_graph & self.real
+        nodes_in = in_graph.any(dim=1).clone()
+        nodes_in[0] = True
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if fmt == "pt":
+            torch.save({"cfg": dict(self.cfg), "src_nodes": list(self.forward_names),
+                        "dst_nodes": list(self.backward_names), "edges_scores": scores.float().cpu(),
+                        "edges_in_graph": in_graph.cpu(), "nodes_in_graph": nodes_in.cpu()}, path)
+            return path
+        if fmt != "json":
+            raise ValueError(f"MIB circuit files are json or pt, not {fmt!r}")
+        nodes = {name: {"in_graph": bool(nodes_in[i])} for i, name in enumerate(self.forward_names)}
+        nodes["logits"] = {"in_graph": True}
+        edges = {}
+        for f, b in self.real.nonzero().tolist():
+            edges[f"{self.forward_names[f]}->{self.backward_names[b]}"] = {
+                "score": float(scores[f, b]), "in_graph": bool(in_graph[f, b])}
+        with open(path, "w") as fh:
+            json.dump({"cfg": self.cfg, "nodes": nodes, "edges": edges}, fh)
+        return path
+
+    def read(self, path: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dense scores, membership) from a MIB circuit file (json or pt) made for this graph."""
+        if path.endswith(".pt"):
+            d = torch.load(path, map_location="cpu", weights_only=False)
+            missing = {"cfg", "edges_scores", "edges_in_graph"} - set(d)
+            if missing:
+                raise ValueError(f"{path}: not a MIB circuit file (missing {', '.join(sorted(missing))})")
+            self._check_cfg(d["cfg"], path)
+            scores, in_graph = d["edges_scores"].float(), d["edges_in_graph"].bool()
+            if tuple(scores.shape) != (self.n_forward, self.n_backward):
+                raise ValueError(f"{path}: edge tensors are {tuple(scores.shape)}, this model's MIB graph is "
+                                 f"{(self.n_forward, self.n_backward)}")
+            return torch.where(self.real, scores, torch.zeros(())), in_graph & self.real
+        try:
+            with open(path) as fh:
+                d = json.load(fh)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(d, dict) or not {"cfg", "edges"} <= set(d):
+            raise ValueError(f"{path}: not a MIB circuit file (it needs 'cfg' and 'edges')")
+        self._check_cfg(d["cfg"], path)
+        position = {name: i for i, name in enumerate(self.forward_names)}
+        back = {name: i for i, name in enumerate(self.backward_names)}
+        scores = torch.zeros(self.n_forward, self.n_backward)
+        in_graph = torch.zeros(self.n_forward, self.n_backward, dtype=torch.bool)
+        for name, info in d["edges"].items():
+            parent, _, child = name.partition("->")
+            f, b = position.get(parent), back.get(child)
+            if f is None or b is None or not self.real[f, b]:
+                raise ValueError(f"{path}: edge {name!r} is not in this model's MIB graph")
+            scores[f, b] = float(info.get("score", 0.0) or 0.0)
+            in_graph[f, b] = bool(info.get("in_graph", False))
+        return scores, in_graph
+
+    def _check_cfg(self, cfg: dict, path: str) -> None:
+        for key in ("n_layers", "n_heads"):
+            if key in cfg and int(cfg[key]) != self.cfg[key]:
+                raise ValueError(f"{path}: made for {key}={cfg[key]}, but this model has {self.cfg[key]}")
+        if bool(cfg.get("parallel_attn_mlp", False)) != self.graph.parallel:
+            raise ValueError(f"{path}: parallel_attn_mlp={cfg.get('parallel_attn_mlp')}, but this model's graph has "
+                             f"parallel={self.graph.parallel}")
+
+
+def mib_edge_count(num_layers: int, num_heads: int, parallel: bool = False) -> int:
+    """MIB's edge count from a config alone (one input node, every K/V edge per query head)."""
+    return MIBGraph(Graph(num_layers, num_heads, num_heads, 1, parallel)).num_edges
+
+
+def cumulative_area(fractions, values) -> float:
+    """Trapezoid area of values over the linear fraction axis (MIB's CPR and CMD)."""
+    total = 0.0
+    for (x1, y1), (x2, y2) in zip(zip(fractions, values), zip(fractions[1:], values[1:])):
+        total += (x2 - x1) * (y1 + y2) / 2
+    return total
