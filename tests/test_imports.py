@@ -20,7 +20,7 @@ LAYERS = [
     ["edgeprune.tracr"],
     ["edgeprune.checkpointing", "edgeprune.distributed"],
     ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.checkpoints",
-     "edgeprune.evaluation", "edgeprune.faithfulness", "edgeprune.training", "edgeprune.planning", "edgeprune.demo",
+     "edgeprune.evaluation", "edgeprune.faithfulness", "edgeprune.plotting", "edgeprune.budgets", "edgeprune.training", "edgeprune.planning", "edgeprune.demo",
      "edgeprune.info"],
     ["edgeprune.cli", "edgeprune.__main__", "edgeprune"],
 ]

@@ -23,7 +23,9 @@ _register_task("tracr-xproportion", "edgeprune.tracr.tasks:xproportion_dataset")
 _EXPORTS = {
     "train": ("edgeprune.training", "train"),
     "TrainConfig": ("edgeprune.config", "TrainConfig"),
+    "train_budgets": ("edgeprune.budgets", "train_budgets"),
     "evaluate": ("edgeprune.evaluation", "evaluate"),
+    "faithfulness": ("edgeprune.faithfulness", "faithfulness"),
     "plan": ("edgeprune.planning", "plan"),
     "prunable": ("edgeprune.models", "prunable"),
     "PrunableModel": ("edgeprune.models", "PrunableModel"),

@@ -30,7 +30,9 @@ class TrainConfig:
     node_lr: float | None = option(None, "node-gate learning rate (default: --lr)")
     lambda_lr: float = option(0.8, "the Lagrange multipliers' learning rate (gradient ascent)")
     warmup_steps: int = option(200, "linear learning-rate warm-up steps (then linear decay to 0)")
-    ramp_steps: int = option(2500, "steps over which the sparsity target rises linearly from 0")
+    ramp_steps: int = option(2500, "steps over which the sparsity target rises linearly from --ramp-from")
+    ramp_from: float = option(0.0, "the sparsity target at step 0 (a budget sweep's stage starts from the last "
+                              "stage's target)", cli=False)
     weight_decay: float = option(0.01, "AdamW weight decay on every group, multipliers included")
     max_grad_norm: float = option(1.0, "global gradient-norm clip")
     ablation: str = option("corrupted", "what a pruned edge carries: the writer's output on the corrupted input, "

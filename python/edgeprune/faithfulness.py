@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import tasks
+from .budgets import stage_of
 from .circuit import Circuit
 from .loading import load_model
 from .mib import BUDGETS, MIBGraph, cumulative_area
@@ -79,30 +80,35 @@ def metric_values(metric: str, task, logits: torch.Tensor, full: torch.Tensor, b
 
 
 @torch.no_grad()
-def faithfulness(model, circuit: Circuit | torch.Tensor, data, *, budgets="mib", metric: str = "logit_diff",
+def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets="mib", metric: str = "logit_diff",
                  split: str = "test", n: int | None = None, batch_size: int = 16, tokenizer=None, seed: int = 0,
                  device=None, label: str = "") -> Curve:
     """The circuit's faithfulness at each budget (fractions of MIB's edges kept), with CPR and CMD.
 
     model: a PrunableModel or anything edgeprune.train accepts. circuit: a Circuit with scores (a
-    trained, attributed or MIB-imported one), or a tensor of per-edge scores in graph order (higher:
-    more important). budgets: "mib" (MIB's ten fractions) or a list of fractions in [0, 1].
+    trained, attributed or MIB-imported one), {fraction: Circuit} from a budget sweep (each budget
+    cut from its own stage's ranking), or a tensor of per-edge scores in graph order (higher: more
+    important). budgets: "mib" (MIB's ten fractions) or a list of fractions in [0, 1].
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
     fractions = list(BUDGETS if budgets == "mib" else budgets)
     if not fractions or any(not 0 <= f <= 1 for f in fractions) or fractions != sorted(fractions):
         raise ValueError(f"budgets must be increasing fractions of edges kept, in [0, 1]; got {budgets!r}")
+    stages = circuit if isinstance(circuit, dict) else None
+    circuit = stages[max(stages)] if stages else circuit
     pm, tokenizer = _prunable_for(model, circuit, tokenizer, device)
     if isinstance(circuit, torch.Tensor):
         circuit = Circuit(pm.graph, [], list(pm.graph.writers), edge_scores=circuit, score_kind="score")
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
 
-    source, target = MIBGraph(circuit.graph), MIBGraph(pm.graph)
-    scores = source.scores_from(circuit.keep_scores())
+    target = MIBGraph(pm.graph)
     masks, counts = {}, {}
-    for absolute in (False, True):
-        for frac in fractions:
+    for frac in fractions:
+        ranked = stage_of(stages, frac) if stages else circuit
+        source = MIBGraph(ranked.graph)
+        scores = source.scores_from(ranked.keep_scores())
+        for absolute in (False, True):
             in_graph = source.top_edges(scores, source.budget_edges(frac), absolute=absolute)
             masks[absolute, frac] = target.edge_mask(in_graph)
             counts[absolute, frac] = int(in_graph.sum())

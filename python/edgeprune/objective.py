@@ -25,11 +25,12 @@ class Lagrangian(nn.Module):
                                              for k in ("edge1", "edge2", "node1", "node2")})
 
     def sparsity_targets(self, step: int) -> tuple[float, float | None]:
-        """The edge and node targets at a step: a linear ramp from 0 over ramp_steps, then flat."""
+        """The edge and node targets at a step: linear from ramp_from (edges; nodes from 0) over
+        ramp_steps, then flat."""
         c = self.config
         frac = min(1.0, step / c.ramp_steps) if c.ramp_steps > 0 else 1.0
         node = None if c.node_sparsity is None else c.node_sparsity * frac
-        return c.edge_sparsity * frac, node
+        return c.ramp_from + (c.edge_sparsity - c.ramp_from) * frac, node
 
     def forward(self, s_edge: torch.Tensor, s_node: torch.Tensor, step: int) -> torch.Tensor:
         t_edge, t_node = self.sparsity_targets(step)

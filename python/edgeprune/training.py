@@ -259,18 +259,13 @@ def _progress(total, initial, enabled):
 
 # ---------------------------------------------------------------------- the public entry point
 
-def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, validation=None, n: int | None = None,
-          device=None, dtype=None, checkpoint_dir: str | None = None, log_file: str | None = None,
-          progress: bool = True, **overrides) -> Circuit:
-    """Prune `model` on `data` and return the Circuit.
+def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None, n: int | None = None,
+            device=None, dtype=None):
+    """Everything a run needs before its first step: (prunable model, dataset, validation, distributed).
 
-    model: a Hugging Face causal LM instance (pass tokenizer=), a hub id or local folder with model
-    and tokenizer, or a Tracr model. data: a task name (edgeprune.tasks.names()), a JSONL path, a list
-    of {"clean", "corrupted"} dicts, or a task dataset. config: a TrainConfig; **overrides set any of
-    its fields by name (edge_sparsity=0.98, steps=..., ...); the defaults are the paper's GPT-2 runs
-    (docs/method.md 4.2). With checkpoint_dir, the run checkpoints and resumes from it exactly.
+    Under torchrun this joins the process group and shards the model (only rank 0 reads a folder's
+    weights); the gates are initialised from the seed; mean ablation computes its means.
     """
-    config = TrainConfig.with_overrides(config, overrides)
     run = distributed.setup(device, force=config.cpu_offload)  # under torchrun: this rank's process group
     # Sharded: only rank 0 reads the weights (one copy in host memory, not one per rank).
     from_rank0 = run is not None and run.world_size > 1 and isinstance(model, (str, os.PathLike))
@@ -290,9 +285,26 @@ def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, val
         batch = dataset.batch(list(range(len(dataset))), pad_to=config.pad_to)
         where = distributed.local_device_of(pm, run)
         pm.set_mean_ablation(batch.clean.to(where), batch.attention_mask.to(where))
+    return pm, dataset, validation, run
+
+
+def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, validation=None, n: int | None = None,
+          device=None, dtype=None, checkpoint_dir: str | None = None, log_file: str | None = None,
+          progress: bool = True, **overrides) -> Circuit:
+    """Prune `model` on `data` and return the Circuit.
+
+    model: a Hugging Face causal LM instance (pass tokenizer=), a hub id or local folder with model
+    and tokenizer, or a Tracr model. data: a task name (edgeprune.tasks.names()), a JSONL path, a list
+    of {"clean", "corrupted"} dicts, or a task dataset. config: a TrainConfig; **overrides set any of
+    its fields by name (edge_sparsity=0.98, steps=..., ...); the defaults are the paper's GPT-2 runs
+    (docs/method.md 4.2). With checkpoint_dir, the run checkpoints and resumes from it exactly.
+    """
+    config = TrainConfig.with_overrides(config, overrides)
+    pm, dataset, validation, run = prepare(model, data, config, tokenizer=tokenizer, validation=validation, n=n,
+                                           device=device, dtype=dtype)
     trainer = Trainer(pm, dataset, config, validation, checkpoint_dir, log_file, dist=run)
     trainer.maybe_resume()
     return trainer.run(progress)
 
 
-__all__ = ["NonFiniteLoss", "TrainConfig", "Trainer", "train"]
+__all__ = ["NonFiniteLoss", "TrainConfig", "Trainer", "prepare", "train"]

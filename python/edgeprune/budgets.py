@@ -1,0 +1,76 @@
+"""Circuits at every budget from one training process: a sweep from the loosest budget to the tightest.
+
+    circuits = edgeprune.train_budgets(model, "ioi", budgets="mib")    # {fraction kept: Circuit}
+
+The first stage trains to the loosest budget below 1 with the full schedule (`steps`, `ramp_steps`).
+Each later stage starts from the last stage's gates and trains `stage_steps` more, its target ramping
+linearly from the last target to its own over the first half (fresh multipliers and optimiser, a
+short warm-up). A budget is a fraction of edges kept, so its target sparsity is 1 - fraction. Each
+stage's circuit is that budget's circuit; its scores rank the edges for MIB's top-n at that budget.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from .circuit import Circuit
+from .config import TrainConfig
+from .mib import BUDGETS
+from .training import Trainer, prepare
+
+
+def parse_budgets(budgets) -> list[float]:
+    """'mib' -> MIB's fractions; else increasing fractions of edges kept in (0, 1]."""
+    values = list(BUDGETS if budgets == "mib" else budgets)
+    if not values or any(not 0 < f <= 1 for f in values) or values != sorted(set(values)):
+        raise ValueError(f"budgets must be increasing fractions of edges kept, in (0, 1] (or 'mib'); got {budgets!r}")
+    return values
+
+
+def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None, *, stage_steps: int | None = None,
+                  tokenizer=None, validation=None, n: int | None = None, device=None, dtype=None,
+                  checkpoint_dir: str | None = None, progress: bool = True, **overrides) -> dict[float, Circuit]:
+    """Train once through every budget (loosest first); returns {fraction kept: Circuit}.
+
+    config / overrides: as edgeprune.train (edge_sparsity is set per stage). stage_steps: steps of
+    each stage after the first (default: a quarter of `steps`). The fraction 1 (the whole model) is
+    the full circuit and is not trained.
+    """
+    fractions = parse_budgets(budgets)
+    overrides.setdefault("edge_sparsity", 1 - fractions[-1])
+    config = TrainConfig.with_overrides(config, overrides)
+    stage_steps = stage_steps or max(1, config.steps // 4)
+    pm, dataset, validation, run = prepare(model, data, config, tokenizer=tokenizer, validation=validation, n=n,
+                                           device=device, dtype=dtype)
+    circuits: dict[float, Circuit] = {}
+    previous = 0.0
+    for stage, fraction in enumerate(sorted((f for f in fractions if f < 1), reverse=True)):
+        target = 1 - fraction
+        stage_config = replace(config, edge_sparsity=target, ramp_from=previous) if stage == 0 else replace(
+            config, edge_sparsity=target, ramp_from=previous, steps=stage_steps, ramp_steps=stage_steps // 2,
+            warmup_steps=min(config.warmup_steps, max(1, stage_steps // 10)))
+        folder = os.path.join(checkpoint_dir, f"stage-{fraction:g}") if checkpoint_dir else None
+        trainer = Trainer(pm, dataset, stage_config, validation, folder, dist=run)
+        trainer.maybe_resume()
+        circuit = trainer.run(progress)
+        circuit.config |= {"budget": fraction, "stage": stage}
+        circuits[fraction] = circuit
+        previous = target
+    if 1.0 in fractions:
+        g = pm.gates
+        circuits[1.0] = Circuit(pm.graph, list(pm.graph.edges), list(pm.graph.writers),
+                                edge_scores=g.edge_log_alpha.detach().float().cpu().clone(),
+                                node_scores=g.node_log_alpha.detach().float().cpu().clone(),
+                                task=dataset.task.name, config={"budget": 1.0})
+    return dict(sorted(circuits.items()))
+
+
+def stage_of(circuits: dict[float, Circuit], fraction: float) -> Circuit:
+    """The circuit that scores a budget: the sweep's own stage, else the tightest stage above it."""
+    looser = [f for f in circuits if f >= fraction]
+    if not looser:
+        raise ValueError(f"no circuit for a budget of {fraction}: the sweep's loosest budget is {min(circuits)}")
+    return circuits[min(looser)]
+
+
+__all__ = ["parse_budgets", "stage_of", "train_budgets"]
