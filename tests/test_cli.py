@@ -66,3 +66,28 @@ def test_training_options_come_from_trainconfig():
                                       "--no-recompute-readers", "--node-sparsity", "0.5", "--ablation", "mean"])
     config = TrainConfig.with_overrides(None, {"edge_sparsity": 0.9, **_config_overrides(args)})
     assert (config.lr, config.recompute_readers, config.node_sparsity, config.ablation) == (0.3, False, 0.5, "mean")
+
+
+def test_budgets_seeds_curve_and_mib_export(model_folder, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "sweep"
+    code = main(["prune", model_folder, "ioi", "--budgets", "0.1", "0.5", "1", "--seeds", "2", "--out", str(out),
+                 "--steps", "2", "--stage-steps", "2", "--batch-size", "8", "--n", "8", "--warmup-steps", "1",
+                 "--ramp-steps", "1", "--eval-every", "0", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "budget 0.1:" in printed and "IoU of edge sets over 2 circuits" in printed
+    for seed in (0, 1):
+        assert sorted(p.name for p in (out / f"seed-{seed}").glob("budget-*")) == ["budget-0.1", "budget-0.5",
+                                                                                   "budget-1"]
+    run = str(out / "seed-0")
+    assert main(["curve", run, "--n", "6", "-o", str(tmp_path / "curve.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "CPR" in printed and "CMD" in printed and (tmp_path / "curve.svg").exists()
+    assert main(["export", run, "--mib", str(tmp_path / "mib" / "ioi_gpt2")]) == 0
+    files = sorted(p.name for p in (tmp_path / "mib" / "ioi_gpt2").iterdir())
+    assert len(files) == 9 and "0.1.json" in files and "50.json" in files
+    single = str(out / "seed-0" / "budget-0.1")
+    assert main(["export", single, "--mib", str(tmp_path / "scores"), "--format", "pt"]) == 0
+    from edgeprune import Circuit
+    back = Circuit.from_mib(str(tmp_path / "scores" / "importances.pt"), Circuit.load(single).graph)
+    assert back.edges == Circuit.load(single).edges

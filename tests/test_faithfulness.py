@@ -48,7 +48,8 @@ def test_bad_budgets_and_metrics(model_folder):  # noqa: F811
 
 
 def test_budget_sweep_runs_every_stage_from_the_last(tmp_path):
-    from edgeprune.budgets import stage_of, train_budgets
+    from edgeprune.budgets import train_budgets
+    from edgeprune.mib import for_budget
     from helpers.data import random_pairs
     from helpers.models import tiny
     circuits = train_budgets(tiny("gpt2"), random_pairs(n=8), budgets=[0.1, 0.5, 1.0], steps=12, stage_steps=6,
@@ -59,7 +60,7 @@ def test_budget_sweep_runs_every_stage_from_the_last(tmp_path):
     assert circuits[0.1].config["stage"] == 1 and circuits[0.1].config["ramp_from"] == pytest.approx(0.5)
     assert circuits[0.1].config["steps"] == 6 and circuits[0.1].config["edge_sparsity"] == pytest.approx(0.9)
     assert len(circuits[1.0].edges) == circuits[1.0].graph.num_edges
-    assert stage_of(circuits, 0.2) is circuits[0.5] and stage_of(circuits, 0.001) is circuits[0.1]
+    assert for_budget(circuits, 0.2) is circuits[0.5] and for_budget(circuits, 0.001) is circuits[0.1]
     assert (tmp_path / "stage-0.5" / "checkpoint.pt").exists() and (tmp_path / "stage-0.1" / "checkpoint.pt").exists()
     with pytest.raises(ValueError, match="increasing fractions"):
         train_budgets(tiny("gpt2"), random_pairs(n=8), budgets=[0.5, 0.1])

@@ -15,7 +15,8 @@ PACKAGE = ROOT / "edgeprune"
 LAYERS = [
     ["epkernels", "edgeprune._ext", "edgeprune._C"],
     ["edgeprune.ops"],
-    ["edgeprune.graph", "edgeprune.gates", "edgeprune.mib", "edgeprune.circuit", "edgeprune.draw"],
+    ["edgeprune.graph", "edgeprune.gates", "edgeprune.mib", "edgeprune.circuit", "edgeprune.comparison",
+     "edgeprune.draw"],
     ["edgeprune.models", "edgeprune.tasks"],
     ["edgeprune.tracr"],
     ["edgeprune.checkpointing", "edgeprune.distributed"],

@@ -32,6 +32,8 @@ _EXPORTS = {
     "Graph": ("edgeprune.graph", "Graph"),
     "num_edges": ("edgeprune.graph", "num_edges"),
     "Circuit": ("edgeprune.circuit", "Circuit"),
+    "compare": ("edgeprune.comparison", "compare"),
+    "consensus": ("edgeprune.comparison", "consensus"),
     "tasks": ("edgeprune.tasks", None),
     "tracr": ("edgeprune.tracr", None),
     "ops": ("edgeprune.ops", None),

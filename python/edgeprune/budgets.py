@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from .circuit import Circuit
 from .config import TrainConfig
+from .loading import model_name
 from .mib import BUDGETS
 from .training import Trainer, prepare
 
@@ -61,16 +62,9 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
         circuits[1.0] = Circuit(pm.graph, list(pm.graph.edges), list(pm.graph.writers),
                                 edge_scores=g.edge_log_alpha.detach().float().cpu().clone(),
                                 node_scores=g.node_log_alpha.detach().float().cpu().clone(),
-                                task=dataset.task.name, config={"budget": 1.0})
+                                model=model_name(pm.model), task=dataset.task.name, config={"budget": 1.0},
+                                seed=config.seed)
     return dict(sorted(circuits.items()))
 
 
-def stage_of(circuits: dict[float, Circuit], fraction: float) -> Circuit:
-    """The circuit that scores a budget: the sweep's own stage, else the tightest stage above it."""
-    looser = [f for f in circuits if f >= fraction]
-    if not looser:
-        raise ValueError(f"no circuit for a budget of {fraction}: the sweep's loosest budget is {min(circuits)}")
-    return circuits[min(looser)]
-
-
-__all__ = ["parse_budgets", "stage_of", "train_budgets"]
+__all__ = ["parse_budgets", "train_budgets"]

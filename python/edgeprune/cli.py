@@ -89,19 +89,89 @@ def cmd_prune(args):
                        gpu_memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30))
         except ValueError as no_plan:  # a family the planner has no calibration for: prune anyway
             print(f"(no memory plan: {no_plan})")
+    seeds = range(args.seed, args.seed + args.seeds) if args.seeds else [args.seed]
+    runs = []
+    for seed in seeds:
+        out = os.path.join(args.out, f"seed-{seed}") if args.seeds else args.out
+        kwargs["seed"] = seed
+        runs.append(_prune_budgets(args, kwargs, out) if args.budgets else _prune_targets(args, kwargs, train, out))
+    if args.seeds and args.seeds > 1:
+        from .comparison import compare
+        print(compare(*runs).table())
+
+
+def _prune_targets(args, kwargs, train, out):
+    """--sparsity: one run per target (or one run cut at each); folders sparsity-<t>/."""
     targets = sorted(args.sparsity)
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     if args.one_run:
-        circuit = train(args.model, args.data, edge_sparsity=max(targets), checkpoint_dir=os.path.join(args.out, "run"),
+        circuit = train(args.model, args.data, edge_sparsity=max(targets), checkpoint_dir=os.path.join(out, "run"),
                         **kwargs)
         results = {t: circuit.at_sparsity(min(t, 1.0)) for t in targets}
     else:
         results = {t: train(args.model, args.data, edge_sparsity=t,
-                            checkpoint_dir=os.path.join(args.out, f"run-{t:g}"), **kwargs) for t in targets}
+                            checkpoint_dir=os.path.join(out, f"run-{t:g}"), **kwargs) for t in targets}
     for target, circuit in results.items():
-        folder = os.path.join(args.out, f"sparsity-{target:g}")
+        folder = os.path.join(out, f"sparsity-{target:g}")
         circuit.save(folder)
         print(f"target {target:g}: {len(circuit.edges)} edges (sparsity {circuit.edge_sparsity:.4f}) -> {folder}")
+    return results[targets[-1]]
+
+
+def _prune_budgets(args, kwargs, out):
+    """--budgets: circuits at fractions of edges kept, from one sweep; folders budget-<f>/."""
+    from .budgets import train_budgets
+    circuits = train_budgets(args.model, args.data, "mib" if args.budgets == ["mib"] else
+                             [float(b) for b in args.budgets], stage_steps=args.stage_steps,
+                             checkpoint_dir=os.path.join(out, "run"), **kwargs)
+    for fraction, circuit in circuits.items():
+        folder = os.path.join(out, f"budget-{fraction:g}")
+        circuit.save(folder)
+        print(f"budget {fraction:g}: {len(circuit.edges)} edges (sparsity {circuit.edge_sparsity:.4f}) -> {folder}")
+    return circuits
+
+
+def _load_run(path: str):
+    """A circuit folder, or a budget sweep's folder ({fraction: Circuit} from its budget-<f>/ folders)."""
+    from .circuit import Circuit
+    if os.path.exists(os.path.join(path, "circuit.json")):
+        return Circuit.load(path)
+    stages = {float(name[len("budget-"):]): Circuit.load(os.path.join(path, name))
+              for name in sorted(os.listdir(path)) if name.startswith("budget-")} if os.path.isdir(path) else {}
+    if not stages:
+        raise FileNotFoundError(f"{path!r} holds neither a circuit (circuit.json) nor a budget sweep (budget-<f>/)")
+    return stages
+
+
+def cmd_curve(args):
+    from .faithfulness import faithfulness
+    curves = []
+    for path in args.runs:
+        run = _load_run(path)
+        first = run if not isinstance(run, dict) else run[max(run)]
+        model = args.model or first.model
+        curve = faithfulness(model, run, args.data or first.task, metric=args.metric, split=args.split, n=args.n,
+                             batch_size=args.batch_size, device=args.device,
+                             label=os.path.basename(os.path.normpath(path)))
+        print(curve.table())
+        curves.append(curve)
+    if args.output:
+        from .plotting import plot_curves
+        for written in plot_curves(curves, args.output):
+            print(f"plot: {written}")
+
+
+def cmd_export(args):
+    from .mib import BUDGETS
+    run = _load_run(args.run)
+    if isinstance(run, dict):  # a sweep: one binary circuit per budget, each from its own stage
+        from .mib import for_budget
+        written = [f for frac in BUDGETS if frac < 1
+                   for f in for_budget(run, frac).to_mib(args.mib, format=args.format, budgets=[frac])]
+    else:
+        written = run.to_mib(args.mib if args.binary else os.path.join(args.mib, f"importances.{args.format}"),
+                             format=args.format, budgets=BUDGETS if args.binary else None)
+    print(f"{len(written)} file(s) under {args.mib}")
 
 
 def cmd_eval(args):
@@ -161,15 +231,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeprune", description="Find circuits with Edge Pruning.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("prune", help="learn circuits at one or more sparsity targets")
+    p = sub.add_parser("prune", help="learn circuits at sparsity targets or at MIB's edge budgets")
     p.add_argument("model", help="Hugging Face hub id or local folder (model and tokenizer)")
     p.add_argument("data", help="a task name or a JSONL file of {clean, corrupted} pairs")
-    p.add_argument("--sparsity", type=_sparsity, nargs="+", required=True, help="edge sparsity targets")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sparsity", type=_sparsity, nargs="+",
+                      help="edge-sparsity targets: fractions of edges REMOVED (one run each, or --one-run)")
+    what.add_argument("--budgets", nargs="+", metavar="FRACTION",
+                      help="fractions of edges KEPT, or 'mib' for MIB's ten: one run sweeping from the loosest to "
+                           "the tightest, a circuit per budget")
     p.add_argument("--one-run", action="store_true",
-                   help="train once (at the largest target) and cut the learned ranking at each target")
-    p.add_argument("--out", required=True, help="output folder: one sparsity-<t>/ circuit folder per target")
+                   help="with --sparsity: train once (at the largest target) and cut the learned ranking at each")
+    p.add_argument("--stage-steps", type=int, default=None,
+                   help="with --budgets: steps of each stage after the first (default: a quarter of --steps)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="run seeds --seed .. --seed + N - 1 (folders seed-<s>/) and print their edge sets' IoU")
+    p.add_argument("--out", required=True, help="output folder: sparsity-<t>/ or budget-<f>/ circuit folders")
     add_config_options(p)
     p.set_defaults(fn=cmd_prune)
+
+    p = sub.add_parser("curve", help="faithfulness at MIB's budgets, with CPR and CMD; plot several runs")
+    p.add_argument("runs", nargs="+", help="circuit folders or budget-sweep folders (from prune)")
+    p.add_argument("--data", default=None, help="task name or JSONL file (default: the circuit's task)")
+    p.add_argument("--model", default=None, help="default: the model named in the circuit")
+    p.add_argument("--metric", choices=("logit_diff", "kl"), default="logit_diff")
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=None)
+    p.add_argument("-o", "--output", default=None, help="plot file (.png or .svg; both are written)")
+    p.set_defaults(fn=cmd_curve)
+
+    p = sub.add_parser("export", help="write a circuit (or a budget sweep) in MIB's format")
+    p.add_argument("run", help="a circuit folder or a budget-sweep folder")
+    p.add_argument("--mib", required=True, help="output folder, one per task and model (e.g. out/ioi_gpt2)")
+    p.add_argument("--format", choices=("json", "pt"), default="json")
+    p.add_argument("--binary", action="store_true",
+                   help="one binary circuit per budget instead of one file of scores (a sweep is always binary)")
+    p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("eval", help="evaluate a saved circuit on a task split")
     p.add_argument("circuit", help="a folder written by prune (circuit.json)")

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 import torch
 
 from . import tasks
-from .budgets import stage_of
 from .circuit import Circuit
 from .loading import load_model
-from .mib import BUDGETS, MIBGraph, cumulative_area
+from .mib import BUDGETS, MIBGraph, cumulative_area, for_budget
 from .models import PrunableModel, prunable
 
 METRICS = ("logit_diff", "kl")
@@ -105,7 +104,7 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
     target = MIBGraph(pm.graph)
     masks, counts = {}, {}
     for frac in fractions:
-        ranked = stage_of(stages, frac) if stages else circuit
+        ranked = for_budget(stages, frac) if stages else circuit
         source = MIBGraph(ranked.graph)
         scores = source.scores_from(ranked.keep_scores())
         for absolute in (False, True):

@@ -220,6 +220,15 @@ class MIBGraph:
                              f"parallel={self.graph.parallel}")
 
 
+def for_budget(circuits: dict, fraction: float):
+    """From {budget: circuit} (a sweep), the circuit that scores `fraction`: its own stage, else the
+    tightest stage above it."""
+    looser = [f for f in circuits if f >= fraction]
+    if not looser:
+        raise ValueError(f"no circuit for a budget of {fraction}: the loosest budget given is {max(circuits)}")
+    return circuits[min(looser)]
+
+
 def mib_edge_count(num_layers: int, num_heads: int, parallel: bool = False) -> int:
     """MIB's edge count from a config alone (one input node, every K/V edge per query head)."""
     return MIBGraph(Graph(num_layers, num_heads, num_heads, 1, parallel)).num_edges

@@ -1,0 +1,72 @@
+"""How stable circuits are across seeds: pairwise IoU of their edge sets at each budget, and the
+consensus circuit (edges kept by at least k of N runs)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import torch
+
+from .circuit import Circuit
+from .mib import BUDGETS, MIBGraph, for_budget
+
+
+@dataclass
+class Comparison:
+    fractions: list[float]
+    iou: list[list[float]]        # per budget, the IoU of every pair of circuits
+    labels: list[str]
+
+    def mean(self) -> list[float]:
+        return [sum(v) / len(v) for v in self.iou]
+
+    def table(self) -> str:
+        lines = [f"IoU of edge sets over {len(self.labels)} circuits ({len(self.iou[0])} pairs), at MIB's budgets",
+                 f"  {'fraction':>9} {'mean':>7} {'min':>7} {'max':>7}"]
+        for frac, values in zip(self.fractions, self.iou):
+            lines.append(f"  {frac:>9g} {sum(values) / len(values):>7.3f} {min(values):>7.3f} {max(values):>7.3f}")
+        return "\n".join(lines)
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    """|a & b| / |a | b| of two boolean masks (1 when both are empty)."""
+    union = int((a | b).sum())
+    return 1.0 if union == 0 else int((a & b).sum()) / union
+
+
+def compare(*runs: Circuit | dict, budgets="mib") -> Comparison:
+    """Pairwise IoU of the runs' edges at each budget, each cut from its own ranking on MIB's graph.
+
+    A run is a Circuit, or {budget: Circuit} from a budget sweep (each budget from its own stage).
+    """
+    if len(runs) < 2:
+        raise ValueError(f"compare needs at least two circuits, got {len(runs)}")
+    first = [r if isinstance(r, Circuit) else r[max(r)] for r in runs]
+    if len({c.graph for c in first}) != 1:
+        raise ValueError("the circuits were found on different graphs; compare circuits of one model")
+    mib = MIBGraph(first[0].graph)
+    fractions = list(BUDGETS if budgets == "mib" else budgets)
+    table = []
+    for frac in fractions:
+        ranked = [r if isinstance(r, Circuit) else for_budget(r, frac) for r in runs]
+        kept = [mib.top_edges(mib.scores_from(c.keep_scores()), mib.budget_edges(frac)) for c in ranked]
+        table.append([iou(kept[i], kept[j]) for i, j in combinations(range(len(kept)), 2)])
+    labels = [c.config.get("label") or f"seed {c.seed}" for c in first]
+    return Comparison(fractions, table, labels)
+
+
+def consensus(circuits: list[Circuit], k: int) -> Circuit:
+    """The edges kept by at least k of the circuits; its scores are the share of circuits keeping each."""
+    if not 1 <= k <= len(circuits):
+        raise ValueError(f"k={k} must lie in [1, {len(circuits)}] (the number of circuits)")
+    graph = circuits[0].graph
+    if any(c.graph != graph for c in circuits):
+        raise ValueError("the circuits were found on different graphs; a consensus needs one model's circuits")
+    votes = torch.stack([graph.edge_mask(c.edges) for c in circuits]).sum(0)
+    kept = (votes >= k).nonzero().flatten().tolist()
+    return Circuit(graph, [graph.edges[i] for i in kept], list(graph.writers), edge_scores=votes / len(circuits),
+                   score_kind="score", task=circuits[0].task, model=circuits[0].model,
+                   config={"label": f"consensus {k}/{len(circuits)}", "seeds": [c.seed for c in circuits]})
+
+
+__all__ = ["Comparison", "compare", "consensus", "iou"]
