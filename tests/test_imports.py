@@ -16,13 +16,13 @@ LAYERS = [
     ["epkernels", "edgeprune._ext", "edgeprune._C"],
     ["edgeprune.ops"],
     ["edgeprune.graph", "edgeprune.gates", "edgeprune.mib", "edgeprune.circuit", "edgeprune.comparison",
-     "edgeprune.draw"],
+     "edgeprune.draw", "edgeprune.warmstart"],
     ["edgeprune.models", "edgeprune.tasks"],
     ["edgeprune.tracr"],
     ["edgeprune.checkpointing", "edgeprune.distributed"],
     ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.checkpoints",
      "edgeprune.evaluation", "edgeprune.faithfulness", "edgeprune.plotting", "edgeprune.budgets", "edgeprune.training", "edgeprune.planning", "edgeprune.demo",
-     "edgeprune.info"],
+     "edgeprune.info", "edgeprune.attribution"],
     ["edgeprune.cli", "edgeprune.__main__", "edgeprune"],
 ]
 

@@ -26,6 +26,7 @@ _EXPORTS = {
     "train_budgets": ("edgeprune.budgets", "train_budgets"),
     "evaluate": ("edgeprune.evaluation", "evaluate"),
     "faithfulness": ("edgeprune.faithfulness", "faithfulness"),
+    "attribute": ("edgeprune.attribution", "attribute"),
     "plan": ("edgeprune.planning", "plan"),
     "prunable": ("edgeprune.models", "prunable"),
     "PrunableModel": ("edgeprune.models", "PrunableModel"),

@@ -5,8 +5,9 @@
 
 f(C) = (m(C) - m(empty)) / (m(full) - m(empty)), with m averaged over the examples first. m is the
 logit difference (the clean answer's logit minus the counterfactual answer's, at the answer
-position) or KL(full || circuit). Pruned edges are always patched with the corrupted run
-(interchange ablation), whatever the circuit was trained with. At each budget the circuit's ranking
+position) or KL(full || circuit). Pruned edges are patched with the corrupted run (interchange
+ablation, as MIB evaluates), whatever the circuit was trained with, unless `ablation` says
+otherwise (a circuit trained with optimal ablation, evaluated with its own constants). At each budget the circuit's ranking
 is cut to the top floor(fraction x MIB's edge count) edges on MIB's graph, then pruned of dangling
 edges (edgeprune.mib). CPR is the trapezoid area of f over the fractions (higher is better), CMD the
 area of |1 - f| (0 is best); CPR ranks by the signed score, CMD by its absolute value (they agree
@@ -69,11 +70,11 @@ class Curve:
 def metric_values(metric: str, task, logits: torch.Tensor, full: torch.Tensor, batch) -> torch.Tensor:
     """Per-example m: the logit difference at the answer position, or KL(full || circuit)."""
     if metric == "kl":
-        return task.kl(logits, full, batch).float()
+        return task.kl(logits, full, batch)
     if bool((batch.distractors < 0).any()) or bool((batch.answers < 0).any()):
         raise ValueError(f"the {task.name} examples have no counterfactual answer for the logit difference; use "
                          "metric='kl' (custom JSONL: add a \"counterfactual\" field to each line)")
-    first = logits[:, 0].float()
+    first = logits[:, 0].to(torch.promote_types(logits.dtype, torch.float32))  # float64 models keep float64
     rows = torch.arange(len(first), device=first.device)
     return first[rows, batch.answers.to(first.device)] - first[rows, batch.distractors.to(first.device)]
 
@@ -81,13 +82,15 @@ def metric_values(metric: str, task, logits: torch.Tensor, full: torch.Tensor, b
 @torch.no_grad()
 def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets="mib", metric: str = "logit_diff",
                  split: str = "test", n: int | None = None, batch_size: int = 16, tokenizer=None, seed: int = 0,
-                 device=None, label: str = "") -> Curve:
+                 device=None, label: str = "", ablation: str = "corrupted") -> Curve:
     """The circuit's faithfulness at each budget (fractions of MIB's edges kept), with CPR and CMD.
 
     model: a PrunableModel or anything edgeprune.train accepts. circuit: a Circuit with scores (a
     trained, attributed or MIB-imported one), {fraction: Circuit} from a budget sweep (each budget
     cut from its own stage's ranking), or a tensor of per-edge scores in graph order (higher: more
-    important). budgets: "mib" (MIB's ten fractions) or a list of fractions in [0, 1].
+    important). budgets: "mib" (MIB's ten fractions) or a list of fractions in [0, 1]. ablation:
+    what pruned edges carry, "corrupted" (MIB's patching), "mean" (over the evaluated data) or
+    "optimal" (the circuit's learned constants).
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
@@ -96,10 +99,13 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
         raise ValueError(f"budgets must be increasing fractions of edges kept, in [0, 1]; got {budgets!r}")
     stages = circuit if isinstance(circuit, dict) else None
     circuit = stages[max(stages)] if stages else circuit
-    pm, tokenizer = _prunable_for(model, circuit, tokenizer, device)
+    pm, tokenizer = _prunable_for(model, circuit, tokenizer, device, ablation)
     if isinstance(circuit, torch.Tensor):
         circuit = Circuit(pm.graph, [], list(pm.graph.writers), edge_scores=circuit, score_kind="score")
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
+    if pm.ablation == "mean" and pm.mean_record is None:
+        batch = dataset.batch(list(range(len(dataset))))
+        pm.set_mean_ablation(batch.clean.to(pm.adapter.device), batch.attention_mask.to(pm.adapter.device))
 
     target = MIBGraph(pm.graph)
     masks, counts = {}, {}
@@ -127,17 +133,27 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
                  metric, full, empty, label or circuit.config.get("label", "") or circuit.task)
 
 
-def _prunable_for(model, circuit, tokenizer, device) -> tuple[PrunableModel, object]:
-    """A prunable model with interchange ablation and an input node (MIB patches the embeddings too)."""
+def _prunable_for(model, circuit, tokenizer, device, ablation: str = "corrupted") -> tuple[PrunableModel, object]:
+    """A prunable model with the asked ablation (interchange by default) and an input node (MIB
+    patches the embeddings too); optimal ablation takes the circuit's constants."""
+    if ablation not in ("corrupted", "mean", "optimal"):
+        raise ValueError(f"faithfulness ablates with 'corrupted', 'mean' or 'optimal', not {ablation!r}")
     if isinstance(model, PrunableModel):
-        if model.ablation != "corrupted":
-            raise ValueError("faithfulness patches pruned edges with the corrupted run: build the model with "
-                             "ablation='corrupted'")
+        if model.ablation != ablation:
+            raise ValueError(f"faithfulness with ablation={ablation!r} patches pruned edges that way: build the "
+                             f"model with ablation={ablation!r}, not {model.ablation!r}")
         return model, tokenizer or getattr(model.model, "tokenizer", None)
     model, tokenizer = load_model(model, tokenizer, device)
     graph = circuit.graph if isinstance(circuit, Circuit) else None
     embedding_nodes = max(1, graph.embedding_nodes) if graph is not None else None
-    return prunable(model, embedding_nodes=embedding_nodes, ablation="corrupted"), tokenizer
+    pm = prunable(model, embedding_nodes=embedding_nodes, ablation=ablation)
+    if ablation == "optimal":
+        values = circuit.ablation_values if isinstance(circuit, Circuit) else None
+        if values is None:
+            raise ValueError("ablation='optimal' evaluates with the circuit's learned constants, and it has none "
+                             "(train it with ablation='optimal')")
+        pm.set_optimal_ablation(values)
+    return pm, tokenizer
 
 
 def _evaluate(pm: PrunableModel, dataset, metric: str, masks: dict, batch_size: int) -> dict:

@@ -58,16 +58,35 @@ class DeltaStack:
 
     def read(self, order: torch.Tensor, gates: torch.Tensor, base: torch.Tensor,
              positions: torch.Tensor | None = None) -> torch.Tensor:
-        """base + gates @ delta[:P] for P = gates.shape[1]; (R, *shape) or, with positions, (R, M, D).
+        """base + gates @ delta[:P] for P = gates.shape[-1]; (R, *shape) or, with positions, (R, M, D).
 
         base is shared by the R readers: shaped like one writer's output, or (M, D) with positions.
         positions: flat indices into the B * S tokens; only those tokens are read (the final read
         at the loss positions), so the unembedding and the mixing skip every other position.
+        gates (G, R, P), without gradients: G gate sets, set g mixing the g-th of G equal blocks of
+        the batch.
         """
-        if gates.shape[1] > self.written:
-            raise RuntimeError(f"a reader of {gates.shape[1]} writers ran before writer {self.written} was written")
-        out = _Read.apply(self, gates, base, positions, order)
-        return out.view(gates.shape[0], *(self.shape if positions is None else (positions.numel(), self.shape[-1])))
+        if gates.shape[-1] > self.written:
+            raise RuntimeError(f"a reader of {gates.shape[-1]} writers ran before writer {self.written} was written")
+        if gates.dim() == 3:
+            out = self._read_sets(gates, base, positions)
+        else:
+            out = _Read.apply(self, gates, base, positions, order)
+        return out.view(gates.shape[-2], *(self.shape if positions is None else (positions.numel(), self.shape[-1])))
+
+    def _read_sets(self, gates: torch.Tensor, base: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        """The read under G gate sets, (R, N): one batched product over the blocks, no autograd."""
+        if torch.is_grad_enabled() and (gates.requires_grad or base.requires_grad):
+            raise RuntimeError("gate sets (gates of shape (G, R, P)) are for forwards without gradients")
+        G, R, P = gates.shape
+        delta = self.buffer[:P]
+        if positions is not None:
+            D = self.shape[-1]
+            delta = delta.view(P, -1, D)[:, positions].reshape(P, -1)
+        acc = torch.float64 if delta.dtype == torch.float64 else torch.float32
+        blocks = delta.view(P, G, -1).transpose(0, 1).to(acc)                # (G, P, N / G)
+        out = torch.bmm(gates.to(acc), blocks) + base.reshape(G, 1, -1).to(acc)  # (G, R, N / G)
+        return out.transpose(0, 1).reshape(R, -1).to(delta.dtype)
 
     def grad_buffer(self) -> torch.Tensor:
         if self.grad is None:

@@ -107,9 +107,14 @@ def embedding_writers(embeds: list[torch.Tensor], embedding_nodes: int) -> list[
 # ------------------------------------------------------------------------------ plain forward
 
 @torch.no_grad()
-def record_writers(adapter: Adapter, input_ids, attention_mask=None, runner: LayerRunner = DIRECT) -> WriterRecord:
-    """One plain forward of the unpruned model, keeping what the ablations need."""
-    return runner.run_model(_record_writers, adapter, input_ids, attention_mask, runner)
+def record_writers(adapter: Adapter, input_ids, attention_mask=None, runner: LayerRunner = DIRECT,
+                   embeds: list[torch.Tensor] | None = None) -> WriterRecord:
+    """One plain forward of the unpruned model, keeping what the ablations need.
+
+    embeds: the embedding outputs to run from instead of input_ids' own (as adapter.embeddings
+    gives them); integrated gradients along the inputs runs the model on interpolated embeddings.
+    """
+    return runner.run_model(_record_writers, adapter, input_ids, attention_mask, runner, embeds)
 
 
 def _plain_layer(adapter: Adapter, layer: int, pos, masks, resid):
@@ -124,10 +129,10 @@ def _plain_layer(adapter: Adapter, layer: int, pos, masks, resid):
     return ctx, attn, mid, adapter.mlp(layer, mid)
 
 
-def _record_writers(adapter: Adapter, input_ids, attention_mask, runner: LayerRunner) -> WriterRecord:
+def _record_writers(adapter: Adapter, input_ids, attention_mask, runner: LayerRunner, embeds=None) -> WriterRecord:
     masks = attention_masks(adapter, attention_mask, input_ids.shape[1], input_ids.device)
     pos = position_ids(input_ids)
-    embeds = adapter.embeddings(input_ids)
+    embeds = adapter.embeddings(input_ids) if embeds is None else embeds
     resid = sum(embeds)
     ctxs, mlps, pres, mids = [], [], [], []
     for layer in range(adapter.num_layers):
@@ -167,7 +172,9 @@ def gated_forward(adapter: Adapter, graph: Graph, input_ids, *, edges: torch.Ten
                   recompute_readers: bool = True, runner: LayerRunner = DIRECT) -> torch.Tensor:
     """Logits of the gated model: (B, S, V), or (B, P, V) at `positions` (B, P).
 
-    edges / nodes: flat gate values in graph order. record None means zero ablation.
+    edges / nodes: flat gate values in graph order. record None means zero ablation. Without
+    gradients, edges may be (G, num_edges): G gate sets, the batch holding G blocks of B / G
+    examples, block g run under gate set g (single-edge ablations batched, edgeprune.attribution).
     recompute_readers: recompute the attention readers' mixtures and norms in backward rather than
     keep them (H + 2K full-width tensors per layer); costs one more mixing pass per layer.
     """
@@ -197,11 +204,11 @@ def _gated_forward(adapter, graph, input_ids, edges, nodes, record, attention_ma
     for layer in range(graph.num_layers):
         start, stop = graph.attn_segment(layer)
         seg = graph.mlp_segment(layer)
-        order = runner.run_layer(layer, partial(_gated_layer, run, layer), order, edges[start:stop],
-                                 edges[seg.start:seg.stop], nodes)
+        order = runner.run_layer(layer, partial(_gated_layer, run, layer), order, edges[..., start:stop],
+                                 edges[..., seg.start:seg.stop], nodes)
 
     seg = graph.final_segment
-    gates = edges[seg.start:seg.stop].view(1, -1) * nodes
+    gates = edges[..., seg.start:seg.stop].unsqueeze(-2) * nodes
     base = run.base(record.resid_final if record is not None else None)
     if positions is None:
         return adapter.unembed(stack.read(order, gates, base)[0])
@@ -218,7 +225,7 @@ def _gated_layer(run: _Pass, layer: int, order, attn_edges, mlp_edges, nodes):
     """One decoder layer: its heads' and its MLP's writes; returns the next order handle."""
     adapter, graph, stack, record = run.adapter, run.graph, run.stack, run.record
     p = graph.attn_prefix(layer)
-    gates = attn_edges.view(graph.attn_readers_per_layer, p) * nodes[:p]
+    gates = attn_edges.unflatten(-1, (graph.attn_readers_per_layer, p)) * nodes[:p]
     base = run.base(record.resid_pre[layer] if record is not None else None)
     readers = partial(_attention_readers, run, layer)
     if run.recompute_readers and torch.is_grad_enabled():
@@ -235,7 +242,7 @@ def _gated_layer(run: _Pass, layer: int, order, attn_edges, mlp_edges, nodes):
         heads = heads + b_o / adapter.num_heads
     order = stack.write(order, graph.head_writer(layer, 0), heads)
 
-    gates = mlp_edges.view(1, -1) * nodes[:graph.mlp_prefix(layer)]
+    gates = mlp_edges.unsqueeze(-2) * nodes[:graph.mlp_prefix(layer)]
     mlp_in = stack.read(order, gates, run.base(record.resid_mid[layer] if record is not None else None))[0]
     out = adapter.mlp(layer, mlp_in)
     return stack.write(order, graph.mlp_writer(layer), (out - record.mlp[layer] if record is not None else out)[None])

@@ -70,7 +70,7 @@ class Task:
 
     def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, P, V) logits -> (B, P, V') log-probabilities the KL compares."""
-        logits = logits.float()
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # float64 stays float64
         if self.vocab is not None:
             logits = logits.index_select(-1, torch.tensor(self.vocab, device=logits.device))
         return F.log_softmax(logits, dim=-1)
