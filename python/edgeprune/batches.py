@@ -22,6 +22,8 @@ class StepBatch:
     position_mask: torch.Tensor
     record: WriterRecord | None
     targets: torch.Tensor           # the full model's log-probabilities at the loss positions
+    answers: torch.Tensor | None = None      # (B,) answer and counterfactual answer tokens, -1 where none
+    distractors: torch.Tensor | None = None
 
 
 class TrainingData:
@@ -32,6 +34,7 @@ class TrainingData:
         self.clean, self.corrupted = batch.clean.to(device), batch.corrupted.to(device)
         self.attention_mask, self.positions = batch.attention_mask.to(device), batch.positions.to(device)
         self.position_mask = batch.position_mask.to(device)
+        self.answers, self.distractors = batch.answers.to(device), batch.distractors.to(device)
         self.targets = self._cached(self._targets_for, self._target_bytes(), cache_bytes)
         if pm.ablation_per_example:
             self.records = self._cached(self._record_for, self._record_bytes(), cache_bytes)
@@ -54,11 +57,13 @@ class TrainingData:
     def batch(self, idx: torch.Tensor) -> StepBatch:
         if self.pm.ablation_per_example:
             record = self.records.select(idx) if self.records is not None else self._record_for(idx)
+        elif self.pm.ablation == "optimal":  # rebuilt from the learned constants: each step's gradient reaches them
+            record = self.pm.ablation_record(seq_len=self.clean.shape[1])
         else:
             record = self.fixed_record
         targets = self.targets[idx] if self.targets is not None else self._targets_for(idx)
         return StepBatch(self.clean[idx], self.attention_mask[idx], self.positions[idx], self.position_mask[idx],
-                         record, targets)
+                         record, targets, self.answers[idx], self.distractors[idx])
 
     @torch.no_grad()
     def _targets_for(self, idx):

@@ -17,7 +17,7 @@ from .circuit import Circuit
 from .config import TrainConfig
 from .loading import model_name
 from .mib import BUDGETS
-from .training import Trainer, prepare
+from .training import Trainer, prepare, warm_config
 
 
 def parse_budgets(budgets) -> list[float]:
@@ -30,21 +30,23 @@ def parse_budgets(budgets) -> list[float]:
 
 def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None, *, stage_steps: int | None = None,
                   tokenizer=None, validation=None, n: int | None = None, device=None, dtype=None,
-                  checkpoint_dir: str | None = None, progress: bool = True, **overrides) -> dict[float, Circuit]:
+                  checkpoint_dir: str | None = None, progress: bool = True, init=None,
+                  **overrides) -> dict[float, Circuit]:
     """Train once through every budget (loosest first); returns {fraction kept: Circuit}.
 
     config / overrides: as edgeprune.train (edge_sparsity is set per stage). stage_steps: steps of
     each stage after the first (default: a quarter of `steps`). The fraction 1 (the whole model) is
-    the full circuit and is not trained.
+    the full circuit and is not trained. init: a warm start for the first stage, as edgeprune.train's.
     """
     fractions = parse_budgets(budgets)
     overrides.setdefault("edge_sparsity", 1 - fractions[-1])
     config = TrainConfig.with_overrides(config, overrides)
     stage_steps = stage_steps or max(1, config.steps // 4)
     pm, dataset, validation, run = prepare(model, data, config, tokenizer=tokenizer, validation=validation, n=n,
-                                           device=device, dtype=dtype)
+                                           device=device, dtype=dtype, init=init)
+    config, start = warm_config(config, pm, init)
     circuits: dict[float, Circuit] = {}
-    previous = 0.0
+    previous = config.ramp_from
     for stage, fraction in enumerate(sorted((f for f in fractions if f < 1), reverse=True)):
         target = 1 - fraction
         stage_config = replace(config, edge_sparsity=target, ramp_from=previous) if stage == 0 else replace(
@@ -54,7 +56,7 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
         trainer = Trainer(pm, dataset, stage_config, validation, folder, dist=run)
         trainer.maybe_resume()
         circuit = trainer.run(progress)
-        circuit.config |= {"budget": fraction, "stage": stage}
+        circuit.config |= {"budget": fraction, "stage": stage} | ({"init": start} if start else {})
         circuits[fraction] = circuit
         previous = target
     if 1.0 in fractions:

@@ -6,7 +6,9 @@ Files written by Circuit.save(folder):
   log_alphas.safetensors  learned gate log-alphas, valid entries only, one tensor per gate group:
                           "edge.a{l}.q|k|v" (readers, prefix), "edge.m{l}" (1, prefix), "edge.resid_post"
                           (1, W); "node.tok_embeds" | "node.pos_embeds" | "node.embeds" (1, 1),
-                          "node.a{l}" (1, H), "node.m{l}" (1, 1)
+                          "node.a{l}" (1, H), "node.m{l}" (1, 1) (an attribution's scores: edges only)
+  ablation.safetensors    optimal ablation's learned constants, when trained with them:
+                          "embeds.{i}" (S, D), "ctx.{l}" (S, H, dh), "mlp.{l}" (S, D)
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class Circuit:
     seed: int | None = None
     raw_edges: int | None = None              # edges above the threshold before the node filter
     score_kind: str = "log_alpha"             # edge_scores: learned "log_alpha", or a "score" (higher: more important)
+    ablation_values: dict | None = None       # optimal ablation's constants (models.AblationConstants.tensors())
 
     @classmethod
     def from_log_alphas(cls, graph: Graph, edge_log_alpha: torch.Tensor, node_log_alpha: torch.Tensor,
@@ -171,6 +174,9 @@ class Circuit:
             from safetensors.torch import save_file
             save_file(_score_tensors(self.graph, self.edge_scores, self.node_scores),
                       os.path.join(folder, "log_alphas.safetensors"))
+        if self.ablation_values is not None:
+            from safetensors.torch import save_file
+            save_file(self.ablation_values, os.path.join(folder, "ablation.safetensors"))
 
     @classmethod
     def load(cls, folder: str) -> "Circuit":
@@ -185,9 +191,15 @@ class Circuit:
         if os.path.exists(scores):
             from safetensors.torch import load_file
             edge_scores, node_scores = _flat_scores(graph, load_file(scores))
+        ablation = os.path.join(folder, "ablation.safetensors")
+        if os.path.exists(ablation):
+            from safetensors.torch import load_file
+            ablation = load_file(ablation)
+        else:
+            ablation = None
         return cls(graph, [tuple(e) for e in data["edges"]], data["nodes"], edge_scores, node_scores,
                    data.get("metrics", {}), data.get("model", ""), data.get("task", ""), data.get("config", {}),
-                   data.get("seed"), data.get("raw_edges"), data.get("score_kind", "log_alpha"))
+                   data.get("seed"), data.get("raw_edges"), data.get("score_kind", "log_alpha"), ablation)
 
     def to_dot(self, title: str | None = None) -> str:
         return circuit_to_dot(self, title)
@@ -206,13 +218,16 @@ def _jsonable(value):
     return str(value)
 
 
-def _score_tensors(graph: Graph, edges: torch.Tensor, nodes: torch.Tensor) -> dict[str, torch.Tensor]:
+def _score_tensors(graph: Graph, edges: torch.Tensor, nodes: torch.Tensor | None) -> dict[str, torch.Tensor]:
     out = {f"edge.{s.name}": edges[s.start:s.stop].reshape(s.rows, s.cols) for s in graph.segments}
-    out |= {f"node.{s.name}": nodes[s.start:s.stop].reshape(s.rows, s.cols) for s in graph.node_segments}
+    if nodes is not None:
+        out |= {f"node.{s.name}": nodes[s.start:s.stop].reshape(s.rows, s.cols) for s in graph.node_segments}
     return {k: v.detach().float().cpu().contiguous() for k, v in out.items()}
 
 
 def _flat_scores(graph: Graph, tensors: dict[str, torch.Tensor]):
     edges = torch.cat([tensors[f"edge.{s.name}"].reshape(-1) for s in graph.segments])
+    if not any(name.startswith("node.") for name in tensors):  # an attribution's scores: edges only
+        return edges, None
     nodes = torch.cat([tensors[f"node.{s.name}"].reshape(-1) for s in graph.node_segments])
     return edges, nodes

@@ -36,7 +36,15 @@ class TrainConfig:
     weight_decay: float = option(0.01, "AdamW weight decay on every group, multipliers included")
     max_grad_norm: float = option(1.0, "global gradient-norm clip")
     ablation: str = option("corrupted", "what a pruned edge carries: the writer's output on the corrupted input, "
-                           "its mean, or zero", choices=("corrupted", "zero", "mean"))
+                           "its mean, zero, or a constant learned with the gates from the mean (optimal)",
+                           choices=("corrupted", "zero", "mean", "optimal"))
+    ablation_lr: float = option(0.01, "learning rate of optimal ablation's constants (no weight decay, no sparsity "
+                                "penalty)")
+    objective: str = option("kl", "what the circuit fits: KL(full || circuit) (the paper's), or the squared gap "
+                            "between its logit difference and the full model's", choices=("kl", "logit_diff"))
+    init_sparsity: float = option(0.9, "warm start (--init): the fraction of edges starting closed")
+    init_temperature: float = option(0.2, "warm start (--init): log alpha = -1.6 + d / temperature, d in [-1, 1] an "
+                                     "edge's rank distance from the cut")
     embedding_nodes: int | None = option(None, "embedding writers: 2 (token, position), 1 or 0 (clean, "
                                          "unmasked); default per family", choices=(0, 1, 2))
     seed: int = option(0, "seed of the gates' initialisation, the data order and the gate noise")
@@ -65,7 +73,7 @@ class TrainConfig:
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
         choices = {f.name: f.metadata.get("choices") for f in fields(self)}
-        for name in ("ablation", "embedding_nodes", "backend"):
+        for name in ("ablation", "embedding_nodes", "backend", "objective"):
             value = getattr(self, name)
             if value is not None and choices[name] and value not in choices[name]:
                 raise ValueError(f"{name}={value!r} is not one of {choices[name]}")

@@ -55,6 +55,11 @@ def evaluate(model, circuit: Circuit | None, data, *, split: str = "test", batch
         pm = prunable(model, embedding_nodes=emb, ablation=ablation or (circuit.config.get("ablation", "corrupted")
                                                                         if circuit else "corrupted"))
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
+    if pm.ablation == "optimal" and pm.constants is None:
+        if circuit is None or circuit.ablation_values is None:
+            raise ValueError("optimal ablation evaluates with a circuit's learned constants, and this circuit has none "
+                             "(it was not trained with ablation='optimal')")
+        pm.set_optimal_ablation(circuit.ablation_values)
     if pm.ablation == "mean" and pm.mean_record is None:
         batch = dataset.batch(list(range(len(dataset))), pad_to=pad_to)
         pm.set_mean_ablation(batch.clean.to(pm.adapter.device), batch.attention_mask.to(pm.adapter.device))

@@ -46,4 +46,24 @@ def task_kl(task, logits: torch.Tensor, targets: torch.Tensor, position_mask: to
     return kl_per_example(task.log_probs(logits.float()), targets, position_mask, task.position_reduction)
 
 
-__all__ = ["Lagrangian", "sampled_sparsity", "task_kl"]
+def logit_diff_gap(task, logits: torch.Tensor, targets: torch.Tensor, answers: torch.Tensor,
+                   distractors: torch.Tensor) -> torch.Tensor:
+    """Per-example (m(circuit) - m(full))^2, m the logit difference at the first loss position.
+
+    The objective matched to faithfulness on the logit difference (TrainConfig.objective
+    "logit_diff"), per example so that no example's gap can cancel another's. The full model's m
+    is read from its log-probabilities (a difference of log-probabilities is one of logits).
+    """
+    first = logits[:, 0].float()
+    rows = torch.arange(len(first), device=first.device)
+    circuit = first[rows, answers] - first[rows, distractors]
+    a, d = answers, distractors
+    if task.vocab is not None:  # targets cover the task's vocabulary only
+        index = {token: i for i, token in enumerate(task.vocab)}
+        a = torch.tensor([index[int(t)] for t in answers], device=first.device)
+        d = torch.tensor([index[int(t)] for t in distractors], device=first.device)
+    full = targets[rows, 0, a] - targets[rows, 0, d]
+    return (circuit - full.float()) ** 2
+
+
+__all__ = ["Lagrangian", "logit_diff_gap", "sampled_sparsity", "task_kl"]

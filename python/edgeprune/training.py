@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 
@@ -25,7 +25,8 @@ from .config import TrainConfig
 from .evaluation import evaluate_circuit, evaluate_gates
 from .loading import load_model, model_name
 from .models import PrunableModel, prunable
-from .objective import Lagrangian, sampled_sparsity, task_kl
+from .objective import Lagrangian, logit_diff_gap, sampled_sparsity, task_kl
+from .warmstart import init_log_alpha, init_scores, summary
 
 SMALL_STEP = 1 << 22  # delta-stack elements per step below which a run uses one CPU thread
 
@@ -53,6 +54,13 @@ class Trainer:
             model.set_layer_runner(checkpointed(model.layer_runner))
         self.data = TrainingData(model, dataset, self.device, batch_size=config.batch_size, pad_to=config.pad_to,
                                  cache_bytes=config.cache_bytes)
+        if config.objective == "logit_diff" and bool((self.data.answers < 0).any() | (self.data.distractors < 0).any()):
+            raise ValueError(f"objective='logit_diff' needs a counterfactual answer for every example, and some "
+                             f"{self.task.name} examples have none; use objective='kl' (custom JSONL: add a "
+                             "\"counterfactual\" field to each line)")
+        if config.ablation == "optimal" and model.constants is None:
+            raise RuntimeError("optimal ablation starts from the means: call pm.set_mean_ablation(input_ids) first "
+                               "(edgeprune.train does)")
         self.lagrangian = Lagrangian(config, self.device)
         self.optimizer = self._optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -71,6 +79,9 @@ class Trainer:
         ]
         if c.node_sparsity is not None:
             groups.append({"params": [lam["node1"], lam["node2"]], "lr": c.lambda_lr, "maximize": True})
+        if self.pm.constants is not None and c.ablation == "optimal":  # no decay: it would pull them to zero ablation
+            groups.append({"params": list(self.pm.constants.parameters()), "lr": c.ablation_lr, "weight_decay": 0.0,
+                           "name": "ablation"})
         return torch.optim.AdamW(groups, weight_decay=c.weight_decay)
 
     def _lr_factor(self, step: int) -> float:
@@ -107,6 +118,9 @@ class Trainer:
         logits = self.pm(b.clean, b.attention_mask, b.positions, edges=edges, nodes=nodes, record=b.record,
                          recompute_readers=self.config.recompute_readers)
         kl = task_kl(self.task, logits, b.targets, b.position_mask)
+        if self.config.objective == "logit_diff":  # the fitted term; KL is still logged
+            gap = logit_diff_gap(self.task, logits, b.targets, b.answers, b.distractors)
+            kl, shown = gap, kl.detach().mean()
         if self.dist is None:
             kl = kl.mean()
         else:
@@ -120,6 +134,8 @@ class Trainer:
                  "lambda_edge1": lam["edge1"], "lambda_edge2": lam["edge2"]}
         if self.dist is not None:  # averaged over ranks, its gradient is the global batch's
             terms["objective"] = local * (self.dist.world_size / global_n) + penalty
+        if self.config.objective == "logit_diff":
+            terms["logit_diff_gap"], terms["kl"] = terms.pop("kl"), shown
         return terms
 
     def step(self) -> dict[str, float]:
@@ -140,7 +156,13 @@ class Trainer:
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             if self.dist is not None:
                 self.dist.average_gradients(params)
-            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            # optimal ablation's constants are clipped on their own: their gradient must not scale the gates'
+            constants = [p for group in self.optimizer.param_groups if group.get("name") == "ablation"
+                         for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_([p for p in params if all(p is not q for q in constants)],
+                                           self.config.max_grad_norm)
+            if constants:
+                torch.nn.utils.clip_grad_norm_(constants, self.config.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
         self.step_index += 1
@@ -197,7 +219,8 @@ class Trainer:
         circuit = Circuit.from_log_alphas(self.pm.graph, g.edge_log_alpha, g.node_log_alpha, g.eps,
                                           model=model_name(self.pm.model), task=self.task.name,
                                           config=asdict(self.config) | {"threads": self.threads},
-                                          seed=self.config.seed)
+                                          seed=self.config.seed,
+                                          ablation_values=self.pm.constants.tensors() if self.pm.constants else None)
         if self.validation is not None:
             with _threads(self.threads):
                 circuit.metrics = evaluate_circuit(self.pm, circuit, self.validation,
@@ -206,13 +229,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        return {"step": self.step_index, "gates": self.pm.gates.state_dict(),
-                "lambdas": self.lagrangian.multipliers.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "config": asdict(self.config), "threads": self.threads}
+        state = {"step": self.step_index, "gates": self.pm.gates.state_dict(),
+                 "lambdas": self.lagrangian.multipliers.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "config": asdict(self.config), "threads": self.threads}
+        if self.pm.constants is not None:
+            state["ablation"] = self.pm.constants.state_dict()
+        return state
 
     def load_state_dict(self, state: dict):
         self.step_index = state["step"]
         self.pm.gates.load_state_dict(state["gates"])
+        if "ablation" in state:
+            self.pm.constants.load_state_dict(state["ablation"])
         self.lagrangian.multipliers.load_state_dict(state["lambdas"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -260,11 +288,12 @@ def _progress(total, initial, enabled):
 # ---------------------------------------------------------------------- the public entry point
 
 def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None, n: int | None = None,
-            device=None, dtype=None):
+            device=None, dtype=None, init=None):
     """Everything a run needs before its first step: (prunable model, dataset, validation, distributed).
 
     Under torchrun this joins the process group and shards the model (only rank 0 reads a folder's
-    weights); the gates are initialised from the seed; mean ablation computes its means.
+    weights); the gates are initialised from the seed, and the edge gates from `init`'s scores when
+    given (edgeprune.warmstart); mean and optimal ablation compute their means.
     """
     run = distributed.setup(device, force=config.cpu_offload)  # under torchrun: this rank's process group
     # Sharded: only rank 0 reads the weights (one copy in host memory, not one per rank).
@@ -279,9 +308,13 @@ def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None
     pm = prunable(model, embedding_nodes=config.embedding_nodes, ablation=config.ablation, backend=config.backend)
     torch.manual_seed(config.seed)
     pm.gates.reset_parameters(torch.Generator().manual_seed(config.seed))
+    if init is not None:
+        with torch.no_grad():
+            pm.gates.edge_log_alpha.copy_(init_log_alpha(init_scores(init, pm.graph), config.init_sparsity,
+                                                         config.init_temperature))
     if run is not None:
         distributed.apply_fsdp(pm, run, cpu_offload=config.cpu_offload, from_rank0=from_rank0)
-    if config.ablation == "mean":
+    if config.ablation in ("mean", "optimal"):
         batch = dataset.batch(list(range(len(dataset))), pad_to=config.pad_to)
         where = distributed.local_device_of(pm, run)
         pm.set_mean_ablation(batch.clean.to(where), batch.attention_mask.to(where))
@@ -290,7 +323,7 @@ def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None
 
 def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, validation=None, n: int | None = None,
           device=None, dtype=None, checkpoint_dir: str | None = None, log_file: str | None = None,
-          progress: bool = True, **overrides) -> Circuit:
+          progress: bool = True, init=None, **overrides) -> Circuit:
     """Prune `model` on `data` and return the Circuit.
 
     model: a Hugging Face causal LM instance (pass tokenizer=), a hub id or local folder with model
@@ -298,13 +331,31 @@ def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, val
     of {"clean", "corrupted"} dicts, or a task dataset. config: a TrainConfig; **overrides set any of
     its fields by name (edge_sparsity=0.98, steps=..., ...); the defaults are the paper's GPT-2 runs
     (docs/method.md 4.2). With checkpoint_dir, the run checkpoints and resumes from it exactly.
+    init: a warm start, a Circuit with scores (edgeprune.attribute's) or per-edge scores: the edge
+    gates start from them (edgeprune.warmstart, TrainConfig.init_sparsity / init_temperature) and
+    the sparsity target ramps from the sparsity they start at.
     """
     config = TrainConfig.with_overrides(config, overrides)
     pm, dataset, validation, run = prepare(model, data, config, tokenizer=tokenizer, validation=validation, n=n,
-                                           device=device, dtype=dtype)
+                                           device=device, dtype=dtype, init=init)
+    config, start = warm_config(config, pm, init)
     trainer = Trainer(pm, dataset, config, validation, checkpoint_dir, log_file, dist=run)
     trainer.maybe_resume()
-    return trainer.run(progress)
+    circuit = trainer.run(progress)
+    if start is not None:
+        circuit.config["init"] = start
+    return circuit
+
+
+def warm_config(config: TrainConfig, pm: PrunableModel, init) -> tuple[TrainConfig, dict | None]:
+    """A warm start's config and its summary: the target ramps from the sparsity the gates start at
+    (from 0 it would first drive the closed edges open again)."""
+    if init is None:
+        return config, None
+    start = summary(init, config.init_sparsity, config.init_temperature, pm.gates.edge_log_alpha)
+    if config.ramp_from == 0.0:
+        config = replace(config, ramp_from=min(start["expected_sparsity"], config.edge_sparsity))
+    return config, start
 
 
 __all__ = ["NonFiniteLoss", "TrainConfig", "Trainer", "prepare", "train"]

@@ -8,9 +8,10 @@ from ..gates import Gates
 from ..graph import Graph
 from .families import adapter_for
 from .forward import DIRECT, LayerRunner, gated_forward, record_writers
+from .optimal import AblationConstants
 from .records import WriterRecord, record_bytes
 
-ABLATIONS = ("corrupted", "zero", "mean")
+ABLATIONS = ("corrupted", "zero", "mean", "optimal")
 
 
 class PrunableModel(nn.Module):
@@ -46,6 +47,7 @@ class PrunableModel(nn.Module):
                            adapter.parallel_residual)
         self.gates = Gates(self.graph, eps=adapter.gate_eps).to(adapter.device)
         self.mean_record: WriterRecord | None = None
+        self.constants: AblationConstants | None = None   # optimal ablation's learned values
         self.layer_runner: LayerRunner = DIRECT
 
     def set_layer_runner(self, runner: LayerRunner) -> None:
@@ -65,6 +67,14 @@ class PrunableModel(nn.Module):
             total = part if total is None else WriterRecord.cat([total, part]).map(lambda t: t.sum(0, keepdim=True))
             count += len(input_ids[i:i + batch_size])
         self.mean_record = total.map(lambda t: (t / count).to(self.adapter.dtype))
+        if self.ablation == "optimal":  # optimal ablation starts at the means
+            self.constants = AblationConstants.from_record(self.mean_record).to(self.adapter.device)
+
+    def set_optimal_ablation(self, tensors: dict[str, torch.Tensor]):
+        """Optimal ablation's constants from a circuit (Circuit.ablation_values), to evaluate it with them."""
+        if self.ablation != "optimal":
+            raise ValueError(f"this model ablates with {self.ablation!r}; build it with ablation='optimal'")
+        self.constants = AblationConstants.from_tensors(tensors).to(self.adapter.device)
 
     @property
     def ablation_per_example(self) -> bool:
@@ -75,10 +85,18 @@ class PrunableModel(nn.Module):
         """The ablated writers' values for a batch: the one place the ablation modes differ.
 
         corrupted: the unpruned model's record on the corrupted inputs; mean: the stored means, cut
-        to seq_len positions; zero: None.
+        to seq_len positions; optimal: the learned constants' record (differentiable in them); zero: None.
         """
         if self.ablation == "zero":
             return None
+        if self.ablation == "optimal":
+            if self.constants is None:
+                raise RuntimeError("optimal ablation starts from the means: call set_mean_ablation(input_ids), or "
+                                   "set_optimal_ablation(circuit.ablation_values) to evaluate a trained circuit")
+            if seq_len is not None and seq_len > self.constants.positions:
+                raise ValueError(f"optimal ablation has constants for {self.constants.positions} positions but the "
+                                 f"input has {seq_len}; train on inputs padded to at least that length")
+            return self.constants.record(self.adapter, seq_len)
         if self.ablation == "mean":
             if self.mean_record is None:
                 raise RuntimeError("mean ablation needs its means first: call set_mean_ablation(input_ids)")
@@ -131,4 +149,4 @@ def prunable(model: nn.Module, embedding_nodes: int | None = None, ablation: str
     return PrunableModel(model, embedding_nodes, ablation, backend)
 
 
-__all__ = ["ABLATIONS", "DIRECT", "LayerRunner", "PrunableModel", "WriterRecord", "prunable", "record_bytes"]
+__all__ = ["ABLATIONS", "AblationConstants", "DIRECT", "LayerRunner", "PrunableModel", "WriterRecord", "prunable", "record_bytes"]
