@@ -32,7 +32,7 @@ def main():
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=16)
-    p.add_argument("--sets", type=int, nargs="+", default=[0, 1, 4, 16, 64])
+    p.add_argument("--sets", type=int, nargs="+", default=[0, 1, 4, 16, 64, 256])
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
     from transformers import AutoModelForCausalLM, GPT2Config
@@ -53,9 +53,8 @@ def main():
     scores = {}
     for _ in range(args.rounds):
         for sets in args.sets:
-            attribution.EXACT_SETS = sets
             start = time.perf_counter()
-            out = attribution.attribute(pm, data, "exact", batch_size=args.batch).edge_scores
+            out = attribution.attribute(pm, data, "exact", batch_size=args.batch, exact_sets=sets).edge_scores
             times[sets].append(time.perf_counter() - start)
             scores.setdefault(sets, out)
     first = scores[args.sets[0]]

@@ -63,6 +63,15 @@ def test_exact_matches_per_edge_patching(gpt2):
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-9 * float(ref.abs().max()))
 
 
+def test_exact_gate_sets_equal_one_forward_per_edge():
+    """The gate-set read (G ablations per forward, a last partial group) against flat gates through the kernels."""
+    pm, data = edgeprune.prunable(tiny("gpt2", layers=1).double()), answer_data()[0]
+    runs = [attribution.attribute(pm, data, "exact", batch_size=2, exact_sets=sets).edge_scores for sets in (0, 5, None)]
+    assert float(runs[0].abs().max()) > 1e-3
+    for other in runs[1:]:
+        torch.testing.assert_close(other, runs[0], rtol=0, atol=1e-12)
+
+
 def test_integrated_gradients_along_the_gates_is_complete(gpt2):
     """The scores of eap-ig-activations sum to about m(full) - m(empty): integrated gradients' completeness."""
     pm, _, data, *_ = gpt2
@@ -144,5 +153,7 @@ def test_bad_input():
         attribution.attribute(pm, data, "eap-ig-inputs", steps=0)
     with pytest.raises(ValueError, match="needs ablation='corrupted'"):
         attribution.attribute(edgeprune.prunable(model, ablation="zero"), data, "eap-ig-inputs", ablation="zero")
+    with pytest.raises(ValueError, match="exact_sets must be 0"):
+        attribution.attribute(pm, data, "exact", exact_sets=-1)
     with pytest.raises(ValueError, match="built with ablation='corrupted'"):
         attribution.attribute(pm, data, "eap", ablation="mean")

@@ -91,3 +91,23 @@ def test_budgets_seeds_curve_and_mib_export(model_folder, tmp_path, capsys):  # 
     from edgeprune import Circuit
     back = Circuit.from_mib(str(tmp_path / "scores" / "importances.pt"), Circuit.load(single).graph)
     assert back.edges == Circuit.load(single).edges
+
+
+def test_attribute_then_warm_started_prune(model_folder, tmp_path, capsys):  # noqa: F811
+    from edgeprune.attribution import METHODS
+    from edgeprune.cli import build_parser
+    command = build_parser()._subparsers._group_actions[0].choices["attribute"]
+    help_text = next(a.help for a in command._actions if a.dest == "method")
+    assert all(method in help_text for method in METHODS)
+    scored = tmp_path / "eap"
+    assert main(["attribute", model_folder, "ioi", "--method", "eap-ig-inputs", "--steps", "2", "--n", "6",
+                 "--out", str(scored)]) == 0
+    assert "eap-ig-inputs:" in capsys.readouterr().out
+    assert json.load(open(scored / "circuit.json"))["config"]["method"] == "eap-ig-inputs"
+    out = tmp_path / "warm"
+    assert main(["prune", model_folder, "ioi", "--sparsity", "0.9", "--init", str(scored), "--out", str(out),
+                 "--steps", "2", "--batch-size", "4", "--n", "4", "--warmup-steps", "1", "--ramp-steps", "1",
+                 "--eval-every", "0", "--no-progress"]) == 0
+    assert json.load(open(out / "sparsity-0.9" / "circuit.json"))["config"]["init"]["source"] == "eap-ig-inputs"
+    assert main(["attribute", model_folder, "ioi", "--method", "eap-ig", "--out", str(tmp_path / "x")]) == 1
+    assert "unknown attribution method 'eap-ig'" in capsys.readouterr().err

@@ -18,7 +18,9 @@ and averaged over examples. The methods (docs/method.md 11):
 - clean-corrupted: the same at a = 1 and a = 0 only (the clean and the corrupted run).
 - eap-ig-activations: integrated gradients in gate space, dm/dz averaged over z = a on every edge,
   a = k / steps for k = 1 .. steps; the scores sum to about m(full) - m(empty).
-- exact: m(every edge) - m(every edge but e), one gated forward per edge over each batch.
+- exact: m(every edge) - m(every edge but e). The single-edge ablations run G at a time: one
+  gated forward over the batch repeated G times, block g under the gates without edge g (the delta
+  stack's gate-set read). Measured faster than one forward per edge (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -36,20 +38,22 @@ from .models.forward import record_writers
 METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted", "exact")
 METRICS = ("logit_diff", "kl")
 INPUT_METHODS = ("eap-ig-inputs", "clean-corrupted")   # interpolate clean and corrupted inputs
-EXACT_SETS = 16
+EXACT_EXAMPLES = 256   # exact: examples per gated forward (single-edge ablations x batch), by default
 
 
 def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logit_diff",
               ablation: str = "corrupted", steps: int = 5, split: str = "train", n: int | None = None,
-              batch_size: int = 16, tokenizer=None, seed: int = 0, device=None) -> Circuit:
+              batch_size: int = 16, tokenizer=None, seed: int = 0, device=None,
+              exact_sets: int | None = None) -> Circuit:
     """Score every edge of the model's graph on `data`; returns a Circuit of scores (score_kind "score").
 
     model: a PrunableModel, or a model as edgeprune.train accepts it (built with at least one
     embedding node, so input edges are scored, as MIB scores them). data: a task name, JSONL path,
     list of pairs or task dataset. steps: the integration steps of the EAP-IG methods. ablation:
     what a removed edge carries, "corrupted" (interchange), "mean" or "zero"; the input methods
-    need "corrupted". Cut the result with `at_edges` / `at_sparsity`, or score it with
-    edgeprune.faithfulness.
+    need "corrupted". exact_sets: single-edge ablations per forward for "exact" (default: about
+    EXACT_EXAMPLES examples per forward; 0: one forward per edge through the mixing kernels). Cut
+    the result with `at_edges` / `at_sparsity`, or score it with edgeprune.faithfulness.
     """
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
@@ -57,6 +61,9 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
+    if exact_sets is not None and exact_sets < 0:
+        raise ValueError(f"exact_sets must be 0 (one forward per edge) or more, got {exact_sets}")
+    sets = max(1, EXACT_EXAMPLES // batch_size) if exact_sets is None else exact_sets
     pm, tokenizer = _prunable_for(model, tokenizer, device, ablation)
     if method in INPUT_METHODS and pm.ablation != "corrupted":
         raise ValueError(f"{method} interpolates between the clean and corrupted inputs: it needs "
@@ -74,7 +81,7 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
     total = torch.zeros(pm.graph.num_edges, dtype=torch.float64, device=device)
     for start in range(0, len(dataset), batch_size):
         batch = dataset.batch(list(range(start, min(len(dataset), start + batch_size))), pad_to=seq_len).to(device)
-        total += _batch_scores(pm, dataset.task, batch, method, metric, steps, seq_len)
+        total += _batch_scores(pm, dataset.task, batch, method, metric, steps, seq_len, sets)
     scores = (total / len(dataset)).to(_gate_dtype(pm)).cpu()
     config = {"method": method, "metric": metric, "ablation": pm.ablation, "n": len(dataset),
               "seconds": time.perf_counter() - started, "label": method}
@@ -101,7 +108,8 @@ def _prunable_for(model, tokenizer, device, ablation: str) -> tuple[PrunableMode
 
 # ---------------------------------------------------------------------- one batch
 
-def _batch_scores(pm: PrunableModel, task, batch, method: str, metric: str, steps: int, seq_len: int) -> torch.Tensor:
+def _batch_scores(pm: PrunableModel, task, batch, method: str, metric: str, steps: int, seq_len: int,
+                  sets: int) -> torch.Tensor:
     """The sum over the batch's examples of every edge's score, (num_edges,) float64."""
     record = pm.ablation_record(batch.corrupted, batch.attention_mask, seq_len)
     full = pm.full_logits(batch.clean, batch.attention_mask, batch.positions)
@@ -131,8 +139,8 @@ def _batch_scores(pm: PrunableModel, task, batch, method: str, metric: str, step
         alphas = [k / steps for k in range(steps)] if method == "eap-ig-inputs" else [0.0, 1.0]
         clean = pm.record(batch.clean, batch.attention_mask)
         return sum(m(leaf(1.0), _interpolated_record(pm, batch, clean, record, a), True) for a in alphas) / len(alphas)
-    if EXACT_SETS:
-        return _exact_sets(pm, task, batch, record, full, metric, EXACT_SETS)
+    if sets:
+        return _exact_sets(pm, task, batch, record, full, metric, sets)
     return _exact(pm, m, ones, record)
 
 
@@ -174,7 +182,8 @@ def _interpolated_record(pm: PrunableModel, batch, clean: WriterRecord, corrupte
 
 @torch.no_grad()
 def _exact(pm: PrunableModel, m, ones: torch.Tensor, record) -> torch.Tensor:
-    """m(every edge) - m(every edge but e), summed over the batch: one gated forward per edge."""
+    """m(every edge) - m(every edge but e), summed over the batch: one gated forward per edge (flat
+    gates, through the mixing kernels)."""
     full = m(ones, record, False).double()
     out = torch.empty(pm.graph.num_edges, dtype=torch.float64, device=ones.device)
     edges = ones.clone()
@@ -213,4 +222,4 @@ def _repeat_batch(batch, g: int):
     return replace(batch, **fields)
 
 
-__all__ = ["INPUT_METHODS", "METHODS", "attribute"]
+__all__ = ["EXACT_EXAMPLES", "INPUT_METHODS", "METHODS", "attribute"]

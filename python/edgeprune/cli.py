@@ -1,4 +1,4 @@
-"""The `edgeprune` command: prune, eval, draw, demo, plan, bench.
+"""The `edgeprune` command: prune, attribute, curve, export, eval, draw, demo, plan, bench.
 
 Exit codes: 0 success; 1 a failed run (bad data, a missing file, a non-finite loss), with one
 line saying why; 2 a malformed command line (argparse's own convention).
@@ -89,6 +89,9 @@ def cmd_prune(args):
                        gpu_memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30))
         except ValueError as no_plan:  # a family the planner has no calibration for: prune anyway
             print(f"(no memory plan: {no_plan})")
+    if args.init:  # a warm start from an attribution's (or any scored circuit's) folder
+        from .circuit import Circuit
+        kwargs["init"] = Circuit.load(args.init)
     seeds = range(args.seed, args.seed + args.seeds) if args.seeds else [args.seed]
     runs = []
     for seed in seeds:
@@ -129,6 +132,16 @@ def _prune_budgets(args, kwargs, out):
         circuit.save(folder)
         print(f"budget {fraction:g}: {len(circuit.edges)} edges (sparsity {circuit.edge_sparsity:.4f}) -> {folder}")
     return circuits
+
+
+def cmd_attribute(args):
+    from .attribution import attribute
+    _check_data(args.data)
+    circuit = attribute(args.model, args.data, args.method, metric=args.metric, ablation=args.ablation,
+                        steps=args.steps, split=args.split, n=args.n, batch_size=args.batch_size, device=args.device)
+    circuit.save(args.out)
+    print(f"{args.method}: {circuit.graph.num_edges} edges scored on {circuit.config['n']} examples in "
+          f"{circuit.config['seconds']:.1f} s -> {args.out}")
 
 
 def _load_run(path: str):
@@ -247,8 +260,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None,
                    help="run seeds --seed .. --seed + N - 1 (folders seed-<s>/) and print their edge sets' IoU")
     p.add_argument("--out", required=True, help="output folder: sparsity-<t>/ or budget-<f>/ circuit folders")
+    p.add_argument("--init", default=None, metavar="DIR",
+                   help="warm start: the edge gates start from the scores of this circuit folder (from attribute); "
+                        "see --init-sparsity and --init-temperature")
     add_config_options(p)
     p.set_defaults(fn=cmd_prune)
+
+    p = sub.add_parser("attribute", help="score every edge by attribution (EAP, EAP-IG, exact patching)")
+    p.add_argument("model", help="Hugging Face hub id or local folder (model and tokenizer)")
+    p.add_argument("data", help="a task name or a JSONL file of {clean, corrupted} pairs")
+    p.add_argument("--method", default="eap-ig-inputs",
+                   help="eap, eap-ig-inputs, eap-ig-activations, clean-corrupted or exact (default: eap-ig-inputs)")
+    p.add_argument("--metric", choices=("logit_diff", "kl"), default="logit_diff",
+                   help="what the scores explain (default: logit_diff)")
+    p.add_argument("--steps", type=int, default=5, help="integration steps of the EAP-IG methods (default: 5)")
+    p.add_argument("--ablation", choices=("corrupted", "mean", "zero"), default="corrupted",
+                   help="what a removed edge carries (default: the corrupted run's value)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="output folder: a scored circuit (circuit.json, scores)")
+    p.set_defaults(fn=cmd_attribute)
 
     p = sub.add_parser("curve", help="faithfulness at MIB's budgets, with CPR and CMD; plot several runs")
     p.add_argument("runs", nargs="+", help="circuit folders or budget-sweep folders (from prune)")
