@@ -20,8 +20,11 @@ Loss: next-token cross-entropy over every prompt token, plus the answer token's 
 again (weight --answer-weight), so the IO prediction dominates the gradient without making the
 rest of the text unlearned. Corrupted (ABC) prompts are not trained on.
 
-Optimiser: AdamW (lr 1e-3, betas 0.9/0.98, weight decay 0.01), linear warmup then cosine to
-10%, gradient clip 1, batch 64, fp32. Deterministic for a seed and a thread count (--threads).
+Optimiser: AdamW (lr 1e-3, betas 0.9/0.98, weight decay 0.01), 100 warmup steps, then cosine to
+10%, gradient clip 1, batch 64, fp32, 1500 steps. Deterministic for a seed and a thread count:
+two runs of the defaults gave bit-identical weights. One thread by default: on a shared 2-core AMD
+EPYC (load average ~10) two threads were 5-10x slower per step than one. There the defaults took
+14 minutes; held-out accuracy reached 100% by step 500.
 Writes config.json, model.safetensors, the tokenizer files and train_log.jsonl (one line per
 evaluation, then a summary line with the held-out and edgeprune test figures and the machine).
 """
