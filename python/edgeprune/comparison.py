@@ -2,6 +2,8 @@
 consensus circuit (edges kept by at least k of N runs)."""
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -18,20 +20,26 @@ class Comparison:
     labels: list[str]
 
     def mean(self) -> list[float]:
-        return [sum(v) / len(v) for v in self.iou]
+        """Per budget, the mean IoU over the pairs where at least one circuit has an edge (nan if none)."""
+        return [statistics.fmean(d) if (d := [x for x in v if not math.isnan(x)]) else math.nan for v in self.iou]
 
     def table(self) -> str:
-        lines = [f"IoU of edge sets over {len(self.labels)} circuits ({len(self.iou[0])} pairs), at MIB's budgets",
+        lines = [f"IoU of edge sets over {len(self.labels)} circuits ({len(self.iou[0])} pairs), at MIB's budgets "
+                 "(-: every circuit empty after pruning)",
                  f"  {'fraction':>9} {'mean':>7} {'min':>7} {'max':>7}"]
-        for frac, values in zip(self.fractions, self.iou):
-            lines.append(f"  {frac:>9g} {sum(values) / len(values):>7.3f} {min(values):>7.3f} {max(values):>7.3f}")
+        for frac, values, mean in zip(self.fractions, self.iou, self.mean()):
+            defined = [x for x in values if not math.isnan(x)]
+            if not defined:
+                lines.append(f"  {frac:>9g} {'-':>7} {'-':>7} {'-':>7}")
+                continue
+            lines.append(f"  {frac:>9g} {mean:>7.3f} {min(defined):>7.3f} {max(defined):>7.3f}")
         return "\n".join(lines)
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    """|a & b| / |a | b| of two boolean masks (1 when both are empty)."""
+    """|a & b| / |a | b| of two boolean masks (nan when both are empty: nothing to agree on)."""
     union = int((a | b).sum())
-    return 1.0 if union == 0 else int((a & b).sum()) / union
+    return math.nan if union == 0 else int((a & b).sum()) / union
 
 
 def compare(*runs: Circuit | dict, budgets="mib") -> Comparison:

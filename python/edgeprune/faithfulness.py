@@ -133,6 +133,20 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
                  metric, full, empty, label or circuit.config.get("label", "") or circuit.task)
 
 
+@torch.no_grad()
+def circuit_faithfulness(model, circuit: Circuit, data, *, metric: str = "logit_diff", split: str = "test",
+                         n: int | None = None, batch_size: int = 16, tokenizer=None, seed: int = 0, device=None) -> float:
+    """f of one circuit's own edges (no budget cut): (m(C) - m(empty)) / (m(full) - m(empty))."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    pm, tokenizer = _prunable_for(model, circuit, tokenizer, device)
+    dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
+    edges = MIBGraph(pm.graph).edge_mask(MIBGraph(circuit.graph).membership_from(circuit.graph.edge_mask(circuit.edges)))
+    sums = _evaluate(pm, dataset, metric, {"circuit": edges, "full": torch.ones(pm.graph.num_edges),
+                                           "empty": torch.zeros(pm.graph.num_edges)}, batch_size)
+    return (sums["circuit"]["m"] - sums["empty"]["m"]) / (sums["full"]["m"] - sums["empty"]["m"])
+
+
 def _prunable_for(model, circuit, tokenizer, device, ablation: str = "corrupted") -> tuple[PrunableModel, object]:
     """A prunable model with the asked ablation (interchange by default) and an input node (MIB
     patches the embeddings too); optimal ablation takes the circuit's constants."""

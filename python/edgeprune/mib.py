@@ -222,11 +222,11 @@ class MIBGraph:
 
 def for_budget(circuits: dict, fraction: float):
     """From {budget: circuit} (a sweep), the circuit that scores `fraction`: its own stage, else the
-    tightest stage above it."""
+    tightest stage above it, else (a budget looser than every stage) the loosest stage."""
+    if not circuits:
+        raise ValueError("no circuits to choose a budget's circuit from")
     looser = [f for f in circuits if f >= fraction]
-    if not looser:
-        raise ValueError(f"no circuit for a budget of {fraction}: the loosest budget given is {max(circuits)}")
-    return circuits[min(looser)]
+    return circuits[min(looser)] if looser else circuits[max(circuits)]
 
 
 def mib_edge_count(num_layers: int, num_heads: int, parallel: bool = False) -> int:
