@@ -38,7 +38,7 @@ from .models.forward import record_writers
 METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted", "exact")
 METRICS = ("logit_diff", "kl")
 INPUT_METHODS = ("eap-ig-inputs", "clean-corrupted")   # interpolate clean and corrupted inputs
-EXACT_EXAMPLES = 256   # exact: examples per gated forward (single-edge ablations x batch), by default
+EXACT_EXAMPLES = 512   # exact: examples per gated forward (single-edge ablations x batch), by default
 
 
 def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logit_diff",

@@ -1,0 +1,186 @@
+"""Attribution against Edge Pruning on the trained IOI fixture (tests/fixtures/ioi-gpt2), at MIB's budgets.
+
+    python benchmarks/compare_methods.py [--seeds 3] [--steps 400] [--ep cut|sweep] [--out DIR]
+
+Per seed (a seed draws its own training examples and seeds the gates):
+- attribution on the train split: eap, eap-ig-inputs, eap-ig-activations (--ig-steps), exact (on
+  the first --n-exact training examples: one forward per edge and example);
+- Edge Pruning on the same split, --steps per run: cold (the paper's start and KL), warm (started
+  from that seed's eap-ig-inputs scores, edgeprune.warmstart), matched (objective="logit_diff"),
+  warm+matched, and optimal ablation (scored twice: with its own constants, and with patching).
+  --ep cut trains one run at --target and cuts its learned ranking at every budget; --ep sweep
+  trains through every budget, loosest first (edgeprune.train_budgets).
+Every curve is measured on the test split (--n-test) with interchange ablation and the logit
+difference, as MIB scores circuits (the "own ablation" row excepted). Wall times are measured in
+the same run. Prints the markdown for benchmarks/RESULTS.md and writes curves.json and a plot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "python"))
+
+import torch  # noqa: E402
+
+import edgeprune  # noqa: E402
+from edgeprune.attribution import attribute  # noqa: E402
+from edgeprune.budgets import train_budgets  # noqa: E402
+from edgeprune.faithfulness import Curve, circuit_faithfulness, faithfulness  # noqa: E402
+from helpers.fixtures import ioi_gpt2  # noqa: E402
+
+ATTRIBUTION = ("eap", "eap-ig-inputs", "eap-ig-activations", "exact")
+PRUNING = {  # label: (train() options, warm start)
+    "EP cold": ({}, False),
+    "EP warm": ({}, True),
+    "EP matched": ({"objective": "logit_diff"}, False),
+    "EP warm+matched": ({"objective": "logit_diff"}, True),
+    "EP optimal": ({"ablation": "optimal"}, False),
+}
+
+
+def prune(label, args, train, seed, tok, init, pad_to):
+    """(circuit or {budget: circuit}, seconds, log rows of the run) for one Edge Pruning mode."""
+    options, warm = PRUNING[label]
+    log = os.path.join(args.out, "logs", f"{label.replace(' ', '_')}-seed{seed}.jsonl")
+    if os.path.exists(log):
+        os.remove(log)
+    common = dict(tokenizer=tok, seed=seed, eval_every=0, progress=False, batch_size=32, steps=args.steps,
+                  warmup_steps=max(1, args.steps // 15), ramp_steps=int(args.steps * 0.8), pad_to=pad_to,
+                  init=init if warm else None, **options)
+    started = time.perf_counter()
+    if args.ep == "sweep":
+        run = train_budgets(ioi_gpt2()[0], train, budgets="mib", stage_steps=max(1, args.steps // 4), **common)
+    else:
+        run = edgeprune.train(ioi_gpt2()[0], train, edge_sparsity=args.target, log_file=log, **common)
+    seconds = time.perf_counter() - started
+    rows = [json.loads(line) for line in open(log)] if os.path.exists(log) else []
+    return run, seconds, rows
+
+
+def steps_to_reach(rows, loss: float) -> int | None:
+    """The first logged step whose KL is at most `loss` with the sparsity at its target (None: never)."""
+    for row in rows:
+        if row["kl"] <= loss and row["edge_sparsity"] >= row["edge_target"] - 0.005 and \
+                row["edge_target"] >= rows[-1]["edge_target"] - 1e-9:
+            return row["step"]
+    return None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--ep", choices=("cut", "sweep"), default="cut")
+    p.add_argument("--target", type=float, default=0.95, help="--ep cut: the edge-sparsity target of each run")
+    p.add_argument("--n-train", type=int, default=200)
+    p.add_argument("--n-test", type=int, default=200)
+    p.add_argument("--n-exact", type=int, default=32)
+    p.add_argument("--ig-steps", type=int, default=5)
+    p.add_argument("--methods", default=",".join(ATTRIBUTION + tuple(PRUNING)))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "compare_methods"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
+    methods = args.methods.split(",")
+    model, tok = ioi_gpt2()
+    patched = edgeprune.prunable(model)
+    test = edgeprune.tasks.get("ioi", tok, split="test", n=args.n_test)
+    results: dict[str, list[dict]] = {}
+    notes: dict[str, list] = {}
+
+    def record(label, run, seconds, seed, **curve_options):
+        started = time.perf_counter()
+        curve = faithfulness(curve_options.pop("model", patched), run, test, label=label, **curve_options)
+        print(curve.table(), f"\n  {seconds:.0f} s to find; curve in {time.perf_counter() - started:.0f} s",
+              flush=True)
+        results.setdefault(label, []).append(curve.as_dict() | {"seconds": seconds, "seed": seed})
+        return curve
+
+    for seed in range(args.seeds):
+        train = edgeprune.tasks.get("ioi", tok, split="train", n=args.n_train, seed=seed)
+        pad_to = max(train.batch(range(len(train))).clean.shape[1], test.batch(range(len(test))).clean.shape[1])
+        scored = {}
+        for method in ATTRIBUTION:
+            if method not in methods and not (method == "eap-ig-inputs" and any("warm" in m for m in methods)):
+                continue
+            data = edgeprune.tasks.get("ioi", tok, split="train", n=args.n_exact, seed=seed) \
+                if method == "exact" else train
+            started = time.perf_counter()
+            scored[method] = attribute(patched, data, method, steps=args.ig_steps)
+            if method in methods:
+                record(method, scored[method], time.perf_counter() - started, seed)
+        runs = {}
+        for label in PRUNING:
+            if label not in methods:
+                continue
+            run, seconds, rows = prune(label, args, train, seed, tok, scored.get("eap-ig-inputs"), pad_to)
+            runs[label] = (run, rows)
+            if label == "EP optimal":
+                own = edgeprune.prunable(model, ablation="optimal")
+                final = run[max(run)] if isinstance(run, dict) else run
+                own.set_optimal_ablation(final.ablation_values)
+                record("EP optimal (own ablation)", run, seconds, seed, model=own, ablation="optimal")
+                record("EP optimal (patching)", run, seconds, seed)
+            else:
+                record(label, run, seconds, seed)
+        if args.ep == "cut" and "EP cold" in runs and "EP warm" in runs:
+            (cold, cold_rows), (warm, warm_rows) = runs["EP cold"], runs["EP warm"]
+            k = len(cold.edges)
+            final = statistics.mean(r["kl"] for r in cold_rows[-3:])
+            notes.setdefault("warm", []).append({
+                "seed": seed, "cold_edges": k, "warm_edges": len(warm.edges),
+                "f_cold": circuit_faithfulness(patched, cold, test),
+                "f_warm_at_cold_edges": circuit_faithfulness(patched, warm.at_edges(k), test),
+                "kl_cold_final": final, "steps_cold": steps_to_reach(cold_rows, final),
+                "steps_warm": steps_to_reach(warm_rows, final)})
+            print("warm vs cold:", notes["warm"][-1], flush=True)
+
+    with open(os.path.join(args.out, "curves.json"), "w") as f:
+        json.dump({"results": results, "notes": notes, "args": vars(args)}, f, indent=1)
+    report(results, notes, args)
+    try:
+        from edgeprune.plotting import plot_curves
+        curves = [Curve(**{k: r[k] for k in ("fractions", "faithfulness", "faithfulness_abs", "edges", "mib_edges",
+                                             "kl", "accuracy", "metric", "full", "empty")}, label=label)
+                  for label, rows in results.items() for r in rows[:1]]
+        print("\nplot:", plot_curves(curves, os.path.join(args.out, "compare_methods.png"),
+                                     title="IOI fixture: attribution and Edge Pruning (seed 0, test split)"))
+    except RuntimeError as no_plot:
+        print(no_plot)
+
+
+def report(results, notes, args):
+    def spread(values):
+        return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
+    at = {frac: i for i, frac in enumerate(next(iter(results.values()))[0]["fractions"])}
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s); torch "
+          f"{torch.__version__}. {args.seeds} seeds; IOI train n={args.n_train} (exact: {args.n_exact}), test "
+          f"n={args.n_test}; Edge Pruning {args.steps} steps, --ep {args.ep}"
+          f"{f' at sparsity {args.target}' if args.ep == 'cut' else ''}; EAP-IG {args.ig_steps} steps.\n")
+    print("| method | CMD (mean ± sd) | CPR (mean ± sd) | KL at 5% | KL at 10% | wall time per seed |")
+    print("|---|---|---|---|---|---|")
+    for label, rows in sorted(results.items(), key=lambda item: statistics.mean(r["cmd"] for r in item[1])):
+        print(f"| {label} | {spread([r['cmd'] for r in rows])} | {spread([r['cpr'] for r in rows])} | "
+              f"{spread([r['kl'][at[0.05]] for r in rows])} | {spread([r['kl'][at[0.1]] for r in rows])} | "
+              f"{statistics.mean(r['seconds'] for r in rows):.0f} s |")
+    if notes.get("warm"):
+        print("\n| seed | cold edges | f cold | f warm at cold's edge count | cold's final KL | steps: cold | "
+              "steps: warm |")
+        print("|---|---|---|---|---|---|---|")
+        for n in notes["warm"]:
+            print(f"| {n['seed']} | {n['cold_edges']} | {n['f_cold']:.3f} | {n['f_warm_at_cold_edges']:.3f} | "
+                  f"{n['kl_cold_final']:.4f} | {n['steps_cold']} | {n['steps_warm']} |")
+
+
+if __name__ == "__main__":
+    main()
