@@ -1,9 +1,11 @@
 """Mixing-kernel throughput: achieved bandwidth of every backend, against a copy and an einsum.
 
-    python benchmarks/bench_kernels.py                 # GPT-2 small and CodeLlama-13B layer shapes
-    python benchmarks/bench_kernels.py --quick         # fewer repetitions, smaller CPU shapes
-    python benchmarks/bench_kernels.py --sweep         # GPU: also try Triton block configurations
-    python benchmarks/bench_kernels.py --markdown      # the table as Markdown (benchmarks/RESULTS.md)
+    edgeprune bench kernels                 # GPT-2 small and CodeLlama-13B layer shapes
+    edgeprune bench kernels --quick         # fewer repetitions, smaller CPU shapes
+    edgeprune bench kernels --sweep         # GPU: also try Triton block configurations
+    edgeprune bench kernels --markdown      # the table as Markdown (benchmarks/RESULTS.md)
+
+(`python benchmarks/bench_kernels.py` in a source checkout runs the same.)
 
 Bytes counted per pass (the traffic a perfect kernel needs; the same figure for every backend):
     forward:  delta rows actually read (writers with a nonzero gate) + base + outputs written
@@ -19,10 +21,6 @@ Ratios above 1 are faster than the baseline; "x copy" is the fraction of copy ba
 On CPU the shapes keep the layer's readers, writers and width but fewer tokens (memory, time),
 and by default each call is timed by the CPU time of one thread (`--threads 1 --clock cpu`): on a
 shared development machine wall time mostly measures the scheduler. Use --clock wall for wall time.
-
-Named bench_kernels.py, not kernels.py: transformers probes for Hugging Face's `kernels` package
-by importing a top-level module of that name, and any script run from benchmarks/ would hand it
-this file.
 """
 from __future__ import annotations
 
@@ -36,9 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from edgeprune import ops
-from edgeprune.ops.backends import BACKENDS
+from . import ops
+from .ops.backends import BACKENDS
 
 
 @dataclass
@@ -242,8 +239,8 @@ def print_table(rows, markdown: bool):
         print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, prog=None):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (and smaller CPU shapes)")
     p.add_argument("--sweep", action="store_true", help="also time Triton block configurations (GPU)")
