@@ -20,7 +20,7 @@ def test_readme_opens_with_the_install_and_the_test_command():
 
 def test_ci_runs_the_extracted_commands():
     run = (ROOT / ".ci" / "run").read_text()
-    assert "python .ci/readme_commands.py" in run and 'bash -euo pipefail -c "${COMMANDS[$i]}"' in run
+    assert "$(python .ci/readme_commands.py)" in run and 'bash -euo pipefail -c "${COMMANDS[$i]}"' in run
     assert "python3 -m venv" in run and "torch==" not in run
 
 
