@@ -31,7 +31,11 @@ import subprocess
 
 from setuptools import setup
 
-import torch
+try:
+    import torch
+except ImportError:
+    raise SystemExit("edgeprune: torch is not installed in this Python: `pip install torch`, then "
+                     "`pip install --no-build-isolation .`") from None
 
 # sm_80 code also runs on 8.6 and 8.9 (same major version); PTX for 9.0 is compiled by the driver
 # for newer GPUs. Measured with nvcc 13.0 on 2 busy cores: csrc/cuda/mix_cuda.cu took 48 s for
@@ -51,11 +55,12 @@ def _run(cmd: list[str]) -> str:
 
 def _toolkit() -> tuple[str, str, str]:
     """(root, library folder with libcudart.so, nvcc's CUDA version) or raises NoCuda."""
-    root = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    variable = "CUDA_HOME" if os.environ.get("CUDA_HOME") else "CUDA_PATH"
+    root = os.environ.get(variable)
     if root:
         nvcc = os.path.join(root, "bin", "nvcc")
         if not os.path.isfile(nvcc):
-            raise NoCuda(f"CUDA_HOME={root} has no bin/nvcc: set CUDA_HOME to the CUDA toolkit's root")
+            raise NoCuda(f"{variable}={root} has no bin/nvcc: set it to the CUDA toolkit's root")
     else:
         nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
         if not os.path.isfile(nvcc):
