@@ -218,13 +218,17 @@ def cmd_plan(args):
 
 
 def cmd_bench(args):
+    if args.which == "kernels":
+        from .bench_kernels import main as bench_kernels
+        bench_kernels(args.rest, prog="edgeprune bench kernels")
+        return
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks")
     for candidate in (os.path.join(os.getcwd(), "benchmarks"), root):
-        script = os.path.join(candidate, {"kernels": "bench_kernels.py", "step": "step.py"}[args.which])
+        script = os.path.join(candidate, "step.py")
         if os.path.exists(script):
             sys.exit(subprocess.call([sys.executable, script, *args.rest]))
-    raise FileNotFoundError(f"the {args.which} benchmark was not found: run `edgeprune bench` from the edgeprune "
-                            "source checkout (the benchmarks are not installed with the package)")
+    raise FileNotFoundError("the step benchmark (benchmarks/step.py) is not installed with the package: run "
+                            "`edgeprune bench step` from the edgeprune source checkout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,9 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory", type=float, default=None, help="GiB per GPU to check against")
     p.set_defaults(fn=cmd_plan)
 
-    p = sub.add_parser("bench", help="run a benchmark script from the source checkout")
+    p = sub.add_parser("bench", help="kernel bandwidth table (kernels), or the training-step benchmark "
+                       "(step: from the source checkout only)")
     p.add_argument("which", choices=("kernels", "step"))
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the benchmark (--help: its options)")
     p.set_defaults(fn=cmd_bench)
     return parser
 
