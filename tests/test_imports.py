@@ -13,7 +13,7 @@ PACKAGE = ROOT / "edgeprune"
 
 # Bottom to top. A name covers the module and, for a package, everything in it.
 LAYERS = [
-    ["epkernels", "edgeprune._ext", "edgeprune._C"],
+    ["epkernels", "edgeprune._ext", "edgeprune._C", "edgeprune._build_info"],
     ["edgeprune.ops"],
     ["edgeprune.graph", "edgeprune.gates", "edgeprune.mib", "edgeprune.circuit", "edgeprune.comparison",
      "edgeprune.draw"],
@@ -22,7 +22,7 @@ LAYERS = [
     ["edgeprune.checkpointing", "edgeprune.distributed"],
     ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.checkpoints",
      "edgeprune.evaluation", "edgeprune.faithfulness", "edgeprune.plotting", "edgeprune.budgets", "edgeprune.training", "edgeprune.planning", "edgeprune.demo",
-     "edgeprune.info"],
+     "edgeprune.info", "edgeprune.bench_kernels"],
     ["edgeprune.cli", "edgeprune.__main__", "edgeprune"],
 ]
 
