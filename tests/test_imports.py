@@ -13,7 +13,7 @@ PACKAGE = ROOT / "edgeprune"
 
 # Bottom to top. A name covers the module and, for a package, everything in it.
 LAYERS = [
-    ["epkernels", "edgeprune._ext", "edgeprune._C"],
+    ["epkernels", "edgeprune._ext", "edgeprune._C", "edgeprune.errors"],
     ["edgeprune.ops"],
     ["edgeprune.graph", "edgeprune.gates", "edgeprune.circuit", "edgeprune.draw"],
     ["edgeprune.models", "edgeprune.tasks"],

@@ -10,6 +10,8 @@ import importlib
 import os
 import traceback
 
+from .errors import RunError
+
 _state: dict = {}
 
 
@@ -46,6 +48,6 @@ def cuda_built() -> bool:
 def ops():
     """torch.ops.edgeprune_C, the extension's low-level ops; raises the load failure otherwise."""
     if not available():
-        raise RuntimeError(reason())
+        raise RunError(reason())
     import torch
     return torch.ops.edgeprune_C

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import torch
+from .errors import UserError
 
 FILE = "checkpoint.pt"
 # Settings that do not change what a run computes, and may differ on resume.
@@ -32,5 +33,5 @@ def check_settings(state: dict, config: dict, folder: str) -> None:
     mine = {k: v for k, v in config.items() if k in saved}
     if saved != mine:
         diff = {k: (saved[k], mine[k]) for k in saved if saved[k] != mine[k]}
-        raise ValueError(f"the checkpoint in {folder} was made with other settings {diff} "
-                         "(saved, now); use another checkpoint_dir or the same settings")
+        raise UserError(f"the checkpoint in {folder} was made with other settings {diff} "
+                        "(saved, now); use another checkpoint_dir or the same settings")

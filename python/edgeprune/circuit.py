@@ -20,6 +20,7 @@ from .draw import circuit_to_dot
 from .gates import bisect_threshold, deterministic_masks, expected_sparsity
 from .graph import Graph
 from .ops.constants import EPS
+from .errors import MissingFile, UserError
 
 
 @dataclass
@@ -80,9 +81,9 @@ class Circuit:
     def at_edges(self, k: int) -> "Circuit":
         """The k edges with the largest learned log-alpha (ties broken by edge index)."""
         if self.edge_scores is None:
-            raise ValueError("this circuit has no learned scores to rank edges by (it was built from a fixed list)")
+            raise UserError("this circuit has no learned scores to rank edges by (it was built from a fixed list)")
         if not 0 <= k <= self.graph.num_edges:
-            raise ValueError(f"k={k} is outside [0, {self.graph.num_edges}] (the graph's edge count)")
+            raise UserError(f"k={k} is outside [0, {self.graph.num_edges}] (the graph's edge count)")
         order = torch.sort(self.edge_scores, descending=True, stable=True).indices[:k].sort().values
         all_edges = self.graph.edges
         return replace(self, edges=[all_edges[i] for i in order.tolist()], metrics={}, raw_edges=None)
@@ -90,7 +91,7 @@ class Circuit:
     def at_sparsity(self, sparsity: float) -> "Circuit":
         """Keep round((1 - sparsity) N) edges of the learned ranking."""
         if not 0 <= sparsity <= 1:
-            raise ValueError(f"sparsity must lie in [0, 1], got {sparsity}")
+            raise UserError(f"sparsity must lie in [0, 1], got {sparsity}")
         return self.at_edges(round((1 - sparsity) * self.graph.num_edges))
 
     # ------------------------------------------------------------------ files
@@ -120,7 +121,7 @@ class Circuit:
     def load(cls, folder: str) -> "Circuit":
         path = os.path.join(folder, "circuit.json")
         if not os.path.exists(path):
-            raise FileNotFoundError(f"no circuit.json in {folder!r}: pass a folder written by Circuit.save")
+            raise MissingFile(f"no circuit.json in {folder!r}: pass a folder written by Circuit.save")
         with open(path) as f:
             data = json.load(f)
         graph = Graph(**data["graph"])

@@ -1,7 +1,8 @@
 """The `edgeprune` command: prune, eval, draw, demo, plan, bench.
 
-Exit codes: 0 success; 1 a failed run (bad data, a missing file, a non-finite loss), with one
-line saying why; 2 a malformed command line (argparse's own convention).
+Exit codes: 0 success; 1 a failed run (bad data, a missing file, a non-finite loss: an
+edgeprune.errors.UserError), with one line saying why (--debug: its traceback too); 2 a malformed
+command line (argparse's own convention). Any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from dataclasses import fields
 
 from .config import TrainConfig
+from .errors import MissingFile, RunError, UserError
 
 
 def _sparsity(text: str) -> float:
@@ -70,7 +72,7 @@ def _run_kwargs(args) -> dict:
 def _check_data(data: str):
     from . import tasks
     if data not in tasks.names() and not os.path.exists(data):
-        raise ValueError(f"{data!r} is neither a task ({', '.join(tasks.names())}) nor an existing JSONL file")
+        raise UserError(f"{data!r} is neither a task ({', '.join(tasks.names())}) nor an existing JSONL file")
 
 
 # ---------------------------------------------------------------------- commands
@@ -111,7 +113,7 @@ def cmd_eval(args):
     circuit = Circuit.load(args.circuit)
     model = args.model or circuit.model
     if not model:
-        raise ValueError("the circuit does not name its model: pass --model")
+        raise UserError("the circuit does not name its model: pass --model")
     metrics = evaluate(model, circuit, args.data, split=args.split, n=args.n, batch_size=args.batch_size,
                        device=args.device)
     metrics.pop("per_example")
@@ -130,14 +132,14 @@ def cmd_demo(args):
     from .demo import recovery_rate, run_demo
     if args.seeds is not None:
         if args.seeds < 1:
-            raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+            raise UserError(f"--seeds must be at least 1, got {args.seeds}")
         recovered = recovery_rate(args.seeds, steps=args.steps)
         if args.check and not all(len(seeds) >= 2 for seeds in recovered.values()):
-            raise RuntimeError("a Tracr program was recovered for fewer than two seeds (see above)")
+            raise RunError("a Tracr program was recovered for fewer than two seeds (see above)")
         return
     ok = run_demo(args.out, seed=args.seed, steps=args.steps)
     if args.check and not ok:
-        raise RuntimeError("a Tracr circuit was not recovered exactly (see above)")
+        raise RunError("a Tracr circuit was not recovered exactly (see above)")
 
 
 def cmd_plan(args):
@@ -153,8 +155,8 @@ def cmd_bench(args):
         script = os.path.join(candidate, {"kernels": "bench_kernels.py", "step": "step.py"}[args.which])
         if os.path.exists(script):
             sys.exit(subprocess.call([sys.executable, script, *args.rest]))
-    raise FileNotFoundError(f"the {args.which} benchmark was not found: run `edgeprune bench` from the edgeprune "
-                            "source checkout (the benchmarks are not installed with the package)")
+    raise MissingFile(f"the {args.which} benchmark was not found: run `edgeprune bench` from the edgeprune "
+                      "source checkout (the benchmarks are not installed with the package)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("which", choices=("kernels", "step"))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the script")
     p.set_defaults(fn=cmd_bench)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", help="on an error, show its traceback too")
     return parser
 
 
@@ -216,7 +220,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError, TypeError) as error:
+    except UserError as error:  # anything else is a bug: its traceback is kept
+        if args.debug:
+            raise
         print(f"edgeprune {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

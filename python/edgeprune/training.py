@@ -26,12 +26,13 @@ from .evaluation import evaluate_circuit, evaluate_gates
 from .loading import load_model, model_name
 from .models import PrunableModel, prunable
 from .objective import Lagrangian, sampled_sparsity, task_kl
+from .errors import RunError, UserError
 
 SMALL_STEP = 1 << 22  # delta-stack elements per step below which a run uses one CPU thread
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
+class NonFiniteLoss(RunError):
+    """The loss or the gradient stopped being finite; nothing was updated."""
 
 
 class Trainer:
@@ -42,7 +43,7 @@ class Trainer:
                  dist: distributed.Distributed | None = None):
         config.validate()
         if len(dataset) == 0:
-            raise ValueError("the training dataset is empty: give at least one clean/corrupted example")
+            raise UserError("the training dataset is empty: give at least one clean/corrupted example")
         self.pm, self.dataset, self.config, self.dist = model, dataset, config, dist
         self.task = dataset.task
         self.validation = validation

@@ -11,6 +11,7 @@ import os
 import torch
 
 from .backends import BACKENDS, Backend
+from ..errors import UserError
 
 ENV_VAR = "EDGEPRUNE_BACKEND"
 PRIORITY = {"cuda": ("triton", "cuda", "torch"), "cpu": ("cpp", "torch")}
@@ -26,8 +27,8 @@ def choose(op: str, device: torch.device, dtype: torch.dtype, backend: str | Non
         backend, source = os.environ.get(ENV_VAR) or None, f"{ENV_VAR}"
     if backend not in (None, "auto"):
         if backend not in BACKENDS:
-            raise ValueError(f"unknown edgeprune backend {backend!r} (from the {source}); choose from "
-                             f"{', '.join(BACKENDS)} or auto")
+            raise UserError(f"unknown edgeprune backend {backend!r} (from the {source}); choose from "
+                            f"{', '.join(BACKENDS)} or auto")
         reasons = BACKENDS[backend].not_supported_reasons(op, device, dtype)
         if reasons:
             raise NotImplementedError(f"edgeprune backend {backend!r} (from the {source}) cannot run {op} on "

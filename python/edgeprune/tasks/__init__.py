@@ -12,6 +12,7 @@ from .registry import names, register
 from .registry import factory as _factory
 from .splits import MissingSplit
 from . import custom as _custom
+from ..errors import UserError
 
 register("ioi", "edgeprune.tasks.ioi:dataset")
 register("ioi-t1", "edgeprune.tasks.ioi:dataset_t1")
@@ -36,7 +37,7 @@ def load(data, tokenizer, split: str = "train", n: int | None = None, seed: int 
     if isinstance(data, os.PathLike) or (isinstance(data, str) and data not in names() and os.path.exists(data)):
         return _custom.from_path(data, tokenizer, split, n, seed)
     if isinstance(data, str) and data.endswith((".jsonl", ".json")) and data not in names():
-        raise ValueError(f"no such file: {data!r}")
+        raise UserError(f"no such file: {data!r}")
     if isinstance(data, str):
         return get(data, tokenizer, split, n, seed)
     raise TypeError(f"data must be a task name, a path to a .jsonl file, a list of dicts or a TaskDataset; "
