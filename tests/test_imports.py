@@ -13,13 +13,14 @@ PACKAGE = ROOT / "edgeprune"
 
 # Bottom to top. A name covers the module and, for a package, everything in it.
 LAYERS = [
-    ["epkernels", "edgeprune._ext", "edgeprune._C", "edgeprune.errors"],
+    ["epkernels", "edgeprune._ext", "edgeprune._C", "edgeprune.errors", "edgeprune._version"],
     ["edgeprune.ops"],
-    ["edgeprune.graph", "edgeprune.gates", "edgeprune.circuit", "edgeprune.draw"],
+    ["edgeprune.graph", "edgeprune.gates", "edgeprune.circuit", "edgeprune.draw", "edgeprune.folders"],
     ["edgeprune.models", "edgeprune.tasks"],
     ["edgeprune.tracr"],
     ["edgeprune.checkpointing", "edgeprune.distributed"],
     ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.checkpoints",
+     "edgeprune.identity",
      "edgeprune.evaluation", "edgeprune.training", "edgeprune.planning", "edgeprune.demo", "edgeprune.info"],
     ["edgeprune.cli", "edgeprune.__main__", "edgeprune"],
 ]

@@ -10,9 +10,8 @@ kernels (epkernels, edgeprune._C), errors. tests/test_imports.py enforces it.
 """
 from importlib import import_module
 
+from ._version import __version__
 from .tasks import register as _register_task
-
-__version__ = "0.1.0"
 
 # The Tracr tasks live above the task registry (they need the compiled models): registered by
 # name here, so nothing is imported until one is used.

@@ -93,6 +93,7 @@ def cmd_prune(args):
             print(f"(no memory plan: {no_plan})")
     targets = sorted(args.sparsity)
     os.makedirs(args.out, exist_ok=True)
+    kwargs["overwrite"] = args.overwrite
     if args.one_run:
         circuit = train(args.model, args.data, edge_sparsity=max(targets), checkpoint_dir=os.path.join(args.out, "run"),
                         **kwargs)
@@ -111,9 +112,10 @@ def cmd_eval(args):
     from .evaluation import evaluate
     _check_data(args.data)
     circuit = Circuit.load(args.circuit)
-    model = args.model or circuit.model
+    model = args.model or circuit.source
     if not model:
-        raise UserError("the circuit does not name its model: pass --model")
+        raise UserError(f"the circuit in {args.circuit} does not say where its model ({circuit.model}) came from: "
+                        "it was trained on a model built in Python; pass --model with its hub id or folder")
     metrics = evaluate(model, circuit, args.data, split=args.split, n=args.n, batch_size=args.batch_size,
                        device=args.device)
     metrics.pop("per_example")
@@ -170,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--one-run", action="store_true",
                    help="train once (at the largest target) and cut the learned ranking at each target")
     p.add_argument("--out", required=True, help="output folder: one sparsity-<t>/ circuit folder per target")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over the runs in --out (by default a "
+                   "killed run resumes; another run's or a finished run's checkpoint is refused)")
     add_config_options(p)
     p.set_defaults(fn=cmd_prune)
 

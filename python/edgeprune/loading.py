@@ -40,6 +40,11 @@ def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = T
     return model, tokenizer
 
 
+def model_source(model) -> str:
+    """Where a model was loaded from (hub id or folder), or "" for one built in Python."""
+    return getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+
+
 def model_name(model) -> str:
     """How circuits and logs name a model: its hub id or folder, else its class."""
     return getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
