@@ -14,3 +14,7 @@ class MissingFile(UserError, FileNotFoundError):
 
 class RunError(UserError, RuntimeError):
     """A run that cannot go on as asked (a non-finite loss, a missing program, a finished run)."""
+
+
+class Unsupported(UserError, NotImplementedError):
+    """A backend, model or setting this machine or edgeprune cannot run."""
