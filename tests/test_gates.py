@@ -38,3 +38,16 @@ def test_zero_smallest_by_hand():
     assert torch.equal(out, expected)
     assert out[1].item() == pytest.approx(0.2315, abs=1e-4) and out[2].item() == pytest.approx(0.9168, abs=1e-4)
     assert torch.equal(soft, torch.sigmoid(1.2 * log_alpha))  # the input is left as it was
+
+
+def test_final_circuit_lists_only_edges_of_kept_writers():
+    """One layer, one head: 8 edges, all with log alpha 5 (kept); node a0.h0 at log alpha -5 is
+    pruned (P(z=0) 0.97 rounds to 1 in its segment), so its two edges leave the circuit's list."""
+    from edgeprune.circuit import Circuit
+    from edgeprune.graph import Graph
+    graph = Graph(1, 1, 1, 1)
+    assert graph.writers == ["embeds", "a0.h0", "m0"] and graph.num_edges == 8
+    circuit = Circuit.from_log_alphas(graph, torch.full((8,), 5.0), torch.tensor([5.0, -5.0, 5.0]))
+    assert circuit.nodes == ["embeds", "m0"]
+    assert circuit.raw_edges == 8 and circuit.edge_sparsity == 0
+    assert sorted(circuit.edges) == sorted(e for e in graph.edges if e[0] != "a0.h0") and len(circuit.edges) == 6
