@@ -19,10 +19,10 @@ import torch
 
 from . import folders
 from .draw import circuit_to_dot
+from .errors import MissingFile, UserError
 from .gates import bisect_threshold, deterministic_masks, expected_sparsity
 from .graph import Graph
 from .ops.constants import EPS
-from .errors import MissingFile, UserError
 
 
 @dataclass

@@ -33,8 +33,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .models import LayerRunner
 from .errors import RunError, UserError
+from .models import LayerRunner
 
 
 @dataclass

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import CACHE_BYTES, RECOMPUTE_READERS
+from .errors import UserError
 from .graph import num_edges
 from .loading import load_config
 from .models import record_bytes
 from .models.families import adapter_class
-from .errors import UserError
 
 GIB = 2 ** 30
 

@@ -22,12 +22,12 @@ from .batches import TrainingData
 from .checkpointing import checkpointed
 from .circuit import Circuit
 from .config import TrainConfig
+from .errors import RunError, UserError
 from .evaluation import evaluate_circuit, evaluate_gates
 from .identity import run_identity
 from .loading import load_model, model_name, model_source
 from .models import PrunableModel, prunable
 from .objective import Lagrangian, sampled_sparsity, task_kl
-from .errors import RunError, UserError
 
 SMALL_STEP = 1 << 22  # delta-stack elements per step below which a run uses one CPU thread
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import RunError, UserError
 from ..gates import Gates
 from ..graph import Graph
 from .families import adapter_for
 from .forward import DIRECT, LayerRunner, gated_forward, record_writers
 from .records import WriterRecord, record_bytes
-from ..errors import RunError, UserError
 
 ABLATIONS = ("corrupted", "zero", "mean")
 

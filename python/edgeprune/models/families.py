@@ -4,12 +4,12 @@ Every part that needs to know the families (prunable, the planner, FSDP) asks he
 """
 from __future__ import annotations
 
+from ..errors import UserError
 from .base import Adapter
 from .gpt2 import GPT2Adapter
 from .gpt_neox import GPTNeoXAdapter
 from .llama import LlamaAdapter
 from .tracr import TracrAdapter
-from ..errors import UserError
 
 ADAPTERS: dict[str, type[Adapter]] = {
     "gpt2": GPT2Adapter,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import Adapter, per_head
 from ..errors import UserError
+from .base import Adapter, per_head
 
 
 class GPT2Adapter(Adapter):

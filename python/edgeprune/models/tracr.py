@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .base import Adapter, per_head
 from ..errors import UserError
+from .base import Adapter, per_head
 
 MASK_VALUE = -1e30  # tracr's (Haiku's) masked attention logit
 

@@ -10,8 +10,8 @@ import os
 
 import torch
 
-from .backends import BACKENDS, Backend
 from ..errors import Unsupported, UserError
+from .backends import BACKENDS, Backend
 
 ENV_VAR = "EDGEPRUNE_BACKEND"
 PRIORITY = {"cuda": ("triton", "cuda", "torch"), "cpu": ("cpp", "torch")}

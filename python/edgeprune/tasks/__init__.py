@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 
+from ..errors import UserError
 from .base import AnswerTask, Batch, Example, Task, TaskDataset
 from .registry import names, register
 from .registry import factory as _factory
 from .splits import MissingSplit
 from . import custom as _custom
-from ..errors import UserError
 
 register("ioi", "edgeprune.tasks.ioi:dataset")
 register("ioi-t1", "edgeprune.tasks.ioi:dataset_t1")

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import metrics as M
 from ..errors import UserError
+from . import metrics as M
 
 
 @dataclass

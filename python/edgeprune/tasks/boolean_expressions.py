@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import random
 
+from ..errors import UserError
 from .base import AnswerTask, TaskDataset
 from .splits import Candidate, build
-from ..errors import UserError
 
 DEMOS = [
     "( True or False ) and not True is False",

@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 
+from ..errors import UserError
 from .base import Example, Task, TaskDataset
 from . import metrics as M
 from .encoding import Encoder
 from .splits import SPLITS, MissingSplit, check_split
-from ..errors import UserError
 
 OPEN, CLOSE = "<predict>", "</predict>"
 

@@ -10,11 +10,11 @@ import random
 
 import torch
 
+from ..errors import UserError
 from . import metrics as M
 from .base import Example, Task, TaskDataset
 from .encoding import Encoder
 from .splits import Candidate, Drop, build
-from ..errors import UserError
 
 NOUNS = [
     "war", "expedition", "drought", "campaign", "contract", "occupation", "siege", "reign", "dynasty",

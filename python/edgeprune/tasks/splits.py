@@ -11,9 +11,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from ..errors import UserError
 from .base import Example, Task, TaskDataset
 from .encoding import Encoder
-from ..errors import UserError
 
 SPLITS = ("train", "validation", "test")
 

@@ -10,9 +10,9 @@ from functools import lru_cache
 
 import torch
 
+from ..errors import MissingFile, UserError
 from ..graph import Graph
 from ..models.tracr import TracrConfig, TracrTransformer
-from ..errors import MissingFile, UserError
 
 PROGRAMS = ("reverse", "xproportion")
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")

@@ -29,10 +29,10 @@ import itertools
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from ..tasks import metrics as M
 from ..tasks.base import Example, Task, TaskDataset
 from .programs import check_name, load_model
-from ..errors import UserError
 
 SPLITS = ("train", "validation", "test", "eval")
 TOLERANCE = 0.05  # xproportion: success when every position is within this of the true fraction
