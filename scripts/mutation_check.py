@@ -128,6 +128,15 @@ def check(tree: str, breakage) -> dict:
             "crashed": crashed}
 
 
+def _by_test(ids: list[str]) -> list[tuple[str, int]]:
+    """Parametrised cases grouped under their test function, with their count."""
+    counts: dict[str, int] = {}
+    for nodeid in ids:
+        name = nodeid.split("[")[0] + ("" if "[" not in nodeid or "(" not in nodeid else " (" + nodeid.split("(")[-1])
+        counts[name] = counts.get(name, 0) + 1
+    return sorted(counts.items())
+
+
 def write_table(results: list[dict], commit: str, seconds: float, out: str) -> None:
     lines = ["# Mutation check", "",
              "Deliberate breakages of the core, each applied alone to a copy of the source; a breakage is caught",
@@ -138,8 +147,9 @@ def write_table(results: list[dict], commit: str, seconds: float, out: str) -> N
              "| breakage | file | caught by (assertion failures) | other failures |",
              "| --- | --- | --- | --- |"]
     for r in results:
-        caught = "<br>".join(f"`{t}`" for t in r["caught"]) or "**NOT CAUGHT**"
-        lines.append(f"| {r['name']} | `{r['path']}` | {caught} | {'<br>'.join(r['crashed']) or '-'} |")
+        caught = "<br>".join(f"`{t}`" + (f" ({n} cases)" if n > 1 else "") for t, n in _by_test(r["caught"]))
+        others = "<br>".join(f"{t}" + (f" ({n} cases)" if n > 1 else "") for t, n in _by_test(r["crashed"]))
+        lines.append(f"| {r['name']} | `{r['path']}` | {caught or '**NOT CAUGHT**'} | {others or '-'} |")
     total = sum(bool(r["caught"]) for r in results)
     lines += ["", f"{total} of {len(results)} breakages caught."]
     with open(out, "w") as f:
