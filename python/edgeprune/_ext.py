@@ -10,6 +10,8 @@ import importlib
 import os
 import traceback
 
+from .errors import RunError
+
 _state: dict = {}
 
 
@@ -55,6 +57,6 @@ def build_info() -> str:
 def ops():
     """torch.ops.edgeprune_C, the extension's low-level ops; raises the load failure otherwise."""
     if not available():
-        raise RuntimeError(reason())
+        raise RunError(reason())
     import torch
     return torch.ops.edgeprune_C

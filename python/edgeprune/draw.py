@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+from .errors import RunError, UserError
 
 COLOURS = {"embedding": "#d9ead3", "head": "#cfe2f3", "mlp": "#fce5cd", "output": "#f4cccc"}
 _READER = re.compile(r"^(a\d+\.h\d+)\.([qkv])$")
@@ -113,7 +114,7 @@ def render(circuit, path: str, title: str | None = None) -> str:
     """
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "svg"
     if fmt not in ("svg", "png", "pdf", "dot"):
-        raise ValueError(f"cannot draw to {path!r}: use a .svg, .png, .pdf or .dot file name")
+        raise UserError(f"cannot draw to {path!r}: use a .svg, .png, .pdf or .dot file name")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     source = circuit_to_dot(circuit, title)
     dot_path = path if fmt == "dot" else os.path.splitext(path)[0] + ".dot"
@@ -123,9 +124,9 @@ def render(circuit, path: str, title: str | None = None) -> str:
         return dot_path
     dot = shutil.which("dot")
     if dot is None:
-        raise RuntimeError(f"Graphviz's `dot` program was not found, so only {dot_path} was written. Install "
+        raise RunError(f"Graphviz's `dot` program was not found, so only {dot_path} was written. Install "
                            f"Graphviz (e.g. apt-get install graphviz) and run: dot -T{fmt} {dot_path} -o {path}")
     result = subprocess.run([dot, f"-T{fmt}", dot_path, "-o", path], capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"Graphviz failed to render {dot_path}: {result.stderr.strip()}")
+        raise RunError(f"Graphviz failed to render {dot_path}: {result.stderr.strip()}")
     return path

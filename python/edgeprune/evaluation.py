@@ -32,9 +32,8 @@ def evaluate_gates(pm: PrunableModel, dataset, edges, nodes, batch_size: int = 1
 
 def evaluate_circuit(pm: PrunableModel, circuit: Circuit | None, dataset, batch_size: int = 16, pad_to=None) -> dict:
     """evaluate_gates with a circuit's binary gates (None: the full model, KL 0)."""
-    if circuit is not None and circuit.graph != pm.graph:
-        raise ValueError(f"the circuit was found on a graph {circuit.graph} but the model's graph is {pm.graph}: "
-                         "evaluate it on the model (and embedding_nodes) it was trained on")
+    if circuit is not None:
+        circuit.check(pm.graph)
     edges, nodes = pm.circuit_gates(None if circuit is None else circuit.edges)
     return evaluate_gates(pm, dataset, edges, nodes, batch_size, pad_to)
 

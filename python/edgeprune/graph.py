@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -155,10 +156,10 @@ class Graph:
         """A 0/1 float vector over the graph's edges with the listed (writer, reader) edges set."""
         unknown = self.unknown_edges(edges)
         if unknown:
-            raise ValueError(f"{len(unknown)} edge(s) are not in this model's graph, e.g. "
-                             f"{', '.join(f'{w} -> {r}' for w, r in unknown[:3])} (writers like 'a0.h1', readers like "
-                             f"'a1.h2.q' or 'resid_post'; a reader may only read earlier writers; this graph has "
-                             f"{self.num_layers} layers x {self.num_heads} heads)")
+            raise UserError(f"{len(unknown)} edge(s) are not in this model's graph, e.g. "
+                            f"{', '.join(f'{w} -> {r}' for w, r in unknown[:3])} (writers like 'a0.h1', readers like "
+                            f"'a1.h2.q' or 'resid_post'; a reader may only read earlier writers; this graph has "
+                            f"{self.num_layers} layers x {self.num_heads} heads)")
         mask = torch.zeros(self.num_edges)
         index = self.edge_index
         mask[[index[tuple(e)] for e in edges]] = 1.0

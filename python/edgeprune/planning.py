@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import CACHE_BYTES, RECOMPUTE_READERS
+from .errors import UserError
 from .graph import num_edges
+from .loading import load_config
 from .models import record_bytes
 from .models.families import adapter_class
 
@@ -162,10 +164,10 @@ def _config_of(obj):
     if isinstance(obj, dict):
         d = dict(obj)
         if "model_type" not in d:
-            raise ValueError("a config dict needs its 'model_type' (e.g. 'llama' or 'gpt2'), as in a hub config.json")
+            raise UserError("a config dict needs its 'model_type' (e.g. 'llama' or 'gpt2'), as in a hub config.json")
         return AutoConfig.for_model(d.pop("model_type"), **d)
     if isinstance(obj, str):
-        return AutoConfig.from_pretrained(obj)
+        return load_config(obj)
     inner = getattr(obj, "model", obj)        # a PrunableModel holds the HF model
     cfg = getattr(inner, "config", None)
     if cfg is None:
@@ -188,8 +190,8 @@ def model_shape(model_or_config) -> ModelShape:
     cfg = _config_of(model_or_config)
     adapter_cls = adapter_class(cfg)
     if adapter_cls.family not in CALIBRATED:
-        raise ValueError(f"plan() has no memory calibration for {adapter_cls.family} models (calibrated: "
-                         f"{', '.join(CALIBRATED)})")
+        raise UserError(f"plan() has no memory calibration for {adapter_cls.family} models (calibrated: "
+                        f"{', '.join(CALIBRATED)})")
     model = model_or_config if isinstance(model_or_config, torch.nn.Module) else None
     model = getattr(model, "model", model) if model is not None and hasattr(model, "adapter") else model
     if model is None:

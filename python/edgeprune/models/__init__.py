@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import RunError, UserError
 from ..gates import Gates
 from ..graph import Graph
 from .families import adapter_for
@@ -31,11 +32,11 @@ class PrunableModel(nn.Module):
         if embedding_nodes is None:
             embedding_nodes = adapter.default_embedding_nodes
         if embedding_nodes not in adapter.embedding_nodes_allowed:
-            raise ValueError(f"embedding_nodes={embedding_nodes} is not valid for {adapter.family} models; "
-                             f"choose one of {adapter.embedding_nodes_allowed} (2 = separate token and position "
-                             "embeddings, GPT-2 only; 1 = one 'embeds' node; 0 = clean embeddings, unmasked).")
+            raise UserError(f"embedding_nodes={embedding_nodes} is not valid for {adapter.family} models; "
+                            f"choose one of {adapter.embedding_nodes_allowed} (2 = separate token and position "
+                            "embeddings, GPT-2 only; 1 = one 'embeds' node; 0 = clean embeddings, unmasked).")
         if ablation not in ABLATIONS:
-            raise ValueError(f"unknown ablation {ablation!r}; choose one of {ABLATIONS}")
+            raise UserError(f"unknown ablation {ablation!r}; choose one of {ABLATIONS}")
         model.requires_grad_(False)
         model.eval()
         self.model = model
@@ -81,15 +82,15 @@ class PrunableModel(nn.Module):
             return None
         if self.ablation == "mean":
             if self.mean_record is None:
-                raise RuntimeError("mean ablation needs its means first: call set_mean_ablation(input_ids)")
+                raise RunError("mean ablation needs its means first: call set_mean_ablation(input_ids)")
             have = self.mean_record.resid_final.shape[1]
             if seq_len is not None and seq_len > have:
-                raise ValueError(f"mean ablation was computed for {have} positions but the input has {seq_len}; "
-                                 "compute the means on inputs padded to at least that length")
+                raise UserError(f"mean ablation was computed for {have} positions but the input has {seq_len}; "
+                                "compute the means on inputs padded to at least that length")
             return self.mean_record if seq_len is None else self.mean_record.map(lambda t: t[:, :seq_len])
         if corrupted_input_ids is None:
-            raise ValueError("corrupted (interchange) ablation needs corrupted_input_ids of the same shape as "
-                             "input_ids; or build with ablation='zero' or 'mean'")
+            raise UserError("corrupted (interchange) ablation needs corrupted_input_ids of the same shape as "
+                            "input_ids; or build with ablation='zero' or 'mean'")
         return self.record(corrupted_input_ids, attention_mask)
 
     # ------------------------------------------------------------------ forward
@@ -100,8 +101,8 @@ class PrunableModel(nn.Module):
         (B, S, V), or (B, P, V) at `positions` (B, P): the unembedding runs only where it is read.
         """
         if record is not None and record.resid_final.shape[1] != input_ids.shape[1]:
-            raise ValueError(f"the ablation record covers {record.resid_final.shape[1]} positions but the input has "
-                             f"{input_ids.shape[1]}; pad the clean and corrupted inputs to the same length")
+            raise UserError(f"the ablation record covers {record.resid_final.shape[1]} positions but the input has "
+                            f"{input_ids.shape[1]}; pad the clean and corrupted inputs to the same length")
         return gated_forward(self.adapter, self.graph, input_ids, edges=edges, nodes=nodes, record=record,
                              attention_mask=attention_mask, positions=positions, backend=self.backend,
                              recompute_readers=recompute_readers, runner=self.layer_runner)

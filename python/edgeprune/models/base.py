@@ -7,10 +7,12 @@ modeling file. Shapes: B batch, S sequence, D width, H query heads, K key-value 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
 
-class Adapter:
+class Adapter(ABC):
     family: str = ""                 # the planner's calibration key, and how errors name the family
     model_classes: tuple[str, ...] = ()   # the Hugging Face classes it runs, for messages
     embedding_nodes_allowed: tuple[int, ...] = (0, 1)
@@ -30,10 +32,11 @@ class Adapter:
     def __init__(self, model: torch.nn.Module):
         self.model = model
 
+    @abstractmethod
     def embeddings(self, input_ids: torch.Tensor) -> list[torch.Tensor]:
         """The embedding writers' outputs, each (B, S, D): [token, position] or [embeds]."""
-        raise NotImplementedError
 
+    @abstractmethod
     def attention_inputs(self, layer: int, readers, position_ids):
         """Per-reader inputs (H + 2K, B, S, D), queries then keys then values -> q (B, H, S, dh),
         k and v (B, K, S, dh).
@@ -42,22 +45,21 @@ class Adapter:
         takes every reader of the layer, so an adapter can norm (and, where the weights allow,
         project) them all in one op.
         """
-        raise NotImplementedError
 
     def attention_scale(self, layer: int) -> float:
         return self.head_dim ** -0.5
 
+    @abstractmethod
     def output_projection(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(W_O as (H, dh, D), output bias (D,) or None): head h writes ctx_h @ W_O[h] + bias / H."""
-        raise NotImplementedError
 
+    @abstractmethod
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """The MLP writer's output for its (already mixed) input, norm included."""
-        raise NotImplementedError
 
+    @abstractmethod
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm and unembedding of the final read."""
-        raise NotImplementedError
 
     def decoder_layers(self) -> torch.nn.ModuleList | None:
         """The model's decoder blocks (one FSDP unit each); None for models that are not sharded."""

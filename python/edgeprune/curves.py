@@ -20,6 +20,7 @@ import torch
 
 from . import tasks
 from .circuit import Circuit
+from .errors import UserError
 from .loading import load_model
 from .mib import BUDGETS, MIBGraph, cumulative_area, for_budget
 from .models import PrunableModel, prunable
@@ -71,7 +72,7 @@ def metric_values(metric: str, task, logits: torch.Tensor, full: torch.Tensor, b
     if metric == "kl":
         return task.kl(logits, full, batch).float()
     if bool((batch.distractors < 0).any()) or bool((batch.answers < 0).any()):
-        raise ValueError(f"the {task.name} examples have no counterfactual answer for the logit difference; use "
+        raise UserError(f"the {task.name} examples have no counterfactual answer for the logit difference; use "
                          "metric='kl' (custom JSONL: add a \"counterfactual\" field to each line)")
     first = logits[:, 0].float()
     rows = torch.arange(len(first), device=first.device)
@@ -90,10 +91,10 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
     important). budgets: "mib" (MIB's ten fractions) or a list of fractions in [0, 1].
     """
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+        raise UserError(f"unknown metric {metric!r}; choose one of {METRICS}")
     fractions = list(BUDGETS if budgets == "mib" else budgets)
     if not fractions or any(not 0 <= f <= 1 for f in fractions) or fractions != sorted(fractions):
-        raise ValueError(f"budgets must be increasing fractions of edges kept, in [0, 1]; got {budgets!r}")
+        raise UserError(f"budgets must be increasing fractions of edges kept, in [0, 1]; got {budgets!r}")
     stages = circuit if isinstance(circuit, dict) else None
     circuit = stages[max(stages)] if stages else circuit
     pm, tokenizer = _prunable_for(model, circuit, tokenizer, device)
@@ -116,7 +117,7 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
     full, empty = sums["full"]["m"], sums["empty"]["m"]
     denom = full - empty
     if abs(denom) < 1e-12:
-        raise ValueError(f"the full model and the empty circuit score the same on {metric} ({full:.4g}): "
+        raise UserError(f"the full model and the empty circuit score the same on {metric} ({full:.4g}): "
                          "faithfulness is undefined; check the corrupted inputs differ from the clean ones")
 
     def f(key):
@@ -132,7 +133,7 @@ def circuit_faithfulness(model, circuit: Circuit, data, *, metric: str = "logit_
                          n: int | None = None, batch_size: int = 16, tokenizer=None, seed: int = 0, device=None) -> float:
     """f of one circuit's own edges (no budget cut): (m(C) - m(empty)) / (m(full) - m(empty))."""
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+        raise UserError(f"unknown metric {metric!r}; choose one of {METRICS}")
     pm, tokenizer = _prunable_for(model, circuit, tokenizer, device)
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     edges = MIBGraph(pm.graph).edge_mask(MIBGraph(circuit.graph).membership_from(circuit.graph.edge_mask(circuit.edges)))
@@ -145,7 +146,7 @@ def _prunable_for(model, circuit, tokenizer, device) -> tuple[PrunableModel, obj
     """A prunable model with interchange ablation and an input node (MIB patches the embeddings too)."""
     if isinstance(model, PrunableModel):
         if model.ablation != "corrupted":
-            raise ValueError("faithfulness patches pruned edges with the corrupted run: build the model with "
+            raise UserError("faithfulness patches pruned edges with the corrupted run: build the model with "
                              "ablation='corrupted'")
         return model, tokenizer or getattr(model.model, "tokenizer", None)
     model, tokenizer = load_model(model, tokenizer, device)
