@@ -60,3 +60,23 @@ def test_pythia_70m_parallel_residual_counts():
     assert g.num_edges == num_edges(6, 8, 0, parallel=True) == sequential - 6 * 8 == len(g.edges)
     assert ("a1.h0", "m1") not in g.edge_index and ("a0.h0", "m1") in g.edge_index
     assert ("m0", "m1") in g.edge_index and ("m1", "a2.h0.q") in g.edge_index
+
+
+def test_attention_as_one_writer_per_layer():
+    """The coarser graph: writers a0, a1 instead of heads; readers stay per head (GQA-numbered)."""
+    g = Graph(num_layers=2, num_heads=4, num_kv_heads=2, embedding_nodes=1, attention_writers="layer")
+    assert g.writers == ["embeds", "a0", "m0", "a1", "m1"]
+    assert g.attn_reader_names(1) == Graph(2, 4, 2, 1).attn_reader_names(1)
+    assert g.num_edges == len(g.edges) == num_edges(2, 4, 1, 2, attention_writers="layer") == 8 * 1 + 2 + 8 * 3 + 4 + 5
+    assert ("a0", "a1.h3.q") in g.edge_index and ("a1", "m1") in g.edge_index and ("a1", "a1.h0.q") not in g.edge_index
+    assert [s.name for s in g.node_segments] == ["embeds", "a0", "m0", "a1", "m1"]
+    parallel = Graph(2, 4, 2, 1, parallel=True, attention_writers="layer")
+    assert ("a1", "m1") not in parallel.edge_index and parallel.num_edges == g.num_edges - 2
+
+
+def test_drawing_one_writer_per_layer():
+    """A layer's heads' readers feed that layer's writer, so the cleaning keeps them."""
+    from edgeprune.draw import clean_edges
+    edges = [("embeds", "a0.h1.q"), ("embeds", "a0.h2.v"), ("a0", "resid_post"), ("embeds", "a1.h0.k")]
+    assert clean_edges(edges, layer_writers=True) == set(edges[:3])  # a1 writes nowhere: its input goes
+    assert clean_edges(edges) == {("a0", "resid_post")}                # per-head reading: a0.h1 is no writer
