@@ -17,12 +17,12 @@ def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = T
         name = str(model)
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(name)
         if weights:
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype or torch.float32,
-                                                         attn_implementation="sdpa")
+            # Hugging Face's default attention: SDPA where the family has it (Gemma 2 has not, for its
+            # soft-cap). edgeprune's forward computes attention itself; this is only the model's own.
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype or torch.float32)
         else:
             with torch.device("meta"):
-                model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name), dtype=dtype or torch.float32,
-                                                         attn_implementation="sdpa")
+                model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name), dtype=dtype or torch.float32)
             return model, tokenizer
     if tokenizer is None:
         tokenizer = getattr(model, "tokenizer", None)
