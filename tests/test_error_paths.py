@@ -30,6 +30,7 @@ from edgeprune import cli, curves, distributed, draw, errors, loading, mib, plot
 from edgeprune.models import families
 from edgeprune.models import tracr as tracr_model
 from error_sites import all_sites, find, lines_run, sites_in
+from helpers import mib as mib_configs
 from helpers.data import random_pairs
 from helpers.models import tiny
 
@@ -478,6 +479,21 @@ CASES = [
          r"the loss became nan at step 0 .*no checkpoint was written yet", _nan_loss),
     Case("training.py", "Trainer.step", "the gradient norm became", training.NonFiniteLoss,
          r"the gradient norm became nan at step 0 with a finite loss", _nan_gradient),
+    # families with norms on the attention's output: switches edgeprune refuses, named
+    Case("models/gemma.py", "GemmaAdapter.__init__", "use_bidirectional_attention", errors.Unsupported,
+         "use_bidirectional_attention=True is not supported",
+         lambda ctx: edgeprune.prunable(mib_configs.tiny("google/gemma-2-2b", use_bidirectional_attention=True))),
+    Case("models/gemma.py", "GemmaAdapter.__init__", "attention_bias=True", errors.Unsupported,
+         "attention_bias=True is not supported",
+         lambda ctx: edgeprune.prunable(mib_configs.tiny("google/gemma-2-2b", attention_bias=True))),
+    Case("models/gemma.py", "GemmaAdapter.__init__", "attn_logit_softcapping set", errors.Unsupported,
+         "Gemma 3 with attn_logit_softcapping set",
+         lambda ctx: edgeprune.prunable(mib_configs.tiny("google/gemma-3-1b-pt", attn_logit_softcapping=50.0))),
+    Case("models/olmo2.py", "Olmo2Adapter.__init__", "attention_bias=True", errors.Unsupported,
+         "Olmo2ForCausalLM with attention_bias=True",
+         lambda ctx: edgeprune.prunable(mib_configs.tiny("allenai/OLMo-2-0425-1B", attention_bias=True))),
+    Case("graph.py", "Graph.__post_init__", "attention_writers=", E, "attention_writers='head'",
+         lambda ctx: edgeprune.Graph(2, 4, 2, 1, attention_writers="head")),
     # MIB's format and budgets
     Case("mib.py", "MIBGraph.budget_edges", "fraction of edges kept", E, "a budget is a fraction of edges kept",
          lambda ctx: _mib().budget_edges(1.5)),

@@ -40,6 +40,8 @@ class TrainConfig:
                            "its mean, or zero", choices=("corrupted", "zero", "mean"))
     embedding_nodes: int | None = option(None, "embedding writers: 2 (token, position), 1 or 0 (clean, "
                                          "unmasked); default per family", choices=(0, 1, 2))
+    attention_writers: str = option("heads", "a layer's attention as one writer per head, or one per layer (a "
+                                    "coarser graph; docs/design.md)", choices=("heads", "layer"))
     seed: int = option(0, "seed of the gates' initialisation, the data order and the gate noise")
     eval_every: int = option(64, "steps between evaluations on the validation split (0: never)")
     log_every: int = option(8, "steps between log lines in metrics.jsonl", cli=False)
@@ -66,7 +68,7 @@ class TrainConfig:
         if self.threads is not None and self.threads < 1:
             raise UserError(f"threads must be at least 1, got {self.threads}")
         choices = {f.name: f.metadata.get("choices") for f in fields(self)}
-        for name in ("ablation", "embedding_nodes", "backend"):
+        for name in ("ablation", "embedding_nodes", "backend", "attention_writers"):
             value = getattr(self, name)
             if value is not None and choices[name] and value not in choices[name]:
                 raise UserError(f"{name}={value!r} is not one of {choices[name]}")

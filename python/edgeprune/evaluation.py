@@ -51,8 +51,10 @@ def evaluate(model, circuit: Circuit | None, data, *, split: str = "test", batch
     else:
         model, tokenizer = load_model(model, tokenizer, device)
         emb = circuit.graph.embedding_nodes if circuit is not None else None
+        writers = circuit.graph.attention_writers if circuit is not None else "heads"
         pm = prunable(model, embedding_nodes=emb, ablation=ablation or (circuit.config.get("ablation", "corrupted")
-                                                                        if circuit else "corrupted"))
+                                                                        if circuit else "corrupted"),
+                      attention_writers=writers)
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     if pm.ablation == "mean" and pm.mean_record is None:
         batch = dataset.batch(list(range(len(dataset))), pad_to=pad_to)

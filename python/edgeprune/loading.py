@@ -21,12 +21,12 @@ def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = T
         try:
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(name)
             if weights:
-                model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype or torch.float32,
-                                                             attn_implementation="sdpa")
+                # Hugging Face's default attention: SDPA where the family has it (Gemma 2 has not, for its
+                # soft-cap). edgeprune's forward computes attention itself; this is only the model's own.
+                model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype or torch.float32)
             else:
                 with torch.device("meta"):
-                    model = AutoModelForCausalLM.from_config(load_config(name),
-                                                             dtype=dtype or torch.float32, attn_implementation="sdpa")
+                    model = AutoModelForCausalLM.from_config(load_config(name), dtype=dtype or torch.float32)
                 return model, tokenizer
         except (OSError, SafetensorError) as error:  # not found, unreachable, unreadable or corrupted files
             raise UserError(f"cannot load the model {name!r} ({type(error).__name__}: {error}); give a Hugging Face "

@@ -309,7 +309,8 @@ def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None
         validation = tasks.load_split(data, tokenizer, "validation", seed=config.seed)
     elif validation is not None:
         validation = tasks.load(validation, tokenizer, split="validation", seed=config.seed)
-    pm = prunable(model, embedding_nodes=config.embedding_nodes, ablation=config.ablation, backend=config.backend)
+    pm = prunable(model, embedding_nodes=config.embedding_nodes, ablation=config.ablation, backend=config.backend,
+                  attention_writers=config.attention_writers)
     torch.manual_seed(config.seed)
     pm.gates.reset_parameters(torch.Generator().manual_seed(config.seed))
     if run is not None:

@@ -26,7 +26,7 @@ class PrunableModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, embedding_nodes: int | None = None, ablation: str = "corrupted",
-                 backend: str | None = None):
+                 backend: str | None = None, attention_writers: str = "heads"):
         super().__init__()
         adapter = adapter_for(model)
         if embedding_nodes is None:
@@ -44,7 +44,7 @@ class PrunableModel(nn.Module):
         self.ablation = ablation
         self.backend = backend
         self.graph = Graph(adapter.num_layers, adapter.num_heads, adapter.num_kv_heads, embedding_nodes,
-                           adapter.parallel_residual)
+                           adapter.parallel_residual, attention_writers)
         self.gates = Gates(self.graph, eps=adapter.gate_eps).to(adapter.device)
         self.mean_record: WriterRecord | None = None
         self.layer_runner: LayerRunner = DIRECT
@@ -127,9 +127,14 @@ class PrunableModel(nn.Module):
 
 
 def prunable(model: nn.Module, embedding_nodes: int | None = None, ablation: str = "corrupted",
-             backend: str | None = None) -> PrunableModel:
-    """Wrap a Hugging Face GPT-2 / Llama-family / GPT-NeoX model (or a Tracr model) for edge pruning."""
-    return PrunableModel(model, embedding_nodes, ablation, backend)
+             backend: str | None = None, attention_writers: str = "heads") -> PrunableModel:
+    """Wrap a Hugging Face GPT-2 / Llama-family / GPT-NeoX / Gemma 2 and 3 / OLMo 2 model (or a Tracr
+    model) for edge pruning.
+
+    attention_writers: "heads" (each head is a writer) or "layer" (a layer's attention is one writer,
+    a coarser graph; docs/design.md, "Norms on the branch outputs").
+    """
+    return PrunableModel(model, embedding_nodes, ablation, backend, attention_writers)
 
 
 __all__ = ["ABLATIONS", "DIRECT", "LayerRunner", "PrunableModel", "WriterRecord", "prunable", "record_bytes"]

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from ..errors import UserError
 from .base import Adapter
+from .gemma import GemmaAdapter
 from .gpt2 import GPT2Adapter
 from .gpt_neox import GPTNeoXAdapter
 from .llama import LlamaAdapter
+from .olmo2 import Olmo2Adapter
 from .tracr import TracrAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {
     "gpt2": GPT2Adapter,
     "llama": LlamaAdapter, "mistral": LlamaAdapter, "qwen2": LlamaAdapter, "qwen3": LlamaAdapter,
     "gpt_neox": GPTNeoXAdapter,
+    "gemma2": GemmaAdapter, "gemma3_text": GemmaAdapter,
+    "olmo2": Olmo2Adapter,
     "tracr": TracrAdapter,
 }
 
