@@ -9,7 +9,9 @@ graph differs from edgeprune's in three ways, all handled here:
   repeated for each query head of the group (and an edgeprune K/V edge is kept when any of its
   copies is);
 - names: nodes `input`, `a{L}.h{H}`, `m{L}`, `logits`; edges `parent->child`, with `<q>`, `<k>` or
-  `<v>` when the child is a head.
+  `<v>` when the child is a head;
+- a graph with one writer per layer's attention (attention_writers="layer") has per-head nodes in
+  MIB's: each head's edges carry the layer writer's score, and the layer's edge is kept when any is.
 
 Layout (as MIB's evaluator): forward (source) nodes input, then per layer its heads and its MLP;
 backward (destination) nodes per layer the H query inputs, the H key inputs, the H value inputs and
@@ -49,10 +51,16 @@ class MIBGraph:
         nf, nb = len(self.forward_names), len(self.backward_names)
         self.n_forward, self.n_backward = nf, nb
 
-        # which MIB edges exist, and the edgeprune edges each one stands for (-1: none). MIB's
-        # forward node f >= 1 is edgeprune's writer E + f - 1 (the same per-layer order after the
-        # embeddings); a reader's edge to writer w has index segment.start + row * segment.cols + w.
+        # which MIB edges exist, and the edgeprune edges each one stands for (-1: none). A reader's
+        # edge to writer w has index segment.start + row * segment.cols + w; MIB's forward node
+        # f >= 1 is head or MLP j of layer l, edgeprune's writer E + l (A + 1) + j (A = H writers per
+        # layer's attention), or, with one writer per layer's attention (A = 1), that writer for
+        # every head: each head's MIB edges then stand for the layer's one edge.
         E = graph.embedding_nodes
+        A = graph.attn_writers_per_layer
+        layer_of, j = torch.arange(nf - 1) // (H + 1), torch.arange(nf - 1) % (H + 1)
+        slot = torch.where(j < H, j if A == H else torch.zeros_like(j), torch.full_like(j, A))
+        writer_of = E + layer_of * (A + 1) + slot
         segments = {seg.name: seg for seg in graph.segments}
         parents, first_edge, feeds = [], [], []
         group = H // K
@@ -72,7 +80,7 @@ class MIBGraph:
         f = torch.arange(nf)[:, None]
         self.real = f < parents[None, :]
         self.edge_map = torch.full((nf, nb, max(E, 1)), -1, dtype=torch.long)
-        self.edge_map[1:, :, 0] = torch.where(self.real[1:], first_edge[None, :] + E + f[1:] - 1, -1)
+        self.edge_map[1:, :, 0] = torch.where(self.real[1:], first_edge[None, :] + writer_of[:, None], -1)
         for j in range(E):
             self.edge_map[0, :, j] = first_edge + j
 
