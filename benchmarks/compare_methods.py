@@ -34,7 +34,7 @@ import torch  # noqa: E402
 import edgeprune  # noqa: E402
 from edgeprune.attribution import attribute  # noqa: E402
 from edgeprune.budgets import train_budgets  # noqa: E402
-from edgeprune.faithfulness import Curve, circuit_faithfulness, faithfulness  # noqa: E402
+from edgeprune.curves import Curve, circuit_faithfulness, faithfulness  # noqa: E402
 from helpers.fixtures import ioi_gpt2  # noqa: E402
 
 ATTRIBUTION = ("eap", "eap-ig-inputs", "eap-ig-activations", "exact")
@@ -66,13 +66,18 @@ def prune(label, args, train, seed, tok, init, pad_to):
     return run, seconds, rows
 
 
-def steps_to_reach(rows, loss: float) -> int | None:
-    """The first logged step whose KL is at most `loss` with the sparsity at its target (None: never)."""
-    for row in rows:
-        if row["kl"] <= loss and row["edge_sparsity"] >= row["edge_target"] - 0.005 and \
-                row["edge_target"] >= rows[-1]["edge_target"] - 1e-9:
-            return row["step"]
+def steps_to_reach(rows, kl: float, sparsity: float) -> int | None:
+    """The first logged step whose KL (mean of three logs) is at most `kl`, at a sampled edge sparsity
+    of at least `sparsity` (None: never)."""
+    for i in range(2, len(rows)):
+        window = rows[i - 2:i + 1]
+        if statistics.mean(r["kl"] for r in window) <= kl and rows[i]["edge_sparsity"] >= sparsity - 0.005:
+            return rows[i]["step"]
     return None
+
+
+def final(rows, key: str) -> float:
+    return statistics.mean(r[key] for r in rows[-3:])
 
 
 def main():
@@ -80,10 +85,10 @@ def main():
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--ep", choices=("cut", "sweep"), default="cut")
-    p.add_argument("--target", type=float, default=0.95, help="--ep cut: the edge-sparsity target of each run")
+    p.add_argument("--target", type=float, default=0.98, help="--ep cut: the edge-sparsity target of each run")
     p.add_argument("--n-train", type=int, default=200)
     p.add_argument("--n-test", type=int, default=200)
-    p.add_argument("--n-exact", type=int, default=32)
+    p.add_argument("--n-exact", type=int, default=8)
     p.add_argument("--ig-steps", type=int, default=5)
     p.add_argument("--methods", default=",".join(ATTRIBUTION + tuple(PRUNING)))
     p.add_argument("--threads", type=int, default=1)
@@ -136,13 +141,14 @@ def main():
         if args.ep == "cut" and "EP cold" in runs and "EP warm" in runs:
             (cold, cold_rows), (warm, warm_rows) = runs["EP cold"], runs["EP warm"]
             k = len(cold.edges)
-            final = statistics.mean(r["kl"] for r in cold_rows[-3:])
+            kl, sparsity = final(cold_rows, "kl"), final(cold_rows, "edge_sparsity")
             notes.setdefault("warm", []).append({
                 "seed": seed, "cold_edges": k, "warm_edges": len(warm.edges),
                 "f_cold": circuit_faithfulness(patched, cold, test),
                 "f_warm_at_cold_edges": circuit_faithfulness(patched, warm.at_edges(k), test),
-                "kl_cold_final": final, "steps_cold": steps_to_reach(cold_rows, final),
-                "steps_warm": steps_to_reach(warm_rows, final)})
+                "kl_cold_final": kl, "sparsity_cold_final": sparsity,
+                "steps_cold": steps_to_reach(cold_rows, kl, sparsity),
+                "steps_warm": steps_to_reach(warm_rows, kl, sparsity)})
             print("warm vs cold:", notes["warm"][-1], flush=True)
 
     with open(os.path.join(args.out, "curves.json"), "w") as f:
@@ -174,12 +180,15 @@ def report(results, notes, args):
               f"{spread([r['kl'][at[0.05]] for r in rows])} | {spread([r['kl'][at[0.1]] for r in rows])} | "
               f"{statistics.mean(r['seconds'] for r in rows):.0f} s |")
     if notes.get("warm"):
-        print("\n| seed | cold edges | f cold | f warm at cold's edge count | cold's final KL | steps: cold | "
-              "steps: warm |")
+        print("\nWarm against cold at equal edges (the cold run's circuit size), and the steps each run needs to "
+              "reach the cold run's final KL at its final sampled sparsity:\n")
+        print("| seed | cold edges | f cold | f warm, same edge count | cold's final KL (sparsity) | steps: cold "
+              "| steps: warm |")
         print("|---|---|---|---|---|---|---|")
         for n in notes["warm"]:
             print(f"| {n['seed']} | {n['cold_edges']} | {n['f_cold']:.3f} | {n['f_warm_at_cold_edges']:.3f} | "
-                  f"{n['kl_cold_final']:.4f} | {n['steps_cold']} | {n['steps_warm']} |")
+                  f"{n['kl_cold_final']:.4f} ({n['sparsity_cold_final']:.3f}) | {n['steps_cold']} | "
+                  f"{n['steps_warm']} |")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 import edgeprune  # noqa: E402
 from edgeprune.budgets import train_budgets  # noqa: E402
 from edgeprune.comparison import compare, consensus  # noqa: E402
-from edgeprune.faithfulness import circuit_faithfulness, faithfulness  # noqa: E402
+from edgeprune.curves import circuit_faithfulness, faithfulness  # noqa: E402
 from edgeprune.mib import BUDGETS, for_budget  # noqa: E402
 from helpers.fixtures import ioi_gpt2  # noqa: E402
 
@@ -113,7 +113,7 @@ def main():
                       f"{len(agreed.edges)} edges, f = {f:.3f}")
     try:
         from edgeprune.plotting import plot_curves
-        from edgeprune.faithfulness import Curve
+        from edgeprune.curves import Curve
         curves = []
         for method, rows in results.items():
             r = rows[0]

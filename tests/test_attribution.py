@@ -7,7 +7,7 @@ import torch
 
 import edgeprune
 import edgeprune.attribution as attribution
-from edgeprune.faithfulness import faithfulness
+from edgeprune.curves import faithfulness
 from edgeprune.graph import num_edges
 from edgeprune.tasks.base import AnswerTask, Example, TaskDataset
 from helpers.data import random_pairs

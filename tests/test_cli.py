@@ -20,7 +20,8 @@ def test_prune_eval_draw(model_folder, tmp_path, capsys):  # noqa: F811
     folder = out / "sparsity-0.9"
     data = json.load(open(folder / "circuit.json"))
     assert data["num_edges"] == round(0.1 * data["total_edges"])
-    assert main(["eval", str(folder), "ioi", "--model", model_folder, "--n", "8"]) == 0
+    assert json.load(open(folder / "circuit.json"))["source"] == model_folder
+    assert main(["eval", str(folder), "ioi", "--n", "8"]) == 0  # the model the circuit records
     assert '"kl"' in capsys.readouterr().out
     assert main(["draw", str(folder), "-o", str(tmp_path / "c.dot")]) == 0
     assert (tmp_path / "c.dot").read_text().startswith("digraph circuit")
@@ -91,6 +92,54 @@ def test_budgets_seeds_curve_and_mib_export(model_folder, tmp_path, capsys):  # 
     from edgeprune import Circuit
     back = Circuit.from_mib(str(tmp_path / "scores" / "importances.pt"), Circuit.load(single).graph)
     assert back.edges == Circuit.load(single).edges
+
+
+def _error_line(capsys) -> str:
+    """The one line an expected failure prints (progress bars aside), with no traceback."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.split("\n") if line.startswith("edgeprune ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_prune_again_over_its_runs(model_folder, tmp_path, capsys):  # noqa: F811
+    """A finished run is reported, another run's folder refused, each in one line; --overwrite reruns."""
+    argv = ["prune", model_folder, "ioi", "--sparsity", "0.5", "--out", str(tmp_path), "--steps", "2",
+            "--batch-size", "8", "--n", "8", "--warmup-steps", "1", "--ramp-steps", "1", "--eval-every", "0",
+            "--no-progress"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = _error_line(capsys)
+    assert "has finished (2 of 2 steps)" in err and "--overwrite" in err
+    assert main(argv[:-1] + ["--lr", "0.1", "--no-progress"]) == 1
+    assert "belongs to another run: settings.lr: 0.8 in the checkpoint, 0.1 now" in _error_line(capsys)
+    assert main(argv + ["--overwrite"]) == 0
+
+
+def test_eval_without_a_recorded_source_and_debug(tmp_path, capsys):
+    from edgeprune.circuit import Circuit
+    from edgeprune.graph import Graph
+    Circuit(Graph(2, 4, 4, 2), [], [], model="GPT2LMHeadModel").save(tmp_path)
+    assert main(["eval", str(tmp_path), "ioi"]) == 1
+    err = _error_line(capsys)
+    assert err.startswith("edgeprune eval: error: the circuit in") and "(GPT2LMHeadModel)" in err
+    assert "pass --model with its hub id or folder" in err
+    from edgeprune.errors import UserError
+    with pytest.raises(UserError, match="does not say where its model"):
+        main(["eval", str(tmp_path), "ioi", "--debug"])
+
+
+def test_unloadable_models_are_one_line(model_folder, tmp_path, capsys):  # noqa: F811
+    """A missing model folder and a corrupted weights file: one line naming the model, no traceback."""
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(model_folder, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 16)
+    for model, what in ((str(tmp_path / "missing"), "OSError"), (str(broken), "SafetensorError")):
+        assert main(["prune", model, "ioi", "--sparsity", "0.5", "--out", str(tmp_path / "out"), "--no-progress",
+                     "--device", "cpu"]) == 1
+        assert f"cannot load the model {model!r} ({what}:" in _error_line(capsys)
 
 
 def test_attribute_then_warm_started_prune(model_folder, tmp_path, capsys):  # noqa: F811

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import edgeprune
-from edgeprune.faithfulness import faithfulness
+from edgeprune.curves import faithfulness
 from edgeprune.loading import load_model
 from edgeprune.mib import MIBGraph
 from test_end_to_end import model_folder  # noqa: F401  (fixture)

@@ -60,3 +60,48 @@ def test_pythia_70m_parallel_residual_counts():
     assert g.num_edges == num_edges(6, 8, 0, parallel=True) == sequential - 6 * 8 == len(g.edges)
     assert ("a1.h0", "m1") not in g.edge_index and ("a0.h0", "m1") in g.edge_index
     assert ("m0", "m1") in g.edge_index and ("m1", "a2.h0.q") in g.edge_index
+
+
+# MIB's models and the other families with norms on the branch outputs, as published, default
+# embedding nodes: (writers, edges) with one writer per head, and with one per layer's attention.
+PUBLISHED_COUNTS = {"openai-community/gpt2": ((158, 32_936), (26, 5_810)),
+                    "Qwen/Qwen2.5-0.5B": ((360, 79_356), (48, 10_560)),
+                    "google/gemma-2-2b": ((234, 50_167), (52, 11_128)),
+                    "meta-llama/Llama-3.1-8B": ((1_056, 804_112), (64, 48_704)),
+                    "google/gemma-3-1b-pt": ((130, 11_609), (52, 4_628)),
+                    "allenai/OLMo-2-0425-1B": ((272, 100_488), (32, 11_808))}
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED_COUNTS))
+def test_published_counts_both_graphs(name):
+    from transformers import AutoConfig
+    from helpers.mib import PUBLISHED
+    d = dict(PUBLISHED[name])
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(d.pop("model_type"), **d))
+    for writers, expected in zip(("heads", "layer"), PUBLISHED_COUNTS[name]):
+        g = edgeprune.prunable(model, attention_writers=writers).graph
+        assert (g.num_writers, g.num_edges) == expected
+        assert g.num_edges == num_edges(g.num_layers, g.num_heads, g.embedding_nodes, g.num_kv_heads,
+                                        attention_writers=writers)
+    assert len(g.edges) == g.num_edges  # the enumeration, once (Llama-3.1-8B's per-head graph has 804k edges)
+
+
+def test_attention_as_one_writer_per_layer():
+    """The coarser graph: writers a0, a1 instead of heads; readers stay per head (GQA-numbered)."""
+    g = Graph(num_layers=2, num_heads=4, num_kv_heads=2, embedding_nodes=1, attention_writers="layer")
+    assert g.writers == ["embeds", "a0", "m0", "a1", "m1"]
+    assert g.attn_reader_names(1) == Graph(2, 4, 2, 1).attn_reader_names(1)
+    assert g.num_edges == len(g.edges) == num_edges(2, 4, 1, 2, attention_writers="layer") == 8 * 1 + 2 + 8 * 3 + 4 + 5
+    assert ("a0", "a1.h3.q") in g.edge_index and ("a1", "m1") in g.edge_index and ("a1", "a1.h0.q") not in g.edge_index
+    assert [s.name for s in g.node_segments] == ["embeds", "a0", "m0", "a1", "m1"]
+    parallel = Graph(2, 4, 2, 1, parallel=True, attention_writers="layer")
+    assert ("a1", "m1") not in parallel.edge_index and parallel.num_edges == g.num_edges - 2
+
+
+def test_drawing_one_writer_per_layer():
+    """A layer's heads' readers feed that layer's writer, so the cleaning keeps them."""
+    from edgeprune.draw import clean_edges
+    edges = [("embeds", "a0.h1.q"), ("embeds", "a0.h2.v"), ("a0", "resid_post"), ("embeds", "a1.h0.k")]
+    assert clean_edges(edges, layer_writers=True) == set(edges[:3])  # a1 writes nowhere: its input goes
+    assert clean_edges(edges) == {("a0", "resid_post")}                # per-head reading: a0.h1 is no writer

@@ -13,16 +13,18 @@ PACKAGE = ROOT / "edgeprune"
 
 # Bottom to top. A name covers the module and, for a package, everything in it.
 LAYERS = [
-    ["epkernels", "edgeprune._ext", "edgeprune._C"],
+    ["epkernels", "edgeprune._ext", "edgeprune._C", "edgeprune._build_info", "edgeprune.errors",
+     "edgeprune._version"],
     ["edgeprune.ops"],
     ["edgeprune.graph", "edgeprune.gates", "edgeprune.mib", "edgeprune.circuit", "edgeprune.comparison",
-     "edgeprune.draw", "edgeprune.warmstart"],
+     "edgeprune.draw", "edgeprune.folders", "edgeprune.warmstart"],
     ["edgeprune.models", "edgeprune.tasks"],
     ["edgeprune.tracr"],
     ["edgeprune.checkpointing", "edgeprune.distributed"],
     ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.checkpoints",
-     "edgeprune.evaluation", "edgeprune.faithfulness", "edgeprune.plotting", "edgeprune.budgets", "edgeprune.training", "edgeprune.planning", "edgeprune.demo",
-     "edgeprune.info", "edgeprune.attribution"],
+     "edgeprune.identity", "edgeprune.evaluation", "edgeprune.curves", "edgeprune.plotting",
+     "edgeprune.budgets", "edgeprune.training", "edgeprune.planning", "edgeprune.demo", "edgeprune.info",
+     "edgeprune.bench_kernels", "edgeprune.attribution"],
     ["edgeprune.cli", "edgeprune.__main__", "edgeprune"],
 ]
 
@@ -105,3 +107,11 @@ def test_the_checker_sees_a_planted_upward_import(tmp_path):
     planted.write_text("def f():\n    from ..training import train\n")
     found = imports_of("edgeprune.ops.planted", planted, set(modules()))
     assert found == {"edgeprune.training"} and layer_of("edgeprune.training") > layer_of("edgeprune.ops.planted")
+
+
+def test_exported_functions_are_not_also_modules():
+    """`edgeprune.train` must stay the function: a submodule of the same name would replace it once imported."""
+    import edgeprune
+    for name, (_, attribute) in edgeprune._EXPORTS.items():
+        if attribute is not None:
+            assert not (PACKAGE / f"{name}.py").exists() and not (PACKAGE / name).is_dir(), name

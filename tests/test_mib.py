@@ -132,3 +132,17 @@ def test_budget_folder_holds_one_binary_circuit_per_budget(tmp_path):
 def test_areas_are_trapezoids_over_the_fractions():
     assert cumulative_area([0, 0.5, 1], [0, 1, 1]) == pytest.approx(0.25 + 0.5)
     assert cumulative_area(list(BUDGETS), [1.0] * 10) == pytest.approx(1 - 0.001)
+
+
+def test_one_attention_writer_per_layer_maps_to_every_head():
+    g = Graph(2, 4, 2, 1, attention_writers="layer")
+    m = MIBGraph(g)
+    assert m.num_edges == mib_edge_count(2, 4)
+    p = torch.zeros(g.num_edges)
+    p[g.edge_index[("a0", "a1.h1.v")]] = 0.6   # KV group 1: query heads 2 and 3
+    named = dict(zip(m.edge_names(), m.scores_from(p)[m.real].tolist()))
+    assert [named[f"a0.h{h}->a1.h{q}<v>"] for h in range(4) for q in (2, 3)] == pytest.approx([0.6] * 8)
+    assert named["a0.h2->a1.h1<v>"] == 0
+    one = torch.zeros_like(m.real)
+    one[m.forward_names.index("a0.h2"), m.backward_names.index("a1.h2<v>")] = True
+    assert [g.edges[i] for i in m.edge_mask(one).nonzero().flatten().tolist()] == [("a0", "a1.h1.v")]

@@ -3,7 +3,8 @@
 Measured: what autograd saves (SavedTensors, per layer, counted from the code path by the plan) and
 the peak of live storages during a real training step (the storage-tracking dispatch mode of
 benchmarks/_utils.py), on small configs shaped like the targets: a Llama with H = K and an MLP of
-2.7 D at sequence 64 (CodeLlama-13B's proportions), and a GPT-2 with MLP 4 D.
+2.7 D at sequence 64 (CodeLlama-13B's proportions), a GPT-2 with MLP 4 D, Pythia's, two Gemma and one
+OLMo 2 shape.
 """
 import importlib.util
 import pathlib
@@ -14,10 +15,12 @@ import pytest
 import torch
 from edgeprune.checkpointing import SavedTensors, checkpointed
 from edgeprune.planning import layer_saved_bytes
-from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig
+from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, GPT2Config, GPTNeoXConfig, LlamaConfig,
+                          Olmo2Config)
 
 GIB = 2 ** 30
 VOCAB = 61
+SPECIAL = dict(bos_token_id=2, eos_token_id=1, pad_token_id=0)
 
 
 def _bench_module(name):
@@ -40,13 +43,23 @@ SHAPES = {  # (config, batch, seq)
     "gpt_neox": (lambda: GPTNeoXConfig(num_hidden_layers=4, num_attention_heads=8, hidden_size=256,  # Pythia's shape
                                        intermediate_size=1024, vocab_size=VOCAB, max_position_embeddings=128,
                                        use_parallel_residual=True, rotary_pct=0.25), 2, 64),
+    # Gemma-2-2B's and Gemma-3-1B's proportions (H dh = 0.89 D; MLP 4 D and 6 D) and OLMo-2-1B's. The
+    # soft-cap is off: the CPU then runs SDPA, as the GPU runs FlexAttention, instead of the math path.
+    "gemma2": (lambda: Gemma2Config(num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4, head_dim=32,
+                                    hidden_size=288, intermediate_size=1152, vocab_size=VOCAB, sliding_window=32,
+                                    attn_logit_softcapping=None, max_position_embeddings=128, **SPECIAL), 2, 64),
+    "gemma3": (lambda: Gemma3TextConfig(num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=1, head_dim=64,
+                                        hidden_size=288, intermediate_size=1728, vocab_size=VOCAB, sliding_window=32,
+                                        max_position_embeddings=128, **SPECIAL), 2, 64),
+    "olmo2": (lambda: Olmo2Config(num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=16, hidden_size=256,
+                                  intermediate_size=1024, vocab_size=VOCAB, max_position_embeddings=128, **SPECIAL), 2, 64),
 }
 
 
 def _model(family, dtype):
     torch.manual_seed(0)
     cfg = SHAPES[family][0]()
-    return AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").to(dtype).eval()
+    return AutoModelForCausalLM.from_config(cfg).to(dtype).eval()
 
 
 def _ids(batch, seq, seed=0):
@@ -54,9 +67,15 @@ def _ids(batch, seq, seed=0):
     return torch.randint(2, VOCAB, (batch, seq), generator=g), torch.randint(2, VOCAB, (batch, seq), generator=g)
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("recompute_readers", [True, False])
+# every mode for the first three families; for the families with norms on the branch outputs, each
+# dtype and each reader mode once per family
+SAVED_CASES = [(f, d, r) for f in ("llama", "gpt2", "gpt_neox") for d in (torch.float32, torch.bfloat16)
+               for r in (True, False)] + \
+              [("gemma2", torch.float32, True), ("gemma2", torch.bfloat16, False), ("gemma3", torch.bfloat16, True),
+               ("gemma3", torch.float32, False), ("olmo2", torch.float32, True), ("olmo2", torch.bfloat16, False)]
+
+
+@pytest.mark.parametrize("family,dtype,recompute_readers", SAVED_CASES)
 def test_saved_activations_formula_matches_autograd(family, dtype, recompute_readers):
     model = _model(family, dtype)
     _, batch, seq = SHAPES[family]
@@ -98,7 +117,9 @@ CASES = [("llama", torch.bfloat16, True, True), ("llama", torch.bfloat16, False,
          ("llama", torch.float32, True, True), ("gpt2", torch.float32, True, True),
          ("gpt2", torch.float32, False, True), ("llama", torch.bfloat16, False, False),
          ("gpt2", torch.float32, False, False), ("gpt_neox", torch.float32, True, True),
-         ("gpt_neox", torch.bfloat16, False, True), ("gpt_neox", torch.float32, False, False)]
+         ("gpt_neox", torch.bfloat16, False, True), ("gpt_neox", torch.float32, False, False),
+         ("gemma2", torch.bfloat16, False, True), ("gemma3", torch.float32, True, False),
+         ("olmo2", torch.bfloat16, False, True), ("olmo2", torch.float32, True, False)]
 
 
 @pytest.mark.parametrize("family,dtype,checkpointing,recompute_readers", CASES)
@@ -156,3 +177,38 @@ def test_codellama_13b_estimate():
     assert paper.peak_gib < 6
     text = str(ck)
     assert "delta stack" in text and "peak (allocated)" in text and "fits a 80 GiB card" in text
+
+
+# The driver's figures for the two cards (H100 80 GB: 81,559 MiB; H200 141 GB: 143,771 MiB).
+CARDS = {"H100": 81_559 / 1024, "H200": 143_771 / 1024}
+
+
+def mib_table_rows() -> list[str]:
+    """README's planner table for MIB's four models (one GPU, default settings, checkpointing off / on)."""
+    from helpers.mib import MIB_FOUR, PUBLISHED
+    rows = []
+    for name in MIB_FOUR:
+        for dtype, label in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+            for batch, seq in ((32, 64), (8, 128)):
+                off, on = (edgeprune.plan(PUBLISHED[name], batch, seq, dtype, checkpointing=ck).needed_gib
+                           for ck in (False, True))
+                verdicts = ["fits" if off <= gib else "with checkpointing" if on <= gib else "no"
+                            for gib in CARDS.values()]
+                rows.append(f"| {name} | {label} | {batch} x {seq} | {off:.1f} / {on:.1f} | {verdicts[0]} | {verdicts[1]} |")
+    return rows
+
+
+def test_readme_table_of_mib_models():
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [row for row in mib_table_rows() if row not in readme]
+    assert not missing, "README's planner table is out of date; its rows now read:\n" + "\n".join(mib_table_rows())
+
+
+def test_one_attention_writer_per_layer_shrinks_the_stack():
+    """Gemma-2-2B with a layer's attention as one writer: W = 2L = 52 rows instead of 234."""
+    from helpers.mib import PUBLISHED
+    heads, layer = (edgeprune.plan(PUBLISHED["google/gemma-2-2b"], 8, 128, torch.bfloat16, attention_writers=w)
+                    for w in ("heads", "layer"))
+    assert heads.parts["delta stack"] == 234 * 8 * 128 * 2304 * 2
+    assert layer.parts["delta stack"] == 52 * 8 * 128 * 2304 * 2
+    assert layer.parts["gates, optimiser"] < heads.parts["gates, optimiser"] / 4

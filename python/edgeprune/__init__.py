@@ -6,13 +6,12 @@
 `import edgeprune` never needs a GPU, Triton or the compiled extension; those load on first use.
 The layers, each importing only those below it: cli -> training, evaluation, planning, demo ->
 distributed, checkpointing -> tracr -> models, tasks -> circuit, gates, graph, draw -> ops ->
-kernels (epkernels, edgeprune._C). tests/test_imports.py enforces it.
+kernels (epkernels, edgeprune._C), errors. tests/test_imports.py enforces it.
 """
 from importlib import import_module
 
+from ._version import __version__
 from .tasks import register as _register_task
-
-__version__ = "0.1.0"
 
 # The Tracr tasks live above the task registry (they need the compiled models): registered by
 # name here, so nothing is imported until one is used.
@@ -25,7 +24,7 @@ _EXPORTS = {
     "TrainConfig": ("edgeprune.config", "TrainConfig"),
     "train_budgets": ("edgeprune.budgets", "train_budgets"),
     "evaluate": ("edgeprune.evaluation", "evaluate"),
-    "faithfulness": ("edgeprune.faithfulness", "faithfulness"),
+    "faithfulness": ("edgeprune.curves", "faithfulness"),
     "attribute": ("edgeprune.attribution", "attribute"),
     "plan": ("edgeprune.planning", "plan"),
     "prunable": ("edgeprune.models", "prunable"),

@@ -10,6 +10,8 @@ import importlib
 import os
 import traceback
 
+from .errors import RunError
+
 _state: dict = {}
 
 
@@ -43,9 +45,18 @@ def cuda_built() -> bool:
     return available() and bool(ops().built_with_cuda())
 
 
+def build_info() -> str:
+    """setup.py's record of the build: CUDA kernels built for which architectures, or skipped and why."""
+    try:
+        from ._build_info import CUDA_KERNELS
+    except ImportError:
+        return "no record (setup.py writes edgeprune/_build_info.py when it builds edgeprune._C)"
+    return CUDA_KERNELS
+
+
 def ops():
     """torch.ops.edgeprune_C, the extension's low-level ops; raises the load failure otherwise."""
     if not available():
-        raise RuntimeError(reason())
+        raise RunError(reason())
     import torch
     return torch.ops.edgeprune_C

@@ -30,7 +30,8 @@ import torch
 
 from . import tasks
 from .circuit import Circuit
-from .faithfulness import metric_values
+from .errors import UserError
+from .curves import metric_values
 from .loading import load_model, model_name
 from .models import PrunableModel, WriterRecord, prunable
 from .models.forward import record_writers
@@ -56,21 +57,21 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
     the result with `at_edges` / `at_sparsity`, or score it with edgeprune.faithfulness.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+        raise UserError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+        raise UserError(f"unknown metric {metric!r}; choose one of {METRICS}")
     if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+        raise UserError(f"steps must be at least 1, got {steps}")
     if exact_sets is not None and exact_sets < 0:
-        raise ValueError(f"exact_sets must be 0 (one forward per edge) or more, got {exact_sets}")
+        raise UserError(f"exact_sets must be 0 (one forward per edge) or more, got {exact_sets}")
     sets = max(1, EXACT_EXAMPLES // batch_size) if exact_sets is None else exact_sets
     pm, tokenizer = _prunable_for(model, tokenizer, device, ablation)
     if method in INPUT_METHODS and pm.ablation != "corrupted":
-        raise ValueError(f"{method} interpolates between the clean and corrupted inputs: it needs "
+        raise UserError(f"{method} interpolates between the clean and corrupted inputs: it needs "
                          f"ablation='corrupted', not {pm.ablation!r}")
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     if len(dataset) == 0:
-        raise ValueError("the attribution dataset is empty: give at least one clean/corrupted example")
+        raise UserError("the attribution dataset is empty: give at least one clean/corrupted example")
     seq_len = dataset.batch(list(range(len(dataset)))).clean.shape[1]
     device = pm.adapter.device
     if pm.ablation == "mean" and pm.mean_record is None:
@@ -94,11 +95,11 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
 def _prunable_for(model, tokenizer, device, ablation: str) -> tuple[PrunableModel, object]:
     if isinstance(model, PrunableModel):
         if model.ablation != ablation:
-            raise ValueError(f"the model was built with ablation={model.ablation!r} but attribution asked for "
+            raise UserError(f"the model was built with ablation={model.ablation!r} but attribution asked for "
                              f"{ablation!r}; build it with the ablation you mean, or pass that one")
         return model, tokenizer or getattr(model.model, "tokenizer", None)
     if ablation not in ("corrupted", "mean", "zero"):
-        raise ValueError(f"attribution ablates with 'corrupted', 'mean' or 'zero', not {ablation!r}")
+        raise UserError(f"attribution ablates with 'corrupted', 'mean' or 'zero', not {ablation!r}")
     model, tokenizer = load_model(model, tokenizer, device)
     pm = prunable(model, ablation=ablation)
     if pm.graph.embedding_nodes == 0:  # score the input edges too, as MIB does

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from .circuit import Circuit
 from .config import TrainConfig
+from .errors import UserError
 from .loading import model_name
 from .mib import BUDGETS
 from .training import Trainer, prepare, warm_config
@@ -24,7 +25,7 @@ def parse_budgets(budgets) -> list[float]:
     """'mib' -> MIB's fractions; else increasing fractions of edges kept in (0, 1]."""
     values = list(BUDGETS if budgets == "mib" else budgets)
     if not values or any(not 0 < f <= 1 for f in values) or values != sorted(set(values)):
-        raise ValueError(f"budgets must be increasing fractions of edges kept, in (0, 1] (or 'mib'); got {budgets!r}")
+        raise UserError(f"budgets must be increasing fractions of edges kept, in (0, 1] (or 'mib'); got {budgets!r}")
     return values
 
 

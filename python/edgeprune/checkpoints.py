@@ -1,14 +1,21 @@
-"""A run's checkpoint file: written atomically, read back only by a run with the same settings."""
+"""A run's folder: its checkpoint (written atomically) and metrics log, continued only by the same run."""
 from __future__ import annotations
 
+import json
 import os
+import pickle
 
 import torch
 
+from .errors import RunError, UserError
+from .identity import differences
+
 FILE = "checkpoint.pt"
-# Settings that do not change what a run computes, and may differ on resume.
-NOT_COMPARED = ("steps", "eval_every", "log_every", "checkpoint_every", "cache_bytes", "checkpointing", "cpu_offload",
-                "threads")
+LOG = "metrics.jsonl"
+
+
+class RunFinished(RunError):
+    """The checkpoint folder holds a finished run of these settings."""
 
 
 def save(path: str, state: dict) -> None:
@@ -23,14 +30,47 @@ def load(folder: str | None, device) -> dict | None:
     path = os.path.join(folder or "", FILE)
     if not folder or not os.path.exists(path):
         return None
-    return torch.load(path, map_location=device, weights_only=True)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:  # a truncated or foreign file
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot read the checkpoint {path} ({first_line}); use another checkpoint folder, or "
+                        "pass overwrite=True (--overwrite) to start the run afresh there") from error
 
 
-def check_settings(state: dict, config: dict, folder: str) -> None:
-    """Refuse a checkpoint made with other settings, naming each difference."""
-    saved = {k: v for k, v in state["config"].items() if k not in NOT_COMPARED}
-    mine = {k: v for k, v in config.items() if k in saved}
-    if saved != mine:
-        diff = {k: (saved[k], mine[k]) for k in saved if saved[k] != mine[k]}
-        raise ValueError(f"the checkpoint in {folder} was made with other settings {diff} "
-                         "(saved, now); use another checkpoint_dir or the same settings")
+def check(state: dict, identity: dict, folder: str) -> None:
+    """Refuse a checkpoint of another run, naming each difference, or of a finished one."""
+    ways_out = ("use another checkpoint folder, or pass overwrite=True (--overwrite) to start this run afresh "
+                f"in {folder}")
+    if "identity" not in state:
+        raise UserError(f"the checkpoint in {folder} does not say which run it belongs to (an older edgeprune "
+                        f"wrote it); {ways_out}")
+    diffs = differences(state["identity"], identity)
+    if diffs:
+        raise UserError(f"the checkpoint in {folder} belongs to another run: {'; '.join(diffs)}. To keep it, "
+                        f"{ways_out}")
+    steps = identity["settings"]["steps"]
+    if state["step"] >= steps:
+        raise RunFinished(f"the run in {folder} has finished ({state['step']} of {steps} steps); its circuit was "
+                          f"returned when it ended. To train again, {ways_out}")
+
+
+def clear(folder: str) -> None:
+    """Remove a run's checkpoint and metrics log (overwrite=True)."""
+    for name in (FILE, LOG):
+        if os.path.exists(os.path.join(folder, name)):
+            os.remove(os.path.join(folder, name))
+
+
+def trim_log(path: str, step: int) -> None:
+    """Keep the log's rows up to `step`: a resumed run logs the later steps again, each once."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    if lines and not lines[-1].endswith("\n"):  # a row cut off when the run was killed
+        lines.pop()
+    rows = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    with open(path + ".tmp", "w") as f:
+        f.writelines(rows)
+    os.replace(path + ".tmp", path)

@@ -1,7 +1,8 @@
 """The result of a pruning run: a set of edges, with everything needed to reproduce and compare it.
 
-Files written by Circuit.save(folder):
-  circuit.json            edges, nodes, sparsities, metrics, model, task, config, seed, graph layout
+Files written by Circuit.save(folder), all at once (edgeprune.folders: a versioned folder behind
+an atomically replaced link, so a reader sees the old circuit or the new one, never a mix):
+  circuit.json            edges, nodes, sparsities, metrics, model, source, task, config, seed, graph
   edges.json              the reference's bare [[writer, reader], ...] list, for other tools
   log_alphas.safetensors  learned gate log-alphas, valid entries only, one tensor per gate group:
                           "edge.a{l}.q|k|v" (readers, prefix), "edge.m{l}" (1, prefix), "edge.resid_post"
@@ -18,7 +19,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from . import folders
 from .draw import circuit_to_dot
+from .errors import MissingFile, UserError
 from .gates import bisect_threshold, deterministic_masks, expected_sparsity
 from .graph import Graph
 from .mib import MIBGraph
@@ -40,7 +43,10 @@ class Circuit:
     seed: int | None = None
     raw_edges: int | None = None              # edges above the threshold before the node filter
     score_kind: str = "log_alpha"             # edge_scores: learned "log_alpha", or a "score" (higher: more important)
+    source: str = ""                          # the hub id or folder of its model ("": built in Python)
     ablation_values: dict | None = None       # optimal ablation's constants (models.AblationConstants.tensors())
+
+    FILES = ("circuit.json", "edges.json", "log_alphas.safetensors", "ablation.safetensors")
 
     @classmethod
     def from_log_alphas(cls, graph: Graph, edge_log_alpha: torch.Tensor, node_log_alpha: torch.Tensor,
@@ -85,10 +91,11 @@ class Circuit:
     # ------------------------------------------------------------------ cuts of the learned ranking
     def at_edges(self, k: int) -> "Circuit":
         """The k edges with the largest learned log-alpha (ties broken by edge index)."""
+        self.check(self.graph)
         if self.edge_scores is None:
-            raise ValueError("this circuit has no learned scores to rank edges by (it was built from a fixed list)")
+            raise UserError("this circuit has no learned scores to rank edges by (it was built from a fixed list)")
         if not 0 <= k <= self.graph.num_edges:
-            raise ValueError(f"k={k} is outside [0, {self.graph.num_edges}] (the graph's edge count)")
+            raise UserError(f"k={k} is outside [0, {self.graph.num_edges}] (the graph's edge count)")
         order = torch.sort(self.edge_scores, descending=True, stable=True).indices[:k].sort().values
         all_edges = self.graph.edges
         return replace(self, edges=[all_edges[i] for i in order.tolist()], metrics={}, raw_edges=None)
@@ -96,7 +103,7 @@ class Circuit:
     def at_sparsity(self, sparsity: float) -> "Circuit":
         """Keep round((1 - sparsity) N) edges of the learned ranking."""
         if not 0 <= sparsity <= 1:
-            raise ValueError(f"sparsity must lie in [0, 1], got {sparsity}")
+            raise UserError(f"sparsity must lie in [0, 1], got {sparsity}")
         return self.at_edges(round((1 - sparsity) * self.graph.num_edges))
 
     # ------------------------------------------------------------------ scores
@@ -107,7 +114,7 @@ class Circuit:
         P(z_edge != 0) P(z_writer != 0): comparable across edges, never raw log alpha.
         """
         if self.edge_scores is None:
-            raise ValueError("this circuit has no scores to rank edges by (it was built from a fixed list)")
+            raise UserError("this circuit has no scores to rank edges by (it was built from a fixed list)")
         if self.score_kind != "log_alpha":
             return self.edge_scores.float()
         keep = expected_l0(self.edge_scores.float())
@@ -152,10 +159,32 @@ class Circuit:
         return cls(graph, [graph.edges[i] for i in mask.nonzero().flatten().tolist()], list(graph.writers),
                    edge_scores=mib.scores_to(scores), score_kind="score", config={"source": os.path.abspath(path)})
 
+    def check(self, graph: Graph) -> "Circuit":
+        """Refuse a circuit that does not fit `graph` (a model's), naming the first few offenders."""
+        problems = []
+        if graph != self.graph:
+            problems.append(f"it was found on the graph {self.graph}")
+        unknown = graph.unknown_edges(self.edges)
+        if unknown:
+            problems.append(f"{len(unknown)} of its edges are not in the graph, e.g. "
+                            + ", ".join(f"{w} -> {r}" for w, r in unknown[:3]))
+        writers = set(graph.writers)
+        strange = [n for n in self.nodes if n not in writers]
+        if strange:
+            problems.append(f"{len(strange)} of its nodes are not in the graph, e.g. {', '.join(strange[:3])}")
+        for name, scores, want in (("edge", self.edge_scores, graph.num_edges),
+                                   ("node", self.node_scores, graph.num_writers)):
+            if scores is not None and scores.numel() != want:
+                problems.append(f"it has {scores.numel()} {name} scores for the graph's {want} {name}s")
+        if problems:
+            raise UserError(f"the circuit does not fit the model's graph {graph}: {'; '.join(problems)}. Use it "
+                            "with the model (and embedding_nodes) it was found on")
+        return self
+
     # ------------------------------------------------------------------ files
     def summary(self) -> dict:
         return {
-            "model": self.model, "task": self.task, "seed": self.seed,
+            "model": self.model, "source": self.source, "task": self.task, "seed": self.seed,
             "graph": asdict(self.graph),
             "num_edges": len(self.edges), "raw_edges": self.raw_edges, "total_edges": self.graph.num_edges,
             "edge_sparsity": self.edge_sparsity, "effective_edge_sparsity": self.effective_edge_sparsity,
@@ -164,7 +193,10 @@ class Circuit:
         }
 
     def save(self, folder: str) -> None:
-        os.makedirs(folder, exist_ok=True)
+        """Replace the circuit in `folder` as a whole (a reader sees the old one or this one)."""
+        folders.publish(folder, self._write, self.FILES)
+
+    def _write(self, folder: str) -> None:
         data = self.summary() | {"nodes": self.nodes, "edges": [list(e) for e in self.edges]}
         with open(os.path.join(folder, "circuit.json"), "w") as f:
             json.dump(data, f, indent=1, default=_jsonable)
@@ -180,26 +212,31 @@ class Circuit:
 
     @classmethod
     def load(cls, folder: str) -> "Circuit":
-        path = os.path.join(folder, "circuit.json")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no circuit.json in {folder!r}: pass a folder written by Circuit.save")
-        with open(path) as f:
-            data = json.load(f)
-        graph = Graph(**data["graph"])
-        edge_scores = node_scores = None
-        scores = os.path.join(folder, "log_alphas.safetensors")
+        """The circuit saved in `folder`, every file parsed and checked; an error names its file."""
+        base = folders.current(folder, "circuit.json")
+        path = os.path.join(base, "circuit.json")
+        data = _read_json(path)
+        try:
+            graph = Graph(**data["graph"])
+            circuit = cls(graph, [tuple(e) for e in data["edges"]], list(data["nodes"]), metrics=data["metrics"],
+                          model=data["model"], source=data.get("source", ""), task=data["task"],
+                          config=data["config"], seed=data["seed"], raw_edges=data["raw_edges"],
+                          score_kind=data.get("score_kind", "log_alpha"))
+        except (KeyError, TypeError) as error:
+            raise UserError(f"{path} is not a circuit file ({type(error).__name__}: {error})") from None
+        edges_path = os.path.join(base, "edges.json")
+        if [tuple(e) for e in _read_json(edges_path)] != circuit.edges:
+            raise UserError(f"{edges_path} lists other edges than {path}: the folder holds two circuits' files")
+        scores = os.path.join(base, "log_alphas.safetensors")
         if os.path.exists(scores):
-            from safetensors.torch import load_file
-            edge_scores, node_scores = _flat_scores(graph, load_file(scores))
-        ablation = os.path.join(folder, "ablation.safetensors")
+            circuit.edge_scores, circuit.node_scores = _read_scores(scores, graph)
+        ablation = os.path.join(base, "ablation.safetensors")
         if os.path.exists(ablation):
-            from safetensors.torch import load_file
-            ablation = load_file(ablation)
-        else:
-            ablation = None
-        return cls(graph, [tuple(e) for e in data["edges"]], data["nodes"], edge_scores, node_scores,
-                   data.get("metrics", {}), data.get("model", ""), data.get("task", ""), data.get("config", {}),
-                   data.get("seed"), data.get("raw_edges"), data.get("score_kind", "log_alpha"), ablation)
+            circuit.ablation_values = _read_tensors(ablation)
+        try:
+            return circuit.check(graph)
+        except UserError as error:
+            raise UserError(f"{folder}: {error}") from None
 
     def to_dot(self, title: str | None = None) -> str:
         return circuit_to_dot(self, title)
@@ -225,9 +262,39 @@ def _score_tensors(graph: Graph, edges: torch.Tensor, nodes: torch.Tensor | None
     return {k: v.detach().float().cpu().contiguous() for k, v in out.items()}
 
 
-def _flat_scores(graph: Graph, tensors: dict[str, torch.Tensor]):
-    edges = torch.cat([tensors[f"edge.{s.name}"].reshape(-1) for s in graph.segments])
-    if not any(name.startswith("node.") for name in tensors):  # an attribution's scores: edges only
-        return edges, None
-    nodes = torch.cat([tensors[f"node.{s.name}"].reshape(-1) for s in graph.node_segments])
-    return edges, nodes
+def _read_json(path: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise MissingFile(f"{path} is missing: the folder was not written by Circuit.save") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error}): the file is damaged or cut off") from None
+
+
+def _read_tensors(path: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise UserError(f"{path} is not a readable safetensors file ({error})") from None
+
+
+def _read_scores(path: str, graph: Graph) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The flat edge and node log-alphas of a log_alphas.safetensors file, each segment's shape checked
+    (an attribution's scores have no node part: None)."""
+    tensors = _read_tensors(path)
+    parts = {"edge": [], "node": []}
+    kinds = [("edge", graph.segments)]
+    if any(name.startswith("node.") for name in tensors):
+        kinds.append(("node", graph.node_segments))
+    for kind, segments in kinds:
+        for s in segments:
+            t = tensors.get(f"{kind}.{s.name}")
+            if t is None or tuple(t.shape) != (s.rows, s.cols):
+                got = "missing" if t is None else f"of shape {tuple(t.shape)}"
+                raise UserError(f"{path}: the scores {kind}.{s.name} are {got}, expected ({s.rows}, {s.cols}) for "
+                                f"the graph in circuit.json")
+            parts[kind].append(t.reshape(-1))
+    return torch.cat(parts["edge"]), torch.cat(parts["node"]) if parts["node"] else None

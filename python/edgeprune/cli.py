@@ -1,7 +1,8 @@
 """The `edgeprune` command: prune, attribute, curve, export, eval, draw, demo, plan, bench.
 
-Exit codes: 0 success; 1 a failed run (bad data, a missing file, a non-finite loss), with one
-line saying why; 2 a malformed command line (argparse's own convention).
+Exit codes: 0 success; 1 a failed run (bad data, a missing file, a non-finite loss: an
+edgeprune.errors.UserError), with one line saying why (--debug: its traceback too); 2 a malformed
+command line (argparse's own convention). Any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from dataclasses import fields
 
 from .config import TrainConfig
+from .errors import MissingFile, RunError, UserError
 
 
 def _sparsity(text: str) -> float:
@@ -70,7 +72,7 @@ def _run_kwargs(args) -> dict:
 def _check_data(data: str):
     from . import tasks
     if data not in tasks.names() and not os.path.exists(data):
-        raise ValueError(f"{data!r} is neither a task ({', '.join(tasks.names())}) nor an existing JSONL file")
+        raise UserError(f"{data!r} is neither a task ({', '.join(tasks.names())}) nor an existing JSONL file")
 
 
 # ---------------------------------------------------------------------- commands
@@ -107,6 +109,7 @@ def _prune_targets(args, kwargs, train, out):
     """--sparsity: one run per target (or one run cut at each); folders sparsity-<t>/."""
     targets = sorted(args.sparsity)
     os.makedirs(out, exist_ok=True)
+    kwargs["overwrite"] = args.overwrite
     if args.one_run:
         circuit = train(args.model, args.data, edge_sparsity=max(targets), checkpoint_dir=os.path.join(out, "run"),
                         **kwargs)
@@ -152,12 +155,12 @@ def _load_run(path: str):
     stages = {float(name[len("budget-"):]): Circuit.load(os.path.join(path, name))
               for name in sorted(os.listdir(path)) if name.startswith("budget-")} if os.path.isdir(path) else {}
     if not stages:
-        raise FileNotFoundError(f"{path!r} holds neither a circuit (circuit.json) nor a budget sweep (budget-<f>/)")
+        raise MissingFile(f"{path!r} holds neither a circuit (circuit.json) nor a budget sweep (budget-<f>/)")
     return stages
 
 
 def cmd_curve(args):
-    from .faithfulness import faithfulness
+    from .curves import faithfulness
     curves = []
     for path in args.runs:
         run = _load_run(path)
@@ -192,9 +195,10 @@ def cmd_eval(args):
     from .evaluation import evaluate
     _check_data(args.data)
     circuit = Circuit.load(args.circuit)
-    model = args.model or circuit.model
+    model = args.model or circuit.source
     if not model:
-        raise ValueError("the circuit does not name its model: pass --model")
+        raise UserError(f"the circuit in {args.circuit} does not say where its model ({circuit.model}) came from: "
+                        "it was trained on a model built in Python; pass --model with its hub id or folder")
     metrics = evaluate(model, circuit, args.data, split=args.split, n=args.n, batch_size=args.batch_size,
                        device=args.device)
     metrics.pop("per_example")
@@ -213,14 +217,14 @@ def cmd_demo(args):
     from .demo import recovery_rate, run_demo
     if args.seeds is not None:
         if args.seeds < 1:
-            raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+            raise UserError(f"--seeds must be at least 1, got {args.seeds}")
         recovered = recovery_rate(args.seeds, steps=args.steps)
         if args.check and not all(len(seeds) >= 2 for seeds in recovered.values()):
-            raise RuntimeError("a Tracr program was recovered for fewer than two seeds (see above)")
+            raise RunError("a Tracr program was recovered for fewer than two seeds (see above)")
         return
     ok = run_demo(args.out, seed=args.seed, steps=args.steps)
     if args.check and not ok:
-        raise RuntimeError("a Tracr circuit was not recovered exactly (see above)")
+        raise RunError("a Tracr circuit was not recovered exactly (see above)")
 
 
 def cmd_plan(args):
@@ -231,13 +235,17 @@ def cmd_plan(args):
 
 
 def cmd_bench(args):
+    if args.which == "kernels":
+        from .bench_kernels import main as bench_kernels
+        bench_kernels(args.rest, prog="edgeprune bench kernels")
+        return
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks")
     for candidate in (os.path.join(os.getcwd(), "benchmarks"), root):
-        script = os.path.join(candidate, {"kernels": "bench_kernels.py", "step": "step.py"}[args.which])
+        script = os.path.join(candidate, "step.py")
         if os.path.exists(script):
             sys.exit(subprocess.call([sys.executable, script, *args.rest]))
-    raise FileNotFoundError(f"the {args.which} benchmark was not found: run `edgeprune bench` from the edgeprune "
-                            "source checkout (the benchmarks are not installed with the package)")
+    raise MissingFile("the step benchmark (benchmarks/step.py) is not installed with the package: run "
+                      "`edgeprune bench step` from the edgeprune source checkout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None,
                    help="run seeds --seed .. --seed + N - 1 (folders seed-<s>/) and print their edge sets' IoU")
     p.add_argument("--out", required=True, help="output folder: sparsity-<t>/ or budget-<f>/ circuit folders")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over the runs in --out (by default a "
+                   "killed run resumes; another run's or a finished run's checkpoint is refused)")
     p.add_argument("--init", default=None, metavar="DIR",
                    help="warm start: the edge gates start from the scores of this circuit folder (from attribute); "
                         "see --init-sparsity and --init-temperature")
@@ -337,10 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory", type=float, default=None, help="GiB per GPU to check against")
     p.set_defaults(fn=cmd_plan)
 
-    p = sub.add_parser("bench", help="run a benchmark script from the source checkout")
+    p = sub.add_parser("bench", help="kernel bandwidth table (kernels), or the training-step benchmark "
+                       "(step: from the source checkout only)")
     p.add_argument("which", choices=("kernels", "step"))
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the benchmark (--help: its options)")
     p.set_defaults(fn=cmd_bench)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", help="on an error, show its traceback too")
     return parser
 
 
@@ -348,7 +361,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError, TypeError) as error:
+    except UserError as error:  # anything else is a bug: its traceback is kept
+        if args.debug:
+            raise
         print(f"edgeprune {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -10,6 +10,7 @@ from itertools import combinations
 import torch
 
 from .circuit import Circuit
+from .errors import UserError
 from .mib import BUDGETS, MIBGraph, for_budget
 
 
@@ -48,10 +49,10 @@ def compare(*runs: Circuit | dict, budgets="mib") -> Comparison:
     A run is a Circuit, or {budget: Circuit} from a budget sweep (each budget from its own stage).
     """
     if len(runs) < 2:
-        raise ValueError(f"compare needs at least two circuits, got {len(runs)}")
+        raise UserError(f"compare needs at least two circuits, got {len(runs)}")
     first = [r if isinstance(r, Circuit) else r[max(r)] for r in runs]
     if len({c.graph for c in first}) != 1:
-        raise ValueError("the circuits were found on different graphs; compare circuits of one model")
+        raise UserError("the circuits were found on different graphs; compare circuits of one model")
     mib = MIBGraph(first[0].graph)
     fractions = list(BUDGETS if budgets == "mib" else budgets)
     table = []
@@ -66,10 +67,10 @@ def compare(*runs: Circuit | dict, budgets="mib") -> Comparison:
 def consensus(circuits: list[Circuit], k: int) -> Circuit:
     """The edges kept by at least k of the circuits; its scores are the share of circuits keeping each."""
     if not 1 <= k <= len(circuits):
-        raise ValueError(f"k={k} must lie in [1, {len(circuits)}] (the number of circuits)")
+        raise UserError(f"k={k} must lie in [1, {len(circuits)}] (the number of circuits)")
     graph = circuits[0].graph
     if any(c.graph != graph for c in circuits):
-        raise ValueError("the circuits were found on different graphs; a consensus needs one model's circuits")
+        raise UserError("the circuits were found on different graphs; a consensus needs one model's circuits")
     votes = torch.stack([graph.edge_mask(c.edges) for c in circuits]).sum(0)
     kept = (votes >= k).nonzero().flatten().tolist()
     return Circuit(graph, [graph.edges[i] for i in kept], list(graph.writers), edge_scores=votes / len(circuits),

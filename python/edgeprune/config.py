@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from .errors import UserError
 
 CACHE_BYTES = 4 << 30     # targets and ablation records are cached per example up to this size
 RECOMPUTE_READERS = True  # the attention readers' mixtures are recomputed in backward (edgeprune.planning reads it)
@@ -47,6 +48,8 @@ class TrainConfig:
                                      "edge's rank distance from the cut")
     embedding_nodes: int | None = option(None, "embedding writers: 2 (token, position), 1 or 0 (clean, "
                                          "unmasked); default per family", choices=(0, 1, 2))
+    attention_writers: str = option("heads", "a layer's attention as one writer per head, or one per layer (a "
+                                    "coarser graph; docs/design.md)", choices=("heads", "layer"))
     seed: int = option(0, "seed of the gates' initialisation, the data order and the gate noise")
     eval_every: int = option(64, "steps between evaluations on the validation split (0: never)")
     log_every: int = option(8, "steps between log lines in metrics.jsonl", cli=False)
@@ -66,17 +69,17 @@ class TrainConfig:
         for name in ("edge_sparsity", "node_sparsity"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and 0 <= value < 2):
-                raise ValueError(f"{name}={value} is outside [0, 2): a target sparsity is a fraction of edges "
+                raise UserError(f"{name}={value} is outside [0, 2): a target sparsity is a fraction of edges "
                                  "removed (values above 1 mean 'as sparse as possible', as in the paper)")
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be positive, got {self.steps} and {self.batch_size}")
+            raise UserError(f"steps and batch_size must be positive, got {self.steps} and {self.batch_size}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1, got {self.threads}")
+            raise UserError(f"threads must be at least 1, got {self.threads}")
         choices = {f.name: f.metadata.get("choices") for f in fields(self)}
-        for name in ("ablation", "embedding_nodes", "backend", "objective"):
+        for name in ("ablation", "embedding_nodes", "backend", "attention_writers", "objective"):
             value = getattr(self, name)
             if value is not None and choices[name] and value not in choices[name]:
-                raise ValueError(f"{name}={value!r} is not one of {choices[name]}")
+                raise UserError(f"{name}={value!r} is not one of {choices[name]}")
         return self
 
     @classmethod

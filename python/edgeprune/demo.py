@@ -18,6 +18,7 @@ import torch
 from . import tracr
 from .circuit import Circuit
 from .draw import render
+from .errors import RunError
 from .evaluation import evaluate
 from .models import prunable
 from .tracr.settings import SETTINGS
@@ -110,7 +111,7 @@ def run_demo(out: str = "edgeprune-demo", seed: int = 0, steps: int | None = Non
         print(f"  recovered: {report['recovered']}")
         try:
             print(f"  drawing: {render(circuit, os.path.join(folder, 'circuit.svg'), title=title(circuit, program))}")
-        except RuntimeError as missing_dot:
+        except RunError as missing_dot:
             print(f"  drawing: {missing_dot}")
         ok &= report["recovered"]
     print(f"\nBoth circuits {'recovered exactly' if ok else 'NOT all recovered'} "

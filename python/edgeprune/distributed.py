@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .errors import RunError, UserError
 from .models import LayerRunner
 
 
@@ -125,8 +126,8 @@ def decoder_layers(adapter) -> nn.ModuleList:
     """The HF decoder blocks of an adapter's model: one FSDP unit each."""
     layers = adapter.decoder_layers()
     if layers is None:
-        raise ValueError(f"FSDP is not supported for {adapter.family or type(adapter).__name__} models; they are "
-                         "tiny (Tracr): run them in one process")
+        raise UserError(f"FSDP is not supported for {adapter.family or type(adapter).__name__} models; they are "
+                        "tiny (Tracr): run them in one process")
     return layers
 
 
@@ -174,7 +175,7 @@ def apply_fsdp(pm, run: Distributed, cpu_offload: bool = False, reshard_after_fo
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard, register_fsdp_forward_method
 
     if pm.layer_runner.includes(FSDPLayers):
-        raise RuntimeError("this model is already sharded with FSDP")
+        raise RunError("this model is already sharded with FSDP")
     adapter = pm.adapter
     layers = decoder_layers(adapter)
     if param_dtype is not None:
@@ -210,7 +211,7 @@ def _fill_from_rank0(pm, run: Distributed, full_state: dict, device: torch.devic
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     if run.is_main and any(t.is_meta for t in pm.model.parameters()):
-        raise ValueError("from_rank0: rank 0 must hold the model's weights, not a meta-device model")
+        raise UserError("from_rank0: rank 0 must hold the model's weights, not a meta-device model")
     if not run.is_main:
         pm.model.to_empty(device=device)
     set_model_state_dict(pm.model, full_state, options=StateDictOptions(full_state_dict=True,

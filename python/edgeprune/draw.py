@@ -5,7 +5,8 @@ Before drawing, the circuit is cleaned as the reference's draw script does (meth
 head that writes gets edges from its used q/k/v inputs; then, until nothing changes, edges into a
 node with no outgoing edge are dropped (the output excepted), and q/k/v inputs with no incoming
 edge are dropped. Under grouped-query attention a key/value reader is drawn on the head whose index
-names its key-value group.
+names its key-value group. When a layer's attention is one writer, its heads' readers are drawn as
+that writer's q/k/v inputs.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+from .errors import RunError, UserError
 
 COLOURS = {"embedding": "#d9ead3", "head": "#cfe2f3", "mlp": "#fce5cd", "output": "#f4cccc"}
 _READER = re.compile(r"^(a\d+\.h\d+)\.([qkv])$")
@@ -33,15 +35,24 @@ def _layer(node: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def clean_edges(edges) -> set[tuple[str, str]]:
-    """Drop what cannot affect the output (method.md 5.3); returns (writer, reader) edges."""
+def _reader_node(reader: str, layer_writers: bool) -> tuple[str, str | None]:
+    """(node, q/k/v port) a reader feeds: its head, or its layer's attention when that is one writer."""
+    match = _READER.match(reader)
+    if not match:
+        return reader, None
+    head = match.group(1)
+    return (head.split(".")[0] if layer_writers else head), match.group(2)
+
+
+def clean_edges(edges, layer_writers: bool = False) -> set[tuple[str, str]]:
+    """Drop what cannot affect the output (method.md 5.3); returns (writer, reader) edges.
+
+    layer_writers: the graph's attention is one writer per layer (`a{l}`), fed by its heads' readers.
+    """
     edges = {tuple(e) for e in edges}
     while True:
         writers = {w for w, _ in edges}
-        target_of = {}
-        for w, r in edges:
-            match = _READER.match(r)
-            target_of[(w, r)] = match.group(1) if match else r
+        target_of = {(w, r): _reader_node(r, layer_writers)[0] for w, r in edges}
         # a reader counts as used if the node it feeds writes somewhere (or is the output)
         kept = {(w, r) for (w, r) in edges if target_of[(w, r)] in writers or r == "resid_post"}
         if kept == edges:
@@ -50,17 +61,16 @@ def clean_edges(edges) -> set[tuple[str, str]]:
 
 
 def circuit_to_dot(circuit, title: str | None = None) -> str:
-    edges = clean_edges(circuit.edges)
+    layer_writers = circuit.graph.attention_writers == "layer"
+    edges = clean_edges(circuit.edges, layer_writers)
     heads_inputs: dict[str, set[str]] = {}
     nodes: set[str] = set()
     for w, r in edges:
         nodes.add(w)
-        match = _READER.match(r)
-        if match:
-            heads_inputs.setdefault(match.group(1), set()).add(match.group(2))
-            nodes.add(match.group(1))
-        else:
-            nodes.add(r)
+        node, port = _reader_node(r, layer_writers)
+        nodes.add(node)
+        if port:
+            heads_inputs.setdefault(node, set()).add(port)
     if title is None:
         title = (f"{circuit.model or 'model'} / {circuit.task or 'task'}: {len(circuit.edges)} edges "
                  f"(sparsity {circuit.edge_sparsity:.2%}; {len(edges)} drawn)")
@@ -85,9 +95,9 @@ def circuit_to_dot(circuit, title: str | None = None) -> str:
         members = " ".join(f'"{n}"' for n in sorted(by_layer[layer]))
         lines.append(f"  {{ rank=same; {members} }}")
     for w, r in sorted(edges):
-        match = _READER.match(r)
-        head_port = f'"{match.group(1)}":{match.group(2)}:s' if match else f'"{r}"'
-        colour = {"q": "#6aa84f", "k": "#3d85c6", "v": "#a64d79"}.get(match.group(2) if match else "", "#666666")
+        node, port = _reader_node(r, layer_writers)
+        head_port = f'"{node}":{port}:s' if port else f'"{r}"'
+        colour = {"q": "#6aa84f", "k": "#3d85c6", "v": "#a64d79"}.get(port or "", "#666666")
         lines.append(f'  "{w}" -> {head_port} [color="{colour}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -113,7 +123,7 @@ def render(circuit, path: str, title: str | None = None) -> str:
     """
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "svg"
     if fmt not in ("svg", "png", "pdf", "dot"):
-        raise ValueError(f"cannot draw to {path!r}: use a .svg, .png, .pdf or .dot file name")
+        raise UserError(f"cannot draw to {path!r}: use a .svg, .png, .pdf or .dot file name")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     source = circuit_to_dot(circuit, title)
     dot_path = path if fmt == "dot" else os.path.splitext(path)[0] + ".dot"
@@ -123,9 +133,9 @@ def render(circuit, path: str, title: str | None = None) -> str:
         return dot_path
     dot = shutil.which("dot")
     if dot is None:
-        raise RuntimeError(f"Graphviz's `dot` program was not found, so only {dot_path} was written. Install "
+        raise RunError(f"Graphviz's `dot` program was not found, so only {dot_path} was written. Install "
                            f"Graphviz (e.g. apt-get install graphviz) and run: dot -T{fmt} {dot_path} -o {path}")
     result = subprocess.run([dot, f"-T{fmt}", dot_path, "-o", path], capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"Graphviz failed to render {dot_path}: {result.stderr.strip()}")
+        raise RunError(f"Graphviz failed to render {dot_path}: {result.stderr.strip()}")
     return path

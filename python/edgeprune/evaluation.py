@@ -5,6 +5,7 @@ import torch
 
 from . import tasks
 from .circuit import Circuit
+from .errors import UserError
 from .loading import load_model
 from .models import PrunableModel, prunable
 
@@ -32,9 +33,8 @@ def evaluate_gates(pm: PrunableModel, dataset, edges, nodes, batch_size: int = 1
 
 def evaluate_circuit(pm: PrunableModel, circuit: Circuit | None, dataset, batch_size: int = 16, pad_to=None) -> dict:
     """evaluate_gates with a circuit's binary gates (None: the full model, KL 0)."""
-    if circuit is not None and circuit.graph != pm.graph:
-        raise ValueError(f"the circuit was found on a graph {circuit.graph} but the model's graph is {pm.graph}: "
-                         "evaluate it on the model (and embedding_nodes) it was trained on")
+    if circuit is not None:
+        circuit.check(pm.graph)
     edges, nodes = pm.circuit_gates(None if circuit is None else circuit.edges)
     return evaluate_gates(pm, dataset, edges, nodes, batch_size, pad_to)
 
@@ -52,12 +52,14 @@ def evaluate(model, circuit: Circuit | None, data, *, split: str = "test", batch
     else:
         model, tokenizer = load_model(model, tokenizer, device)
         emb = circuit.graph.embedding_nodes if circuit is not None else None
+        writers = circuit.graph.attention_writers if circuit is not None else "heads"
         pm = prunable(model, embedding_nodes=emb, ablation=ablation or (circuit.config.get("ablation", "corrupted")
-                                                                        if circuit else "corrupted"))
+                                                                        if circuit else "corrupted"),
+                      attention_writers=writers)
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     if pm.ablation == "optimal" and pm.constants is None:
         if circuit is None or circuit.ablation_values is None:
-            raise ValueError("optimal ablation evaluates with a circuit's learned constants, and this circuit has none "
+            raise UserError("optimal ablation evaluates with a circuit's learned constants, and this circuit has none "
                              "(it was not trained with ablation='optimal')")
         pm.set_optimal_ablation(circuit.ablation_values)
     if pm.ablation == "mean" and pm.mean_record is None:

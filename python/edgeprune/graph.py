@@ -4,7 +4,9 @@ Writers add into the residual stream (embedding nodes, every head, every MLP); r
 sum of it (each head's query, key and value input, each MLP input, the final read). Names are the
 reference's: `tok_embeds`, `pos_embeds` or `embeds`, `a{l}.h{h}`, `m{l}`, `a{l}.h{h}.q|k|v`,
 `m{l}`, `resid_post`. Under grouped-query attention the key and value readers are numbered by
-key-value head.
+key-value head. With attention_writers="layer" a layer's attention is one writer, `a{l}` (the heads'
+sum: the coarser graph for models with a norm on the attention's output, docs/design.md); its
+readers stay per head.
 
 Edge gates are stored flat, valid entries only, in one canonical order that is also the edge index:
 layer by layer, the attention readers (queries, keys, values; each row spans the layer's valid
@@ -20,6 +22,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+
+from .errors import UserError
+
+ATTENTION_WRITERS = ("heads", "layer")
 
 
 @dataclass(frozen=True)
@@ -42,31 +48,48 @@ class Graph:
     num_kv_heads: int
     embedding_nodes: int  # 0, 1 or 2
     parallel: bool = False  # attention and MLP read the same residual stream (parallel residual)
+    attention_writers: str = "heads"  # "heads": one writer per head; "layer": one per layer's attention
+
+    def __post_init__(self):
+        if self.attention_writers not in ATTENTION_WRITERS:
+            raise UserError(f"attention_writers={self.attention_writers!r}: choose one of {ATTENTION_WRITERS} "
+                             "('heads' writes each head separately; 'layer' makes a layer's attention one writer)")
 
     # ------------------------------------------------------------------ writers
     @property
+    def attn_writers_per_layer(self) -> int:
+        """A: the writers of one layer's attention (H, or 1 when the layer's attention is one writer)."""
+        return self.num_heads if self.attention_writers == "heads" else 1
+
+    @property
     def num_writers(self) -> int:
-        return self.embedding_nodes + self.num_layers * (self.num_heads + 1)
+        return self.embedding_nodes + self.num_layers * (self.attn_writers_per_layer + 1)
 
     def head_writer(self, layer: int, head: int) -> int:
-        return self.embedding_nodes + layer * (self.num_heads + 1) + head
+        """Writer index of a head (attention_writers="layer": of the layer's attention, head 0)."""
+        return self.attn_prefix(layer) + head
 
     def mlp_writer(self, layer: int) -> int:
-        return self.embedding_nodes + layer * (self.num_heads + 1) + self.num_heads
+        return self.attn_prefix(layer) + self.attn_writers_per_layer
 
     def attn_prefix(self, layer: int) -> int:
         """Writers an attention reader of `layer` may read: embeddings and all earlier layers."""
-        return self.embedding_nodes + layer * (self.num_heads + 1)
+        return self.embedding_nodes + layer * (self.attn_writers_per_layer + 1)
 
     def mlp_prefix(self, layer: int) -> int:
-        """The MLP also reads its own layer's heads (attention runs first), unless in parallel."""
-        return self.attn_prefix(layer) + (0 if self.parallel else self.num_heads)
+        """The MLP also reads its own layer's attention (which runs first), unless in parallel."""
+        return self.attn_prefix(layer) + (0 if self.parallel else self.attn_writers_per_layer)
+
+    def attn_writer_names(self, layer: int) -> list[str]:
+        if self.attention_writers == "layer":
+            return [f"a{layer}"]
+        return [f"a{layer}.h{h}" for h in range(self.num_heads)]
 
     @cached_property
     def writers(self) -> list[str]:
         names = {0: [], 1: ["embeds"], 2: ["tok_embeds", "pos_embeds"]}[self.embedding_nodes]
         for layer in range(self.num_layers):
-            names += [f"a{layer}.h{h}" for h in range(self.num_heads)] + [f"m{layer}"]
+            names += self.attn_writer_names(layer) + [f"m{layer}"]
         return names
 
     # ------------------------------------------------------------------ readers
@@ -123,7 +146,7 @@ class Graph:
         """Node-gate segments: each embedding writer, then per layer its heads and its MLP."""
         segs = [Segment(name, i, 1, 1) for i, name in enumerate(self.writers[: self.embedding_nodes])]
         for layer in range(self.num_layers):
-            segs.append(Segment(f"a{layer}", self.head_writer(layer, 0), 1, self.num_heads))
+            segs.append(Segment(f"a{layer}", self.head_writer(layer, 0), 1, self.attn_writers_per_layer))
             segs.append(Segment(f"m{layer}", self.mlp_writer(layer), 1, 1))
         return segs
 
@@ -155,10 +178,11 @@ class Graph:
         """A 0/1 float vector over the graph's edges with the listed (writer, reader) edges set."""
         unknown = self.unknown_edges(edges)
         if unknown:
-            raise ValueError(f"{len(unknown)} edge(s) are not in this model's graph, e.g. "
-                             f"{', '.join(f'{w} -> {r}' for w, r in unknown[:3])} (writers like 'a0.h1', readers like "
-                             f"'a1.h2.q' or 'resid_post'; a reader may only read earlier writers; this graph has "
-                             f"{self.num_layers} layers x {self.num_heads} heads)")
+            raise UserError(f"{len(unknown)} edge(s) are not in this model's graph, e.g. "
+                            f"{', '.join(f'{w} -> {r}' for w, r in unknown[:3])} (writers like 'a0.h1', readers like "
+                            f"'a1.h2.q' or 'resid_post'; a reader may only read earlier writers; this graph has "
+                            f"{self.num_layers} layers x {self.num_heads} heads, attention writers per "
+                            f"{self.attention_writers.rstrip('s')})")
         mask = torch.zeros(self.num_edges)
         index = self.edge_index
         mask[[index[tuple(e)] for e in edges]] = 1.0
@@ -166,10 +190,14 @@ class Graph:
 
 
 def num_edges(num_layers: int, num_heads: int, embedding_nodes: int, num_kv_heads: int | None = None,
-              parallel: bool = False) -> int:
-    """Closed-form edge count (method.md 1.4), independent of the enumeration above."""
+              parallel: bool = False, attention_writers: str = "heads") -> int:
+    """Closed-form edge count (method.md 1.4), independent of the enumeration above.
+
+    A = H attention writers per layer, or 1 when a layer's attention is one writer.
+    """
     L, H, E = num_layers, num_heads, embedding_nodes
     K = H if num_kv_heads is None else num_kv_heads
-    own = 0 if parallel else H  # the MLP's edges from its own layer's heads
-    total = sum((H + 2 * K) * (E + layer * (H + 1)) + (E + layer * (H + 1) + own) for layer in range(L))
-    return total + E + L * (H + 1)
+    A = H if attention_writers == "heads" else 1
+    own = 0 if parallel else A  # the MLP's edges from its own layer's attention
+    total = sum((H + 2 * K) * (E + layer * (A + 1)) + (E + layer * (A + 1) + own) for layer in range(L))
+    return total + E + L * (A + 1)

@@ -25,6 +25,7 @@ def _versions() -> list[str]:
                      f"{'built' if _ext.cuda_built() else 'not built'}")
     else:
         lines.append(f"edgeprune._C: {_ext.reason()}")
+    lines.append(f"build: {_ext.build_info()}")
     return lines
 
 

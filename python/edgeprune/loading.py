@@ -5,6 +5,8 @@ import os
 
 import torch
 
+from .errors import UserError
+
 
 def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = True):
     """A model instance, hub id or local folder -> (model, tokenizer).
@@ -13,17 +15,22 @@ def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = T
     (the ranks other than 0 of a sharded run: apply_fsdp fills their shards from rank 0's copy).
     """
     if isinstance(model, (str, os.PathLike)):
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from safetensors import SafetensorError
+        from transformers import AutoModelForCausalLM, AutoTokenizer
         name = str(model)
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(name)
-        if weights:
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype or torch.float32,
-                                                         attn_implementation="sdpa")
-        else:
-            with torch.device("meta"):
-                model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name), dtype=dtype or torch.float32,
-                                                         attn_implementation="sdpa")
-            return model, tokenizer
+        try:
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(name)
+            if weights:
+                # Hugging Face's default attention: SDPA where the family has it (Gemma 2 has not, for its
+                # soft-cap). edgeprune's forward computes attention itself; this is only the model's own.
+                model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype or torch.float32)
+            else:
+                with torch.device("meta"):
+                    model = AutoModelForCausalLM.from_config(load_config(name), dtype=dtype or torch.float32)
+                return model, tokenizer
+        except (OSError, SafetensorError) as error:  # not found, unreachable, unreadable or corrupted files
+            raise UserError(f"cannot load the model {name!r} ({type(error).__name__}: {error}); give a Hugging Face "
+                            "hub id or a folder with the model and its tokenizer") from error
     if tokenizer is None:
         tokenizer = getattr(model, "tokenizer", None)
     if dtype is not None:
@@ -33,6 +40,21 @@ def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = T
     return model, tokenizer
 
 
+def model_source(model) -> str:
+    """Where a model was loaded from (hub id or folder), or "" for one built in Python."""
+    return getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+
+
 def model_name(model) -> str:
     """How circuits and logs name a model: its hub id or folder, else its class."""
     return getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+
+
+def load_config(name: str):
+    """The Hugging Face config of a hub id or folder; an unknown or unreadable one is a UserError."""
+    from transformers import AutoConfig
+    try:
+        return AutoConfig.from_pretrained(name)
+    except OSError as error:
+        raise UserError(f"cannot read the config of the model {name!r} ({error}); give a Hugging Face hub id or a "
+                        "folder with a config.json") from error

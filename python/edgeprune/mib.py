@@ -9,7 +9,9 @@ graph differs from edgeprune's in three ways, all handled here:
   repeated for each query head of the group (and an edgeprune K/V edge is kept when any of its
   copies is);
 - names: nodes `input`, `a{L}.h{H}`, `m{L}`, `logits`; edges `parent->child`, with `<q>`, `<k>` or
-  `<v>` when the child is a head.
+  `<v>` when the child is a head;
+- a graph with one writer per layer's attention (attention_writers="layer") has per-head nodes in
+  MIB's: each head's edges carry the layer writer's score, and the layer's edge is kept when any is.
 
 Layout (as MIB's evaluator): forward (source) nodes input, then per layer its heads and its MLP;
 backward (destination) nodes per layer the H query inputs, the H key inputs, the H value inputs and
@@ -26,6 +28,7 @@ import os
 
 import torch
 
+from .errors import MissingFile, UserError
 from .graph import Graph
 
 BUDGETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -48,10 +51,16 @@ class MIBGraph:
         nf, nb = len(self.forward_names), len(self.backward_names)
         self.n_forward, self.n_backward = nf, nb
 
-        # which MIB edges exist, and the edgeprune edges each one stands for (-1: none). MIB's
-        # forward node f >= 1 is edgeprune's writer E + f - 1 (the same per-layer order after the
-        # embeddings); a reader's edge to writer w has index segment.start + row * segment.cols + w.
+        # which MIB edges exist, and the edgeprune edges each one stands for (-1: none). A reader's
+        # edge to writer w has index segment.start + row * segment.cols + w; MIB's forward node
+        # f >= 1 is head or MLP j of layer l, edgeprune's writer E + l (A + 1) + j (A = H writers per
+        # layer's attention), or, with one writer per layer's attention (A = 1), that writer for
+        # every head: each head's MIB edges then stand for the layer's one edge.
         E = graph.embedding_nodes
+        A = graph.attn_writers_per_layer
+        layer_of, j = torch.arange(nf - 1) // (H + 1), torch.arange(nf - 1) % (H + 1)
+        slot = torch.where(j < H, j if A == H else torch.zeros_like(j), torch.full_like(j, A))
+        writer_of = E + layer_of * (A + 1) + slot
         segments = {seg.name: seg for seg in graph.segments}
         parents, first_edge, feeds = [], [], []
         group = H // K
@@ -71,7 +80,7 @@ class MIBGraph:
         f = torch.arange(nf)[:, None]
         self.real = f < parents[None, :]
         self.edge_map = torch.full((nf, nb, max(E, 1)), -1, dtype=torch.long)
-        self.edge_map[1:, :, 0] = torch.where(self.real[1:], first_edge[None, :] + E + f[1:] - 1, -1)
+        self.edge_map[1:, :, 0] = torch.where(self.real[1:], first_edge[None, :] + writer_of[:, None], -1)
         for j in range(E):
             self.edge_map[0, :, j] = first_edge + j
 
@@ -125,13 +134,13 @@ class MIBGraph:
     def budget_edges(self, fraction: float) -> int:
         """n = floor(fraction x MIB's edge count), as MIB's evaluator counts."""
         if not 0 <= fraction <= 1:
-            raise ValueError(f"a budget is a fraction of edges kept, in [0, 1]; got {fraction}")
+            raise UserError(f"a budget is a fraction of edges kept, in [0, 1]; got {fraction}")
         return int(fraction * self.num_edges)
 
     def top_edges(self, scores: torch.Tensor, n: int, absolute: bool = False) -> torch.Tensor:
         """MIB membership of the top n edges by score, pruned to a connected circuit."""
         if not 0 <= n <= self.num_edges:
-            raise ValueError(f"n={n} is outside [0, {self.num_edges}] (MIB's edge count)")
+            raise UserError(f"n={n} is outside [0, {self.num_edges}] (MIB's edge count)")
         values = scores.abs() if absolute else scores.clone()
         values = torch.where(self.real, values.float(), torch.full((), -torch.inf))
         order = torch.sort(values.reshape(-1), descending=True, stable=True).indices[:n]
@@ -166,7 +175,7 @@ class MIBGraph:
                         "edges_in_graph": in_graph.cpu(), "nodes_in_graph": nodes_in.cpu()}, path)
             return path
         if fmt != "json":
-            raise ValueError(f"MIB circuit files are json or pt, not {fmt!r}")
+            raise UserError(f"MIB circuit files are json or pt, not {fmt!r}")
         nodes = {name: {"in_graph": bool(nodes_in[i])} for i, name in enumerate(self.forward_names)}
         nodes["logits"] = {"in_graph": True}
         edges = {}
@@ -179,24 +188,26 @@ class MIBGraph:
 
     def read(self, path: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(dense scores, membership) from a MIB circuit file (json or pt) made for this graph."""
+        if not os.path.isfile(path):
+            raise MissingFile(f"no MIB circuit file at {path!r}")
         if path.endswith(".pt"):
             d = torch.load(path, map_location="cpu", weights_only=False)
             missing = {"cfg", "edges_scores", "edges_in_graph"} - set(d)
             if missing:
-                raise ValueError(f"{path}: not a MIB circuit file (missing {', '.join(sorted(missing))})")
+                raise UserError(f"{path}: not a MIB circuit file (missing {', '.join(sorted(missing))})")
             self._check_cfg(d["cfg"], path)
             scores, in_graph = d["edges_scores"].float(), d["edges_in_graph"].bool()
             if tuple(scores.shape) != (self.n_forward, self.n_backward):
-                raise ValueError(f"{path}: edge tensors are {tuple(scores.shape)}, this model's MIB graph is "
+                raise UserError(f"{path}: edge tensors are {tuple(scores.shape)}, this model's MIB graph is "
                                  f"{(self.n_forward, self.n_backward)}")
             return torch.where(self.real, scores, torch.zeros(())), in_graph & self.real
         try:
             with open(path) as fh:
                 d = json.load(fh)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
+            raise UserError(f"{path}: not valid JSON ({error})") from None
         if not isinstance(d, dict) or not {"cfg", "edges"} <= set(d):
-            raise ValueError(f"{path}: not a MIB circuit file (it needs 'cfg' and 'edges')")
+            raise UserError(f"{path}: not a MIB circuit file (it needs 'cfg' and 'edges')")
         self._check_cfg(d["cfg"], path)
         position = {name: i for i, name in enumerate(self.forward_names)}
         back = {name: i for i, name in enumerate(self.backward_names)}
@@ -206,7 +217,7 @@ class MIBGraph:
             parent, _, child = name.partition("->")
             f, b = position.get(parent), back.get(child)
             if f is None or b is None or not self.real[f, b]:
-                raise ValueError(f"{path}: edge {name!r} is not in this model's MIB graph")
+                raise UserError(f"{path}: edge {name!r} is not in this model's MIB graph")
             scores[f, b] = float(info.get("score", 0.0) or 0.0)
             in_graph[f, b] = bool(info.get("in_graph", False))
         return scores, in_graph
@@ -214,9 +225,9 @@ class MIBGraph:
     def _check_cfg(self, cfg: dict, path: str) -> None:
         for key in ("n_layers", "n_heads"):
             if key in cfg and int(cfg[key]) != self.cfg[key]:
-                raise ValueError(f"{path}: made for {key}={cfg[key]}, but this model has {self.cfg[key]}")
+                raise UserError(f"{path}: made for {key}={cfg[key]}, but this model has {self.cfg[key]}")
         if bool(cfg.get("parallel_attn_mlp", False)) != self.graph.parallel:
-            raise ValueError(f"{path}: parallel_attn_mlp={cfg.get('parallel_attn_mlp')}, but this model's graph has "
+            raise UserError(f"{path}: parallel_attn_mlp={cfg.get('parallel_attn_mlp')}, but this model's graph has "
                              f"parallel={self.graph.parallel}")
 
 
@@ -224,7 +235,7 @@ def for_budget(circuits: dict, fraction: float):
     """From {budget: circuit} (a sweep), the circuit that scores `fraction`: its own stage, else the
     tightest stage above it, else (a budget looser than every stage) the loosest stage."""
     if not circuits:
-        raise ValueError("no circuits to choose a budget's circuit from")
+        raise UserError("no circuits to choose a budget's circuit from")
     looser = [f for f in circuits if f >= fraction]
     return circuits[min(looser)] if looser else circuits[max(circuits)]
 

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import CACHE_BYTES, RECOMPUTE_READERS
+from .errors import UserError
 from .graph import num_edges
+from .loading import load_config
 from .models import record_bytes
 from .models.families import adapter_class
 
@@ -67,12 +69,27 @@ for _table in (BACKWARD_WORKING_SET, FORWARD_WORKING_SET):
     _table |= {("gpt_neox", *k[1:]): v for k, v in _table.items() if k[0] == "gpt2"}
 BACKWARD_WORKING_SET |= {("gpt_neox", half, checkpointing, True): 3.5 if checkpointing else 2.9
                          for half in (False, True) for checkpointing in (False, True)}
+# Gemma 2 and 3 and OLMo 2 (RMSNorm, norms on the branch outputs): their backward working sets,
+# fitted by the same measurement on two Gemma shapes (Gemma-2-2B's and Gemma-3-1B's proportions, soft-cap
+# off so that the CPU runs SDPA as the GPU runs FlexAttention; within 4.3% of both in every mode) and
+# one OLMo 2 shape (OLMo-2-1B's). Their forward peaks stay below the backward ones: Llama's forward values.
+BACKWARD_WORKING_SET |= {
+    ("gemma", False, False, False): 0.8, ("gemma", False, False, True): 3.1,
+    ("gemma", False, True, False): 2.55, ("gemma", False, True, True): 3.0,
+    ("gemma", True, False, False): 0.75, ("gemma", True, False, True): 2.55,
+    ("gemma", True, True, False): 1.6, ("gemma", True, True, True): 2.45,
+    ("olmo2", False, False, False): 2.2, ("olmo2", False, False, True): 2.65,
+    ("olmo2", False, True, False): 2.6, ("olmo2", False, True, True): 2.65,
+    ("olmo2", True, False, False): 1.05, ("olmo2", True, False, True): 1.3,
+    ("olmo2", True, True, False): 1.25, ("olmo2", True, True, True): 1.3}
+FORWARD_WORKING_SET |= {(family, *k[1:]): v for k, v in FORWARD_WORKING_SET.items() if k[0] == "llama"
+                        for family in ("gemma", "olmo2")}
 CALIBRATED = sorted({key[0] for key in BACKWARD_WORKING_SET})
 
 
 @dataclass
 class ModelShape:
-    family: str              # "gpt2", "llama" or "gpt_neox"
+    family: str              # "gpt2", "llama", "gpt_neox", "gemma" or "olmo2"
     layers: int
     heads: int
     kv_heads: int
@@ -86,6 +103,7 @@ class ModelShape:
     parallel: bool = False   # parallel residual (GPT-NeoX): a layer's MLP does not read its own heads
     embedding_outputs: int = 1           # GPT-2: token and position embeddings
     default_embedding_nodes: int = 0
+    qk_norm: bool = False    # per-head query and key norms (Gemma 3)
 
     @property
     def root_params(self) -> int:
@@ -162,10 +180,10 @@ def _config_of(obj):
     if isinstance(obj, dict):
         d = dict(obj)
         if "model_type" not in d:
-            raise ValueError("a config dict needs its 'model_type' (e.g. 'llama' or 'gpt2'), as in a hub config.json")
+            raise UserError("a config dict needs its 'model_type' (e.g. 'llama' or 'gpt2'), as in a hub config.json")
         return AutoConfig.for_model(d.pop("model_type"), **d)
     if isinstance(obj, str):
-        return AutoConfig.from_pretrained(obj)
+        return load_config(obj)
     inner = getattr(obj, "model", obj)        # a PrunableModel holds the HF model
     cfg = getattr(inner, "config", None)
     if cfg is None:
@@ -188,8 +206,8 @@ def model_shape(model_or_config) -> ModelShape:
     cfg = _config_of(model_or_config)
     adapter_cls = adapter_class(cfg)
     if adapter_cls.family not in CALIBRATED:
-        raise ValueError(f"plan() has no memory calibration for {adapter_cls.family} models (calibrated: "
-                         f"{', '.join(CALIBRATED)})")
+        raise UserError(f"plan() has no memory calibration for {adapter_cls.family} models (calibrated: "
+                        f"{', '.join(CALIBRATED)})")
     model = model_or_config if isinstance(model_or_config, torch.nn.Module) else None
     model = getattr(model, "model", model) if model is not None and hasattr(model, "adapter") else model
     if model is None:
@@ -198,16 +216,19 @@ def model_shape(model_or_config) -> ModelShape:
             model = AutoModelForCausalLM.from_config(cfg)
     a = adapter_cls(model)
     layers = a.decoder_layers()
+    qk_norm = a.family == "gemma" and getattr(layers[0].self_attn, "q_norm", None) is not None
     return ModelShape(a.family, a.num_layers, a.num_heads, a.num_kv_heads, a.d_model, a.head_dim,
                       a.intermediate_size, cfg.vocab_size, _count(model), _count(layers[0]),
                       getattr(cfg, "_name_or_path", "") or "", parallel=a.parallel_residual,
-                      embedding_outputs=a.embedding_outputs, default_embedding_nodes=a.default_embedding_nodes)
+                      embedding_outputs=a.embedding_outputs, default_embedding_nodes=a.default_embedding_nodes,
+                      qk_norm=qk_norm)
 
 
 # ---------------------------------------------------------------------------------- the estimate
 
 def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype,
-                      readers_saved: bool = True, embedding_nodes: int | None = None) -> int:
+                      readers_saved: bool = True, embedding_nodes: int | None = None,
+                      attention_writers: str = "heads") -> int:
     """What autograd saves for one gated decoder layer (weights frozen: only activations).
 
     readers_saved: False when the forward recomputes the attention readers' mixtures, norms and
@@ -222,11 +243,24 @@ def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtyp
     n = bs * s.d_model
     readers = s.heads + 2 * s.kv_heads
     att = (2 * s.heads + 2 * s.kv_heads) * bs * s.head_dim * b + s.heads * bs * 4      # q, k, v, out; lse
-    if s.family == "llama":
+    if s.family in ("llama", "gemma", "olmo2"):
         # RMSNorm upcasts each reader's mixture to fp32 and saves it, with its rsqrt
         per_reader = n * 4 + bs * 4
         attn_reads = readers * per_reader + 2 * bs * s.head_dim * b                    # + rotary cos, sin
         mlp = 3 * bs * s.intermediate * b                                              # gate, up, act
+        if s.family != "llama":
+            # the norm on the heads' sum: that sum in fp32, the contexts' fp32 copy (half precision
+            # only), the rms; the output projection with the norm's gain folded in
+            ctx_copy = bs * s.heads * s.head_dim * 4 if b < 4 else 0
+            att += n * 4 + ctx_copy + bs * 4 + s.heads * s.head_dim * s.d_model * b
+        if s.family == "gemma":
+            mlp += per_reader                                                          # the norm on the MLP's output
+            if s.qk_norm:
+                attn_reads += (s.heads + s.kv_heads) * bs * (s.head_dim + 1) * 4       # per-head q and k norms
+        if s.family == "olmo2":
+            # no norm on the readers' inputs, nor before the MLP (the per_reader added below is the
+            # norm on the MLP's output); the q and k norms span all heads' projections, in fp32
+            attn_reads = (s.heads + s.kv_heads) * bs * s.head_dim * 4 + 2 * bs * 4 + 2 * bs * s.head_dim * b
     else:
         # LayerNorm saves its input (model dtype), mean and rstd
         per_reader = n * b + 2 * bs * 4
@@ -239,21 +273,23 @@ def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtyp
         embedding_nodes = s.default_embedding_nodes
     if readers_saved:
         return attn_reads + per_reader + att + mlp
-    mean_prefix = embedding_nodes + (s.layers - 1) * (s.heads + 1) / 2
+    per_layer = (s.heads if attention_writers == "heads" else 1) + 1
+    mean_prefix = embedding_nodes + (s.layers - 1) * per_layer / 2
     kept = int(readers * mean_prefix * 4) + (n * b if embedding_nodes == 0 else 0)
     return kept + per_reader + att + mlp
 
 
 def _reader_unit(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype) -> int:
     """Bytes of one layer's attention-reader norm inputs: the unit of the working set."""
-    b = 4 if shape.family == "llama" else torch.finfo(dtype).bits // 8
+    b = 4 if shape.family in ("llama", "gemma", "olmo2") else torch.finfo(dtype).bits // 8
     return (shape.heads + 2 * shape.kv_heads) * batch * seq * shape.d_model * b
 
 
 def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32, n_gpus: int = 1,
          checkpointing: bool = False, gpu_memory_gib: float | None = None, *, embedding_nodes: int | None = None,
          positions: int = 1, examples: int | None = None, ablation: str = "corrupted", cache_bytes: int = CACHE_BYTES,
-         cpu_offload: bool = False, recompute_readers: bool = RECOMPUTE_READERS, reserve_gib: float = 2.0) -> Plan:
+         cpu_offload: bool = False, recompute_readers: bool = RECOMPUTE_READERS, reserve_gib: float = 2.0,
+         attention_writers: str = "heads") -> Plan:
     """Estimate the peak GPU memory of edgeprune.train on this model and say whether it fits.
 
     Args:
@@ -268,6 +304,7 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
         gpu_memory_gib: the card, for the verdict (`Plan.fits`).
         recompute_readers: whether the forward recomputes the attention readers in backward
             (TrainConfig.recompute_readers, whose default this is).
+        attention_writers: "heads", or "layer" for the graph whose layers' attention is one writer.
     """
     shape = model_shape(model_or_config)
     s = shape
@@ -276,8 +313,8 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
     n = local * seq_len * s.d_model
     if embedding_nodes is None:
         embedding_nodes = s.default_embedding_nodes
-    writers = embedding_nodes + s.layers * (s.heads + 1)
-    edges = num_edges(s.layers, s.heads, embedding_nodes, s.kv_heads, parallel=s.parallel)
+    writers = embedding_nodes + s.layers * ((s.heads if attention_writers == "heads" else 1) + 1)
+    edges = num_edges(s.layers, s.heads, embedding_nodes, s.kv_heads, s.parallel, attention_writers)
     notes = []
 
     parts: dict[str, int] = {}
@@ -298,7 +335,7 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
     targets = examples * positions * s.vocab * 4
     parts["targets"] = targets if targets <= cache_bytes else local * positions * s.vocab * 4
 
-    saved = layer_saved_bytes(s, local, seq_len, dtype, not recompute_readers, embedding_nodes)
+    saved = layer_saved_bytes(s, local, seq_len, dtype, not recompute_readers, embedding_nodes, attention_writers)
     parts["saved activations"] = saved if checkpointing else s.layers * saved
     unit = _reader_unit(s, local, seq_len, dtype)
     key = (s.family, b < 4, checkpointing, bool(recompute_readers))

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 
+from .errors import Unsupported, UserError
+
 
 def plot_curves(curves, path: str, title: str = "") -> list[str]:
-    """Draw every curve (edgeprune.faithfulness.Curve) on one log-x plot; writes path and its .png/.svg twin.
+    """Draw every curve (edgeprune.curves.Curve) on one log-x plot; writes path and its .png/.svg twin.
 
     Returns the files written.
     """
@@ -14,10 +16,10 @@ def plot_curves(curves, path: str, title: str = "") -> list[str]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RuntimeError("plotting needs matplotlib: pip install 'edgeprune[plot]' (or matplotlib)") from None
+        raise Unsupported("plotting needs matplotlib: pip install 'edgeprune[plot]' (or matplotlib)") from None
     base, ext = os.path.splitext(path)
     if ext.lower() not in (".png", ".svg"):
-        raise ValueError(f"cannot plot to {path!r}: use a .png or .svg file name")
+        raise UserError(f"cannot plot to {path!r}: use a .png or .svg file name")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for curve in curves:
         ax.plot([100 * x for x in curve.fractions], curve.faithfulness, marker="o", markersize=3,

@@ -17,13 +17,15 @@ from dataclasses import asdict, replace
 
 import torch
 
-from . import checkpoints, distributed, tasks
+from . import checkpoints, distributed, ops, tasks
 from .batches import TrainingData
 from .checkpointing import checkpointed
 from .circuit import Circuit
 from .config import TrainConfig
+from .errors import RunError, UserError
 from .evaluation import evaluate_circuit, evaluate_gates
-from .loading import load_model, model_name
+from .identity import run_identity
+from .loading import load_model, model_name, model_source
 from .models import PrunableModel, prunable
 from .objective import Lagrangian, logit_diff_gap, sampled_sparsity, task_kl
 from .warmstart import init_log_alpha, init_scores, summary
@@ -31,8 +33,8 @@ from .warmstart import init_log_alpha, init_scores, summary
 SMALL_STEP = 1 << 22  # delta-stack elements per step below which a run uses one CPU thread
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
+class NonFiniteLoss(RunError):
+    """The loss or the gradient stopped being finite; nothing was updated."""
 
 
 class Trainer:
@@ -43,28 +45,26 @@ class Trainer:
                  dist: distributed.Distributed | None = None):
         config.validate()
         if len(dataset) == 0:
-            raise ValueError("the training dataset is empty: give at least one clean/corrupted example")
+            raise UserError("the training dataset is empty: give at least one clean/corrupted example")
         self.pm, self.dataset, self.config, self.dist = model, dataset, config, dist
         self.task = dataset.task
         self.validation = validation
         self.checkpoint_dir = checkpoint_dir
-        self.log_file = log_file or (os.path.join(checkpoint_dir, "metrics.jsonl") if checkpoint_dir else None)
+        self.log_file = log_file or (os.path.join(checkpoint_dir, checkpoints.LOG) if checkpoint_dir else None)
         self.device = distributed.local_device_of(model, dist)
         if config.checkpointing:
             model.set_layer_runner(checkpointed(model.layer_runner))
         self.data = TrainingData(model, dataset, self.device, batch_size=config.batch_size, pad_to=config.pad_to,
                                  cache_bytes=config.cache_bytes)
         if config.objective == "logit_diff" and bool((self.data.answers < 0).any() | (self.data.distractors < 0).any()):
-            raise ValueError(f"objective='logit_diff' needs a counterfactual answer for every example, and some "
-                             f"{self.task.name} examples have none; use objective='kl' (custom JSONL: add a "
-                             "\"counterfactual\" field to each line)")
-        if config.ablation == "optimal" and model.constants is None:
-            raise RuntimeError("optimal ablation starts from the means: call pm.set_mean_ablation(input_ids) first "
-                               "(edgeprune.train does)")
+            raise UserError(f"objective='logit_diff' needs a counterfactual answer for every example, and some "
+                            f"{self.task.name} examples have none; use objective='kl' (custom JSONL: add a "
+                            "\"counterfactual\" field to each line)")
         self.lagrangian = Lagrangian(config, self.device)
         self.optimizer = self._optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.threads = config.threads or self._default_threads()
+        self.identity = self._identity() if checkpoint_dir else None
         self.step_index = 0
         self.last_checkpoint: str | None = None
         self.history: list[dict] = []
@@ -97,6 +97,17 @@ class Trainer:
             return torch.get_num_threads()
         work = self.config.batch_size * self.data.clean.shape[1] * self.pm.adapter.d_model * self.pm.graph.num_writers
         return 1 if work < SMALL_STEP else torch.get_num_threads()
+
+    def _identity(self) -> dict:
+        """What this run belongs to (edgeprune.identity); ranks other than 0 leave the weights to rank 0."""
+        d, a = self.data, self.pm.adapter
+        backend = ops.choose("mix", self.device, a.dtype, self.config.backend).name
+        identity = run_identity(self.pm.model, self.task.name, [d.clean, d.corrupted, d.attention_mask, d.positions,
+                                                               d.position_mask], self.config, dtype=a.dtype,
+                                backend=backend, world_size=self.dist.world_size if self.dist else 1)
+        if self.dist is not None and not self.dist.is_main:
+            identity["model"]["weights"] = None
+        return identity
 
     # ------------------------------------------------------------------ the step
     def batch_indices(self, step: int) -> torch.Tensor:
@@ -149,24 +160,32 @@ class Trainer:
             # Checked after backward, not before: reading the loss waits for the device, and here the
             # whole forward and backward have been queued first. Nothing has been updated yet.
             if not torch.isfinite(loss):
-                where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else \
-                    "; no checkpoint was written yet (pass checkpoint_dir to keep one)"
                 raise NonFiniteLoss(f"the loss became {loss.item()} at step {step} (KL {terms['kl'].item()})"
-                                    f"{where}. Lower the learning rates, or check the model's dtype (fp32 is safest).")
+                                    f"{self._last_good()}. Lower the learning rates, or check the model's dtype "
+                                    "(fp32 is safest).")
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             if self.dist is not None:
                 self.dist.average_gradients(params)
             # optimal ablation's constants are clipped on their own: their gradient must not scale the gates'
             constants = [p for group in self.optimizer.param_groups if group.get("name") == "ablation"
                          for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_([p for p in params if all(p is not q for q in constants)],
-                                           self.config.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_([p for p in params if all(p is not q for q in constants)],
+                                                  self.config.max_grad_norm)
             if constants:
-                torch.nn.utils.clip_grad_norm_(constants, self.config.max_grad_norm)
+                norm = norm + torch.nn.utils.clip_grad_norm_(constants, self.config.max_grad_norm)
+            if not torch.isfinite(norm):  # clipping would pass it on: AdamW would make every gate NaN
+                raise NonFiniteLoss(f"the gradient norm became {norm.item()} at step {step} with a finite loss "
+                                    f"({loss.item():.6g}){self._last_good()}. Lower the learning rates, or check "
+                                    "the model's dtype (fp32 is safest).")
             self.optimizer.step()
             self.scheduler.step()
         self.step_index += 1
         return {k: float(v.detach()) for k, v in terms.items()}
+
+    def _last_good(self) -> str:
+        if self.last_checkpoint:
+            return f"; the last good checkpoint is {self.last_checkpoint}"
+        return "; no checkpoint was written yet (pass checkpoint_dir to keep one)"
 
     # ------------------------------------------------------------------ the loop
     def run(self, progress: bool = True) -> Circuit:
@@ -217,7 +236,8 @@ class Trainer:
         """The final circuit of the learned gates (Circuit.from_log_alphas), evaluated on validation."""
         g = self.pm.gates
         circuit = Circuit.from_log_alphas(self.pm.graph, g.edge_log_alpha, g.node_log_alpha, g.eps,
-                                          model=model_name(self.pm.model), task=self.task.name,
+                                          model=model_name(self.pm.model), source=model_source(self.pm.model),
+                                          task=self.task.name,
                                           config=asdict(self.config) | {"threads": self.threads},
                                           seed=self.config.seed,
                                           ablation_values=self.pm.constants.tensors() if self.pm.constants else None)
@@ -231,7 +251,8 @@ class Trainer:
     def state_dict(self) -> dict:
         state = {"step": self.step_index, "gates": self.pm.gates.state_dict(),
                  "lambdas": self.lagrangian.multipliers.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "config": asdict(self.config), "threads": self.threads}
+                 "scheduler": self.scheduler.state_dict(), "config": asdict(self.config), "threads": self.threads,
+                 "identity": self.identity}
         if self.pm.constants is not None:
             state["ablation"] = self.pm.constants.state_dict()
         return state
@@ -254,15 +275,24 @@ class Trainer:
             self.dist.barrier()
         self.last_checkpoint = path
 
-    def maybe_resume(self) -> bool:
-        """Continue from the checkpoint in checkpoint_dir, if there is one made with these settings."""
-        state = checkpoints.load(self.checkpoint_dir, self.device)
-        if state is None:
+    def maybe_resume(self, overwrite: bool = False) -> bool:
+        """Continue from the checkpoint in checkpoint_dir if this run made it (edgeprune.identity);
+        a checkpoint of another run or of a finished one is refused. overwrite=True starts afresh."""
+        if not self.checkpoint_dir:
             return False
-        checkpoints.check_settings(state, asdict(self.config), self.checkpoint_dir)
-        self.load_state_dict(state)
-        self.last_checkpoint = os.path.join(self.checkpoint_dir, checkpoints.FILE)
-        return True
+        main = self.dist is None or self.dist.is_main
+        if overwrite and main:
+            checkpoints.clear(self.checkpoint_dir)
+        if self.dist is not None:
+            self.dist.barrier()
+        state = None if overwrite else checkpoints.load(self.checkpoint_dir, self.device)
+        if state is not None:
+            checkpoints.check(state, self.identity, self.checkpoint_dir)
+            self.load_state_dict(state)
+            self.last_checkpoint = os.path.join(self.checkpoint_dir, checkpoints.FILE)
+        if main:  # the steps after the checkpoint are logged again: drop their old rows
+            checkpoints.trim_log(self.log_file, self.step_index)
+        return state is not None
 
 
 @contextlib.contextmanager
@@ -305,7 +335,8 @@ def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None
         validation = tasks.load_split(data, tokenizer, "validation", seed=config.seed)
     elif validation is not None:
         validation = tasks.load(validation, tokenizer, split="validation", seed=config.seed)
-    pm = prunable(model, embedding_nodes=config.embedding_nodes, ablation=config.ablation, backend=config.backend)
+    pm = prunable(model, embedding_nodes=config.embedding_nodes, ablation=config.ablation, backend=config.backend,
+                  attention_writers=config.attention_writers)
     torch.manual_seed(config.seed)
     pm.gates.reset_parameters(torch.Generator().manual_seed(config.seed))
     if init is not None:
@@ -323,14 +354,16 @@ def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None
 
 def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, validation=None, n: int | None = None,
           device=None, dtype=None, checkpoint_dir: str | None = None, log_file: str | None = None,
-          progress: bool = True, init=None, **overrides) -> Circuit:
+          overwrite: bool = False, progress: bool = True, init=None, **overrides) -> Circuit:
     """Prune `model` on `data` and return the Circuit.
 
     model: a Hugging Face causal LM instance (pass tokenizer=), a hub id or local folder with model
     and tokenizer, or a Tracr model. data: a task name (edgeprune.tasks.names()), a JSONL path, a list
     of {"clean", "corrupted"} dicts, or a task dataset. config: a TrainConfig; **overrides set any of
     its fields by name (edge_sparsity=0.98, steps=..., ...); the defaults are the paper's GPT-2 runs
-    (docs/method.md 4.2). With checkpoint_dir, the run checkpoints and resumes from it exactly.
+    (docs/method.md 4.2). With checkpoint_dir, the run checkpoints and resumes from it exactly; a
+    checkpoint of another run (model, data, settings, version, dtype, backend, world size) or of a
+    finished one is refused unless overwrite=True, which starts afresh there.
     init: a warm start, a Circuit with scores (edgeprune.attribute's) or per-edge scores: the edge
     gates start from them (edgeprune.warmstart, TrainConfig.init_sparsity / init_temperature) and
     the sparsity target ramps from the sparsity they start at.
@@ -340,7 +373,9 @@ def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, val
                                            device=device, dtype=dtype, init=init)
     config, start = warm_config(config, pm, init)
     trainer = Trainer(pm, dataset, config, validation, checkpoint_dir, log_file, dist=run)
-    trainer.maybe_resume()
+    if start is not None and trainer.identity is not None:  # a resume must start from the same scores
+        trainer.identity["init"] = start
+    trainer.maybe_resume(overwrite)
     circuit = trainer.run(progress)
     if start is not None:
         circuit.config["init"] = start

@@ -18,9 +18,12 @@ every method, whatever the scale of its scores. Node gates keep their usual init
 """
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from .circuit import Circuit
+from .errors import UserError
 from .graph import Graph
 from .ops.constants import BETA, LEFT, LOG_RATIO, RIGHT
 
@@ -32,29 +35,29 @@ def init_scores(init, graph: Graph) -> torch.Tensor:
     """The per-edge scores of a warm start (a Circuit with scores, or a tensor in graph order), checked."""
     if isinstance(init, Circuit):
         if init.graph != graph:
-            raise ValueError(f"the warm-start scores were computed on the graph {init.graph} but the model's graph is "
+            raise UserError(f"the warm-start scores were computed on the graph {init.graph} but the model's graph is "
                              f"{graph}: attribute the same model with the same embedding_nodes")
         scores = init.keep_scores()
     elif isinstance(init, torch.Tensor):
         scores = init
     else:
-        raise TypeError(f"init must be a Circuit with scores (edgeprune.attribute, Circuit.load) or a tensor of "
+        raise UserError(f"init must be a Circuit with scores (edgeprune.attribute, Circuit.load) or a tensor of "
                         f"per-edge scores, not {type(init).__name__}")
     scores = scores.detach().double().cpu().reshape(-1)
     if scores.numel() != graph.num_edges:
-        raise ValueError(f"init has {scores.numel()} scores but the model's graph has {graph.num_edges} edges "
+        raise UserError(f"init has {scores.numel()} scores but the model's graph has {graph.num_edges} edges "
                          "(scores are per edge, in graph order)")
     if not bool(torch.isfinite(scores).all()):
-        raise ValueError("init scores must be finite")
+        raise UserError("init scores must be finite")
     return scores
 
 
 def init_log_alpha(scores: torch.Tensor, sparsity: float = SPARSITY, temperature: float = TEMPERATURE) -> torch.Tensor:
     """Initial edge log alphas, float32, from per-edge scores (the mapping in the module docstring)."""
     if not 0 < sparsity < 1:
-        raise ValueError(f"the warm start's sparsity is a fraction of edges starting closed, in (0, 1); got {sparsity}")
+        raise UserError(f"the warm start's sparsity is a fraction of edges starting closed, in (0, 1); got {sparsity}")
     if not temperature > 0:
-        raise ValueError(f"the warm start's temperature must be positive, got {temperature}")
+        raise UserError(f"the warm start's temperature must be positive, got {temperature}")
     n = scores.numel()
     order = torch.sort(scores.abs(), descending=True, stable=True).indices
     rank = torch.empty(n, dtype=torch.float64)
@@ -76,10 +79,12 @@ def expected_sparsity(log_alpha: torch.Tensor, points: int = 256) -> float:
 
 
 def summary(init, sparsity: float, temperature: float, log_alpha: torch.Tensor) -> dict:
-    """What a circuit's config records about its warm start."""
+    """What a circuit's config (and a checkpoint's run identity) records about its warm start; the
+    fingerprint is a hash of the initial log alphas."""
     source = init.config.get("method", init.score_kind) if isinstance(init, Circuit) else "scores"
+    values = log_alpha.detach().float().cpu().contiguous().numpy().tobytes()
     return {"source": source, "sparsity": sparsity, "temperature": temperature, "ranking": "|score|",
-            "expected_sparsity": expected_sparsity(log_alpha)}
+            "expected_sparsity": expected_sparsity(log_alpha), "fingerprint": hashlib.sha256(values).hexdigest()[:16]}
 
 
 __all__ = ["LOG_ALPHA_HALF", "expected_sparsity", "init_log_alpha", "init_scores", "summary"]

@@ -7,7 +7,7 @@ against Hugging Face separately.
 """
 import torch
 
-from edgeprune.models.forward import attend
+from edgeprune.models.forward import attend, attention_masks
 
 
 def writer_outputs(adapter, graph, ids):
@@ -17,11 +17,11 @@ def writer_outputs(adapter, graph, ids):
     outs = {2: list(embeds), 1: [sum(embeds)], 0: []}[E]
     resid = sum(embeds)
     pos = torch.arange(ids.shape[1])[None].expand(ids.shape[0], -1)
+    masks = attention_masks(adapter, None, ids.shape[1], ids.device)
     H, K = adapter.num_heads, adapter.num_kv_heads
     for layer in range(graph.num_layers):
         q, k, v = adapter.attention_inputs(layer, resid.expand(H + 2 * K, *resid.shape), pos)
-        ctx = attend(adapter, layer, q, k, v, None)
-        heads = head_outputs(adapter, layer, ctx)
+        heads = attention_writers(adapter, graph, layer, attend(adapter, layer, q, k, v, masks))
         outs += heads
         # parallel residual: the MLP reads the layer's input, not the heads' output
         m = adapter.mlp(layer, resid if adapter.parallel_residual else resid + sum(heads))
@@ -30,10 +30,36 @@ def writer_outputs(adapter, graph, ids):
     return outs, sum(embeds)
 
 
-def head_outputs(adapter, layer, ctx):
-    w_o, b_o = adapter.output_projection(layer)
+def attention_writers(adapter, graph, layer, ctx):
+    """A layer's attention writers from its head contexts: each head's o_h = ctx_h W_O[h] + b_O / H,
+    or their sum when the graph's attention is one writer per layer.
+
+    With a norm on the attention's summed output s = sum_h o_h (Gemma 2 and 3, OLMo 2), head h
+    writes o_h * norm(s) / s, elementwise: the norm's gain over the rms of s, the same for every
+    head, so the writers sum to norm(s). Written from the model's norm weights and W_O (not the
+    adapter's head_contexts and folded projection).
+    """
     H = adapter.num_heads
-    return [ctx[:, :, h] @ w_o[h] + (0 if b_o is None else b_o / H) for h in range(H)]
+    norm = adapter.attention_output_norm(layer)
+    if norm is None:
+        w_o, b_o = adapter.output_projection(layer)
+    else:
+        proj = adapter.model.model.layers[layer].self_attn.o_proj
+        w_o, b_o = proj.weight.view(adapter.d_model, H, adapter.head_dim).permute(1, 2, 0), proj.bias
+    heads = [ctx[:, :, h] @ w_o[h] + (0 if b_o is None else b_o / H) for h in range(H)]
+    if norm is not None:
+        scale = output_norm_scale(norm, sum(heads))
+        heads = [o * scale for o in heads]
+    return heads if graph.attention_writers == "heads" else [sum(heads)]
+
+
+def output_norm_scale(norm, s):
+    """norm(s) / s for the models' RMSNorm on s (B, S, D): its gain over the rms of s, in s's dtype
+    (the modules themselves compute in fp32). Gemma's gain is 1 + weight, OLMo 2's the weight."""
+    gemma = type(norm).__name__.startswith("Gemma")
+    gain = 1 + norm.weight if gemma else norm.weight
+    eps = norm.eps if gemma else norm.variance_epsilon
+    return gain / torch.sqrt(s.pow(2).mean(-1, keepdim=True) + eps)
 
 
 def naive_forward(adapter, graph, ids, ablated, edges, nodes):
@@ -43,6 +69,7 @@ def naive_forward(adapter, graph, ids, ablated, edges, nodes):
     x = {2: list(embeds), 1: [sum(embeds)], 0: []}[E]
     e = sum(embeds) if E == 0 else 0
     pos = torch.arange(ids.shape[1])[None].expand(ids.shape[0], -1)
+    masks = attention_masks(adapter, None, ids.shape[1], ids.device)
     H, K = adapter.num_heads, adapter.num_kv_heads
 
     def reader_input(gate_row, prefix):
@@ -58,7 +85,7 @@ def naive_forward(adapter, graph, ids, ablated, edges, nodes):
         g = edges[start:stop].view(H + 2 * K, p)
         inputs = torch.stack([reader_input(g[r], p) for r in range(H + 2 * K)])
         q, k, v = adapter.attention_inputs(layer, inputs, pos)
-        x += head_outputs(adapter, layer, attend(adapter, layer, q, k, v, None))
+        x += attention_writers(adapter, graph, layer, attend(adapter, layer, q, k, v, masks))
         seg = graph.mlp_segment(layer)
         x.append(adapter.mlp(layer, reader_input(edges[seg.start:seg.stop], seg.cols)))
     seg = graph.final_segment

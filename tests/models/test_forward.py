@@ -34,6 +34,14 @@ def test_gpt_neox_sequential_residual_equals_hf():
     assert (gated(pm, ids, cids, circuit=[]) - model(cids).logits).abs().max() < 1e-4
 
 
+def test_gpt_neox_without_attention_biases_equals_hf():
+    model = tiny("gpt_neox", attention_bias=False)
+    assert model.gpt_neox.layers[0].attention.query_key_value.bias is None
+    ids, cids = _ids()
+    pm = edgeprune.prunable(model, embedding_nodes=1)
+    assert (gated(pm, ids, cids) - model(ids).logits).abs().max() < 1e-4
+
+
 # Sliding windows shorter than the 7-token inputs: in every layer (Mistral), in the layers past
 # max_window_layers (Qwen2: layer 0 full, layer 1 windowed), and absent from the HF-equality above.
 WINDOWED = [("mistral", {"sliding_window": 3}),

@@ -96,3 +96,13 @@ def test_custom_metrics(tok):
     out = data.task.metrics(logits, logits.clone(), batch)
     assert out["accuracy"].tolist() == [1.0, 1.0] and out["exact_match"].tolist() == [1.0, 1.0]
     torch.testing.assert_close(out["kl"], torch.zeros(2), atol=1e-5, rtol=0)
+
+
+def test_a_bad_validation_line_is_reported_not_dropped(tmp_path, tok):
+    """Only a missing validation split is optional; a malformed validation item is an error."""
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(ITEMS[0]) + "\n" + json.dumps({"clean": "no tags", "corrupted": "x",
+                                                              "split": "validation"}) + "\n")
+    assert tasks.load_split(str(path), tok, "test") is None
+    with pytest.raises(ValueError, match=r"pairs\.jsonl, example 1 \(line 2\): 'clean' must contain one <predict>"):
+        tasks.load_split(str(path), tok, "validation")

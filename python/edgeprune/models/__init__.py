@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import RunError, UserError
 from ..gates import Gates
 from ..graph import Graph
 from .families import adapter_for
@@ -26,17 +27,17 @@ class PrunableModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, embedding_nodes: int | None = None, ablation: str = "corrupted",
-                 backend: str | None = None):
+                 backend: str | None = None, attention_writers: str = "heads"):
         super().__init__()
         adapter = adapter_for(model)
         if embedding_nodes is None:
             embedding_nodes = adapter.default_embedding_nodes
         if embedding_nodes not in adapter.embedding_nodes_allowed:
-            raise ValueError(f"embedding_nodes={embedding_nodes} is not valid for {adapter.family} models; "
-                             f"choose one of {adapter.embedding_nodes_allowed} (2 = separate token and position "
-                             "embeddings, GPT-2 only; 1 = one 'embeds' node; 0 = clean embeddings, unmasked).")
+            raise UserError(f"embedding_nodes={embedding_nodes} is not valid for {adapter.family} models; "
+                            f"choose one of {adapter.embedding_nodes_allowed} (2 = separate token and position "
+                            "embeddings, GPT-2 only; 1 = one 'embeds' node; 0 = clean embeddings, unmasked).")
         if ablation not in ABLATIONS:
-            raise ValueError(f"unknown ablation {ablation!r}; choose one of {ABLATIONS}")
+            raise UserError(f"unknown ablation {ablation!r}; choose one of {ABLATIONS}")
         model.requires_grad_(False)
         model.eval()
         self.model = model
@@ -44,7 +45,7 @@ class PrunableModel(nn.Module):
         self.ablation = ablation
         self.backend = backend
         self.graph = Graph(adapter.num_layers, adapter.num_heads, adapter.num_kv_heads, embedding_nodes,
-                           adapter.parallel_residual)
+                           adapter.parallel_residual, attention_writers)
         self.gates = Gates(self.graph, eps=adapter.gate_eps).to(adapter.device)
         self.mean_record: WriterRecord | None = None
         self.constants: AblationConstants | None = None   # optimal ablation's learned values
@@ -73,7 +74,7 @@ class PrunableModel(nn.Module):
     def set_optimal_ablation(self, tensors: dict[str, torch.Tensor]):
         """Optimal ablation's constants from a circuit (Circuit.ablation_values), to evaluate it with them."""
         if self.ablation != "optimal":
-            raise ValueError(f"this model ablates with {self.ablation!r}; build it with ablation='optimal'")
+            raise UserError(f"this model ablates with {self.ablation!r}; build it with ablation='optimal'")
         self.constants = AblationConstants.from_tensors(tensors).to(self.adapter.device)
 
     @property
@@ -91,23 +92,23 @@ class PrunableModel(nn.Module):
             return None
         if self.ablation == "optimal":
             if self.constants is None:
-                raise RuntimeError("optimal ablation starts from the means: call set_mean_ablation(input_ids), or "
+                raise RunError("optimal ablation starts from the means: call set_mean_ablation(input_ids), or "
                                    "set_optimal_ablation(circuit.ablation_values) to evaluate a trained circuit")
             if seq_len is not None and seq_len > self.constants.positions:
-                raise ValueError(f"optimal ablation has constants for {self.constants.positions} positions but the "
+                raise UserError(f"optimal ablation has constants for {self.constants.positions} positions but the "
                                  f"input has {seq_len}; train on inputs padded to at least that length")
             return self.constants.record(self.adapter, seq_len)
         if self.ablation == "mean":
             if self.mean_record is None:
-                raise RuntimeError("mean ablation needs its means first: call set_mean_ablation(input_ids)")
+                raise RunError("mean ablation needs its means first: call set_mean_ablation(input_ids)")
             have = self.mean_record.resid_final.shape[1]
             if seq_len is not None and seq_len > have:
-                raise ValueError(f"mean ablation was computed for {have} positions but the input has {seq_len}; "
-                                 "compute the means on inputs padded to at least that length")
+                raise UserError(f"mean ablation was computed for {have} positions but the input has {seq_len}; "
+                                "compute the means on inputs padded to at least that length")
             return self.mean_record if seq_len is None else self.mean_record.map(lambda t: t[:, :seq_len])
         if corrupted_input_ids is None:
-            raise ValueError("corrupted (interchange) ablation needs corrupted_input_ids of the same shape as "
-                             "input_ids; or build with ablation='zero' or 'mean'")
+            raise UserError("corrupted (interchange) ablation needs corrupted_input_ids of the same shape as "
+                            "input_ids; or build with ablation='zero' or 'mean'")
         return self.record(corrupted_input_ids, attention_mask)
 
     # ------------------------------------------------------------------ forward
@@ -118,8 +119,8 @@ class PrunableModel(nn.Module):
         (B, S, V), or (B, P, V) at `positions` (B, P): the unembedding runs only where it is read.
         """
         if record is not None and record.resid_final.shape[1] != input_ids.shape[1]:
-            raise ValueError(f"the ablation record covers {record.resid_final.shape[1]} positions but the input has "
-                             f"{input_ids.shape[1]}; pad the clean and corrupted inputs to the same length")
+            raise UserError(f"the ablation record covers {record.resid_final.shape[1]} positions but the input has "
+                            f"{input_ids.shape[1]}; pad the clean and corrupted inputs to the same length")
         return gated_forward(self.adapter, self.graph, input_ids, edges=edges, nodes=nodes, record=record,
                              attention_mask=attention_mask, positions=positions, backend=self.backend,
                              recompute_readers=recompute_readers, runner=self.layer_runner)
@@ -144,9 +145,14 @@ class PrunableModel(nn.Module):
 
 
 def prunable(model: nn.Module, embedding_nodes: int | None = None, ablation: str = "corrupted",
-             backend: str | None = None) -> PrunableModel:
-    """Wrap a Hugging Face GPT-2 / Llama-family / GPT-NeoX model (or a Tracr model) for edge pruning."""
-    return PrunableModel(model, embedding_nodes, ablation, backend)
+             backend: str | None = None, attention_writers: str = "heads") -> PrunableModel:
+    """Wrap a Hugging Face GPT-2 / Llama-family / GPT-NeoX / Gemma 2 and 3 / OLMo 2 model (or a Tracr
+    model) for edge pruning.
+
+    attention_writers: "heads" (each head is a writer) or "layer" (a layer's attention is one writer,
+    a coarser graph; docs/design.md, "Norms on the branch outputs").
+    """
+    return PrunableModel(model, embedding_nodes, ablation, backend, attention_writers)
 
 
 __all__ = ["ABLATIONS", "AblationConstants", "DIRECT", "LayerRunner", "PrunableModel", "WriterRecord", "prunable", "record_bytes"]

@@ -7,10 +7,12 @@ modeling file. Shapes: B batch, S sequence, D width, H query heads, K key-value 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
 
-class Adapter:
+class Adapter(ABC):
     family: str = ""                 # the planner's calibration key, and how errors name the family
     model_classes: tuple[str, ...] = ()   # the Hugging Face classes it runs, for messages
     embedding_nodes_allowed: tuple[int, ...] = (0, 1)
@@ -30,10 +32,11 @@ class Adapter:
     def __init__(self, model: torch.nn.Module):
         self.model = model
 
+    @abstractmethod
     def embeddings(self, input_ids: torch.Tensor) -> list[torch.Tensor]:
         """The embedding writers' outputs, each (B, S, D): [token, position] or [embeds]."""
-        raise NotImplementedError
 
+    @abstractmethod
     def attention_inputs(self, layer: int, readers, position_ids):
         """Per-reader inputs (H + 2K, B, S, D), queries then keys then values -> q (B, H, S, dh),
         k and v (B, K, S, dh).
@@ -42,22 +45,42 @@ class Adapter:
         takes every reader of the layer, so an adapter can norm (and, where the weights allow,
         project) them all in one op.
         """
-        raise NotImplementedError
 
     def attention_scale(self, layer: int) -> float:
         return self.head_dim ** -0.5
 
-    def output_projection(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(W_O as (H, dh, D), output bias (D,) or None): head h writes ctx_h @ W_O[h] + bias / H."""
-        raise NotImplementedError
+    def attention_softcap(self, layer: int) -> float | None:
+        """Attention logits s become tanh(s / cap) * cap (Gemma 2); None: no soft-capping."""
+        return None
 
+    def head_contexts(self, layer: int, ctx: torch.Tensor) -> torch.Tensor:
+        """The head contexts (B, S, H, dh) as the writers project them with output_projection.
+
+        Here ctx itself. A model with a norm on the attention's summed output (Gemma 2 and 3, OLMo 2)
+        scales them per position by that run's 1/rms(sum_h o_h), so that the heads share the layer's
+        norm scale and their outputs sum exactly to its normed output (docs/design.md, "Norms on the
+        branch outputs"). Both the plain and the gated forward call this on their own run's contexts.
+        """
+        return ctx
+
+    @abstractmethod
+    def output_projection(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(W_O as (H, dh, D), output bias (D,) or None): head h writes ctx_h @ W_O[h] + bias / H.
+
+        ctx is head_contexts' output; a norm's gain on the attention's output is folded into W_O.
+        """
+
+    def attention_output_norm(self, layer: int) -> torch.nn.Module | None:
+        """The norm on the attention's summed output before the residual add, if the model has one."""
+        return None
+
+    @abstractmethod
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """The MLP writer's output for its (already mixed) input, norm included."""
-        raise NotImplementedError
 
+    @abstractmethod
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm and unembedding of the final read."""
-        raise NotImplementedError
 
     def decoder_layers(self) -> torch.nn.ModuleList | None:
         """The model's decoder blocks (one FSDP unit each); None for models that are not sharded."""
@@ -74,6 +97,20 @@ class Adapter:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+
+def rms_scaled_contexts(ctx: torch.Tensor, attn: torch.Tensor, eps: float) -> torch.Tensor:
+    """ctx (B, S, H, dh) times 1 / rms(attn) per position, attn = sum_h o_h (B, S, D); computed in
+    fp32 (fp64 for fp64 models), as the models' RMSNorm computes its scale; returned in ctx's dtype."""
+    compute = torch.promote_types(ctx.dtype, torch.float32)
+    scale = torch.rsqrt(attn.to(compute).pow(2).mean(-1, keepdim=True) + eps)
+    return (ctx.to(compute) * scale[..., None]).to(ctx.dtype)
+
+
+def gained_projection(w_o: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """W_O (H, dh, D) times a norm's gain (D,): the norm's gain folded into the output projection."""
+    compute = torch.promote_types(w_o.dtype, torch.float32)
+    return (w_o.to(compute) * gain.to(compute)).to(w_o.dtype)
 
 
 def per_head(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

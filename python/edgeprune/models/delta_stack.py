@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from .. import ops
+from ..errors import UserError
 
 
 class DeltaStack:
@@ -77,7 +78,8 @@ class DeltaStack:
     def _read_sets(self, gates: torch.Tensor, base: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """The read under G gate sets, (R, N): one batched product over the blocks, no autograd."""
         if torch.is_grad_enabled() and (gates.requires_grad or base.requires_grad):
-            raise RuntimeError("gate sets (gates of shape (G, R, P)) are for forwards without gradients")
+            raise UserError("gate sets (edges of shape (G, num_edges)) are for forwards without gradients: run them "
+                            "under torch.no_grad(), with gates that do not require a gradient")
         G, R, P = gates.shape
         delta = self.buffer[:P]
         if positions is not None:

@@ -15,7 +15,7 @@ function whose tensor arguments are exactly the ones that need gradients, so a r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -84,13 +84,72 @@ def attention_mask_for(adapter: Adapter, attention_mask, seq_len: int, device, w
 
 
 def attend(adapter: Adapter, layer: int, q, k, v, masks) -> torch.Tensor:
-    """SDPA (FlashAttention kernels on CUDA) -> head contexts (B, S, H, dh); masks from attention_masks
-    (None: plain causal attention in every layer)."""
+    """Head contexts (B, S, H, dh); masks from attention_masks (None: plain causal attention in every layer).
+
+    SDPA (FlashAttention kernels on CUDA); with soft-capped logits, FlexAttention with the cap as a
+    score_mod on CUDA and an explicit math path elsewhere.
+    """
     mask = masks[layer] if masks is not None else None
+    scale, cap = adapter.attention_scale(layer), adapter.attention_softcap(layer)
+    if cap is not None:
+        if q.is_cuda:
+            return softcapped_flex(q, k, v, mask, scale, cap, adapter.causal)
+        return softcapped_math(q, k, v, mask, scale, cap, adapter.causal)
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, is_causal=adapter.causal and mask is None,
-        scale=adapter.attention_scale(layer), enable_gqa=q.shape[1] != k.shape[1])
+        scale=scale, enable_gqa=q.shape[1] != k.shape[1])
     return out.transpose(1, 2)
+
+
+def _allowed(mask, causal: bool, seq_len: int, device):
+    """A boolean mask broadcastable to (B, H, S, S), or None for full attention."""
+    if mask is not None or not causal:
+        return mask
+    i = torch.arange(seq_len, device=device)
+    return i[:, None] >= i[None, :]
+
+
+def softcapped_math(q, k, v, mask, scale: float, cap: float, causal: bool = True) -> torch.Tensor:
+    """Attention with logits tanh(s / cap) * cap, written out (the CPU path); -> (B, S, H, dh).
+
+    Scores in the model's dtype and softmax in fp32, as Hugging Face's eager Gemma 2 attention does.
+    """
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    scores = torch.tanh((q @ k.transpose(-1, -2)) * scale / cap) * cap
+    allowed = _allowed(mask, causal, q.shape[2], q.device)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    probs = scores.softmax(-1, dtype=torch.float32).to(q.dtype)
+    return (probs @ v).transpose(1, 2)
+
+
+def softcapped_flex(q, k, v, mask, scale: float, cap: float, causal: bool = True, compiled: bool = True):
+    """Attention with logits tanh(s / cap) * cap in FlexAttention (fused on CUDA); -> (B, S, H, dh).
+
+    The cap and the mask are one score_mod. compiled=False runs FlexAttention's eager reference
+    (any device; the tests compare it with the math path on the CPU).
+    """
+    from torch.nn.attention.flex_attention import flex_attention
+    B, S = q.shape[0], q.shape[2]
+    allowed = _allowed(mask, causal, S, q.device)
+    allowed = None if allowed is None else allowed.expand(B, 1, S, S)
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        score = torch.tanh(score / cap) * cap
+        if allowed is None:
+            return score
+        return torch.where(allowed[b, 0, q_idx, kv_idx], score, -float("inf"))
+
+    attention = _compiled_flex() if compiled else flex_attention
+    out = attention(q, k, v, score_mod=score_mod, scale=scale, enable_gqa=q.shape[1] != k.shape[1])
+    return out.transpose(1, 2)
+
+
+@cache
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+    return torch.compile(flex_attention, dynamic=False)
 
 
 def position_ids(input_ids):
@@ -120,7 +179,7 @@ def record_writers(adapter: Adapter, input_ids, attention_mask=None, runner: Lay
 def _plain_layer(adapter: Adapter, layer: int, pos, masks, resid):
     H, K = adapter.num_heads, adapter.num_kv_heads
     q, k, v = adapter.attention_inputs(layer, resid.expand(H + 2 * K, *resid.shape), pos)
-    ctx = attend(adapter, layer, q, k, v, masks)
+    ctx = adapter.head_contexts(layer, attend(adapter, layer, q, k, v, masks))
     w_o, b_o = adapter.output_projection(layer)
     attn = ctx.flatten(2) @ w_o.flatten(0, 1)
     attn = attn if b_o is None else attn + b_o
@@ -234,12 +293,17 @@ def _gated_layer(run: _Pass, layer: int, order, attn_edges, mlp_edges, nodes):
         q, k, v = _Recomputed.apply(readers, order, gates, base)
     else:
         q, k, v = readers(order, gates, base)
-    ctx = attend(adapter, layer, q, k, v, run.masks)
+    ctx = adapter.head_contexts(layer, attend(adapter, layer, q, k, v, run.masks))
     w_o, b_o = adapter.output_projection(layer)
     diff = ctx - record.ctx[layer] if record is not None else ctx
-    heads = torch.einsum("bshe,hed->hbsd", diff, w_o)
-    if record is None and b_o is not None:
-        heads = heads + b_o / adapter.num_heads
+    if graph.attention_writers == "layer":  # the layer's attention is one writer: the heads' sum
+        heads = (diff.flatten(2) @ w_o.flatten(0, 1))[None]
+        bias = b_o
+    else:
+        heads = torch.einsum("bshe,hed->hbsd", diff, w_o)
+        bias = None if b_o is None else b_o / adapter.num_heads
+    if record is None and bias is not None:
+        heads = heads + bias
     order = stack.write(order, graph.head_writer(layer, 0), heads)
 
     gates = mlp_edges.unsqueeze(-2) * nodes[:graph.mlp_prefix(layer)]

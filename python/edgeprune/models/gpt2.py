@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UserError
 from .base import Adapter, per_head
 
 
@@ -23,7 +24,7 @@ class GPT2Adapter(Adapter):
         self.head_dim = cfg.n_embd // cfg.n_head
         self.intermediate_size = cfg.n_inner or 4 * cfg.n_embd
         if getattr(cfg, "reorder_and_upcast_attn", False):
-            raise ValueError("GPT-2 with reorder_and_upcast_attn=True is not supported; set it to False.")
+            raise UserError("GPT-2 with reorder_and_upcast_attn=True is not supported; set it to False.")
 
     def decoder_layers(self):
         return self.transformer.h

@@ -42,9 +42,10 @@ class GPTNeoXAdapter(Adapter):
         H, dh, D = self.num_heads, self.head_dim, self.d_model
         # query_key_value's rows are per head [q | k | v], each dh wide
         w = block.attention.query_key_value.weight.view(H, 3, dh, D).transpose(2, 3)  # (H, 3, D, dh)
-        b = block.attention.query_key_value.bias.view(H, 3, dh)
+        bias = block.attention.query_key_value.bias  # None with attention_bias=False
+        b = None if bias is None else bias.view(H, 3, dh)
         x = block.input_layernorm(readers)
-        q, k, v = (per_head(x[i * H:(i + 1) * H], w[:, i], b[:, i]) for i in range(3))
+        q, k, v = (per_head(x[i * H:(i + 1) * H], w[:, i], None if b is None else b[:, i]) for i in range(3))
         cos, sin = self.inner.rotary_emb(v, position_ids)
         q, k = self._apply_rotary(q, k, cos, sin)
         return q, k, v

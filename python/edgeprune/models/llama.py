@@ -56,15 +56,28 @@ class LlamaAdapter(Adapter):
         H, K = self.num_heads, self.num_kv_heads
         # One norm per group, not one over all H + 2K readers: RMSNorm's float32 temporaries for
         # every reader at once would raise a bf16 model's peak (and this norm is not fused).
-        norm = block.input_layernorm
+        norm = self.reader_norm(block)
         q = per_head(norm(readers[:H]), *self._weights(attn.q_proj, H))
         k = per_head(norm(readers[H:H + K]), *self._weights(attn.k_proj, K))
         v = per_head(norm(readers[H + K:]), *self._weights(attn.v_proj, K))
-        if getattr(attn, "q_norm", None) is not None:  # Qwen3: per-head RMSNorm, before the rotary
-            q, k = attn.q_norm(q), attn.k_norm(k)
-        cos, sin = self.inner.rotary_emb(v, position_ids)
+        q, k = self.qk_norm(attn, q, k)
+        cos, sin = self.rotary(layer, v, position_ids)
         q, k = self._apply_rotary(q, k, cos, sin)
         return q, k, v
+
+    def reader_norm(self, block):
+        """The norm every attention reader applies to its own mixture."""
+        return block.input_layernorm
+
+    def qk_norm(self, attn, q, k):
+        """Qwen3 (and Gemma 3): each head's query and key normed over the head dimension, before the rotary."""
+        if getattr(attn, "q_norm", None) is None:
+            return q, k
+        return attn.q_norm(q), attn.k_norm(k)
+
+    def rotary(self, layer, x, position_ids):
+        """(cos, sin) of the model's own rotary embedding (its scaling, e.g. Llama 3.1's "llama3", included)."""
+        return self.inner.rotary_emb(x, position_ids)
 
     def attention_scale(self, layer):
         return self.inner.layers[layer].self_attn.scaling

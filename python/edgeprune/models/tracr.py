@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..errors import UserError
 from .base import Adapter, per_head
 
 MASK_VALUE = -1e30  # tracr's (Haiku's) masked attention logit
@@ -86,7 +87,7 @@ class TracrTransformer(nn.Module):
         def frozen(name, shape):
             t = torch.as_tensor(weights[name], dtype=torch.float32)
             if tuple(t.shape) != tuple(shape):
-                raise ValueError(f"{name}: shape {tuple(t.shape)}, expected {tuple(shape)}")
+                raise UserError(f"{name}: shape {tuple(t.shape)}, expected {tuple(shape)}")
             return nn.Parameter(t.clone(), requires_grad=False)
 
         self.token_embed = frozen("token_embed", (c.vocab_size, c.d_model))
@@ -110,7 +111,7 @@ class TracrTransformer(nn.Module):
         elif c.output_kind == "numerical":
             self.unembedding = None
         else:
-            raise ValueError(f"unknown output kind {c.output_kind!r}")
+            raise UserError(f"unknown output kind {c.output_kind!r}")
 
     # ------------------------------------------------------------------ pieces shared with the adapter
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -119,8 +120,8 @@ class TracrTransformer(nn.Module):
     def embed_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         B, S = input_ids.shape
         if S > self.config.n_positions:
-            raise ValueError(f"sequence length {S} exceeds the compiled {self.config.n_positions} "
-                             f"(BOS + max_seq_len {self.config.max_seq_len})")
+            raise UserError(f"sequence length {S} exceeds the compiled {self.config.n_positions} "
+                            f"(BOS + max_seq_len {self.config.max_seq_len})")
         return self.pos_embed[:S][None].expand(B, S, -1)
 
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Default: triton for CUDA tensors (then the CUDA C++ kernels, then torch); the C++ kernels for
 CPU tensors when edgeprune._C is built, else torch. A forced backend that cannot run the inputs
-raises NotImplementedError listing its reasons; nothing falls back silently.
+raises Unsupported (a NotImplementedError) listing its reasons; nothing falls back silently.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from ..errors import Unsupported, UserError
 from .backends import BACKENDS, Backend
 
 ENV_VAR = "EDGEPRUNE_BACKEND"
@@ -26,12 +27,12 @@ def choose(op: str, device: torch.device, dtype: torch.dtype, backend: str | Non
         backend, source = os.environ.get(ENV_VAR) or None, f"{ENV_VAR}"
     if backend not in (None, "auto"):
         if backend not in BACKENDS:
-            raise ValueError(f"unknown edgeprune backend {backend!r} (from the {source}); choose from "
-                             f"{', '.join(BACKENDS)} or auto")
+            raise UserError(f"unknown edgeprune backend {backend!r} (from the {source}); choose from "
+                            f"{', '.join(BACKENDS)} or auto")
         reasons = BACKENDS[backend].not_supported_reasons(op, device, dtype)
         if reasons:
-            raise NotImplementedError(f"edgeprune backend {backend!r} (from the {source}) cannot run {op} on "
-                                      f"{device.type} {str(dtype).removeprefix('torch.')}: " + "; ".join(reasons))
+            raise Unsupported(f"edgeprune backend {backend!r} (from the {source}) cannot run {op} on "
+                              f"{device.type} {str(dtype).removeprefix('torch.')}: " + "; ".join(reasons))
         return BACKENDS[backend]
     for candidate in PRIORITY.get(device.type, ("torch",)):
         if not BACKENDS[candidate].not_supported_reasons(op, device, dtype):

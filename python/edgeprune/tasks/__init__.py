@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import UserError
 from .base import AnswerTask, Batch, Example, Task, TaskDataset
 from .registry import names, register
 from .registry import factory as _factory
@@ -36,7 +37,7 @@ def load(data, tokenizer, split: str = "train", n: int | None = None, seed: int 
     if isinstance(data, os.PathLike) or (isinstance(data, str) and data not in names() and os.path.exists(data)):
         return _custom.from_path(data, tokenizer, split, n, seed)
     if isinstance(data, str) and data.endswith((".jsonl", ".json")) and data not in names():
-        raise ValueError(f"no such file: {data!r}")
+        raise UserError(f"no such file: {data!r}")
     if isinstance(data, str):
         return get(data, tokenizer, split, n, seed)
     raise TypeError(f"data must be a task name, a path to a .jsonl file, a list of dicts or a TaskDataset; "

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from . import metrics as M
 
 
@@ -135,14 +136,14 @@ class TaskDataset:
         """Right-pad the examples at `indices` to the batch maximum length, or to `pad_to`."""
         indices = [int(i) for i in indices]
         if not indices:
-            raise ValueError("cannot build a batch from no examples")
+            raise UserError("cannot build a batch from no examples")
         examples = [self.examples[i] for i in indices]
         longest = max(len(e.clean) for e in examples)
         if pad_to is not None:
             for i, e in zip(indices, examples):
                 if len(e.clean) > pad_to:
-                    raise ValueError(f"{self.task.name} example {i} has {len(e.clean)} tokens, more than "
-                                     f"pad_to={pad_to}: {e.text!r}")
+                    raise UserError(f"{self.task.name} example {i} has {len(e.clean)} tokens, more than "
+                                    f"pad_to={pad_to}: {e.text!r}")
             length = pad_to
         else:
             length = longest
@@ -169,11 +170,11 @@ class TaskDataset:
 def _check_example(index: int, example: Example) -> None:
     """Reject pairs that cannot be batched: the clean and corrupted runs must line up token by token."""
     if len(example.clean) != len(example.corrupted):
-        raise ValueError(f"example {index}: the clean input has {len(example.clean)} tokens but the corrupted "
-                         f"input has {len(example.corrupted)}; they must tokenise to the same length: "
-                         f"{example.text!r}")
+        raise UserError(f"example {index}: the clean input has {len(example.clean)} tokens but the corrupted "
+                        f"input has {len(example.corrupted)}; they must tokenise to the same length: "
+                        f"{example.text!r}")
     if not example.positions:
-        raise ValueError(f"example {index} has no loss positions: {example.text!r}")
+        raise UserError(f"example {index} has no loss positions: {example.text!r}")
     if min(example.positions) < 0 or max(example.positions) >= len(example.clean):
-        raise ValueError(f"example {index}: loss positions {example.positions} fall outside its "
-                         f"{len(example.clean)} tokens: {example.text!r}")
+        raise UserError(f"example {index}: loss positions {example.positions} fall outside its "
+                        f"{len(example.clean)} tokens: {example.text!r}")

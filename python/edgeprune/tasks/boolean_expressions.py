@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 
+from ..errors import UserError
 from .base import AnswerTask, TaskDataset
 from .splits import Candidate, build
 
@@ -42,7 +43,7 @@ def evaluate(expression: str) -> bool:
     words = expression.split()
     value, end = _or(words, 0)
     if end != len(words):
-        raise ValueError(f"not a boolean expression: {expression!r}")
+        raise UserError(f"not a boolean expression: {expression!r}")
     return value
 
 
@@ -69,11 +70,11 @@ def _not(words, i):
     if words[i] == "(":
         value, i = _or(words, i + 1)
         if i >= len(words) or words[i] != ")":
-            raise ValueError(f"unbalanced parentheses in {' '.join(words)!r}")
+            raise UserError(f"unbalanced parentheses in {' '.join(words)!r}")
         return value, i + 1
     if words[i] in ("True", "False"):
         return words[i] == "True", i + 1
-    raise ValueError(f"unexpected {words[i]!r} in {' '.join(words)!r}")
+    raise UserError(f"unexpected {words[i]!r} in {' '.join(words)!r}")
 
 
 def random_expression(rng: random.Random, literals: int) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 
+from ..errors import UserError
 from .base import Example, Task, TaskDataset
 from . import metrics as M
 from .encoding import Encoder
@@ -51,7 +52,7 @@ def read_jsonl(path) -> tuple[list, list[int] | None]:
         try:
             items.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}): {line[:200]!r}") from None
+            raise UserError(f"{path}, line {number}: not valid JSON ({error.msg}): {line[:200]!r}") from None
         lines.append(number)
     return items, lines
 
@@ -64,7 +65,7 @@ def dataset(items, tokenizer, split: str = "train", n: int | None = None, seed: 
     """
     check_split(split)
     if n is not None and n < 1:
-        raise ValueError(f"n must be a positive number of examples, got {n}")
+        raise UserError(f"n must be a positive number of examples, got {n}")
     encoder = Encoder(tokenizer)
     chosen = []
     present = set()
@@ -72,10 +73,10 @@ def dataset(items, tokenizer, split: str = "train", n: int | None = None, seed: 
         where = _where(source, index, lines)
         if not isinstance(item, dict) or not isinstance(item.get("clean"), str) \
                 or not isinstance(item.get("corrupted"), str):
-            raise ValueError(f"{where}: expected an object with string fields 'clean' and 'corrupted', got {item!r}")
+            raise UserError(f"{where}: expected an object with string fields 'clean' and 'corrupted', got {item!r}")
         item_split = item.get("split")
         if item_split is not None and item_split not in SPLITS:
-            raise ValueError(f"{where}: unknown split {item_split!r}; expected one of {', '.join(SPLITS)}")
+            raise UserError(f"{where}: unknown split {item_split!r}; expected one of {', '.join(SPLITS)}")
         present.add(item_split)
         if item_split in (None, split):
             chosen.append((index, item))
@@ -84,7 +85,7 @@ def dataset(items, tokenizer, split: str = "train", n: int | None = None, seed: 
                          f"{', '.join(sorted(s for s in present if s)) or 'none'})")
     if n is not None:
         if n > len(chosen):
-            raise ValueError(f"n={n} is more than the {len(chosen)} {split!r} examples in {source}")
+            raise UserError(f"n={n} is more than the {len(chosen)} {split!r} examples in {source}")
         chosen = chosen[:n]
     examples = [make_example(encoder, item, _where(source, index, lines)) for index, item in chosen]
     return TaskDataset(CustomTask(), examples, split=split, pad_id=encoder.pad_id)
@@ -93,29 +94,29 @@ def dataset(items, tokenizer, split: str = "train", n: int | None = None, seed: 
 def make_example(encoder: Encoder, item: dict, where: str) -> Example:
     clean_text, corrupted_text = item["clean"], item["corrupted"]
     if clean_text.count(OPEN) != 1 or clean_text.count(CLOSE) != 1 or clean_text.index(OPEN) > clean_text.index(CLOSE):
-        raise ValueError(f"{where}: 'clean' must contain one {OPEN}answer{CLOSE} span: {clean_text!r}")
+        raise UserError(f"{where}: 'clean' must contain one {OPEN}answer{CLOSE} span: {clean_text!r}")
     before, rest = clean_text.split(OPEN)
     answer, after = rest.split(CLOSE)
     prompt = before.rstrip()
     if not prompt:
-        raise ValueError(f"{where}: the clean text has no prompt before {OPEN}: {clean_text!r}")
+        raise UserError(f"{where}: the clean text has no prompt before {OPEN}: {clean_text!r}")
     if not answer.strip():
-        raise ValueError(f"{where}: the {OPEN} span is empty: {clean_text!r}")
+        raise UserError(f"{where}: the {OPEN} span is empty: {clean_text!r}")
     if OPEN in corrupted_text or CLOSE in corrupted_text:
-        raise ValueError(f"{where}: 'corrupted' must be the corrupted prompt only, without the answer or "
-                         f"tags: {corrupted_text!r}")
+        raise UserError(f"{where}: 'corrupted' must be the corrupted prompt only, without the answer or "
+                        f"tags: {corrupted_text!r}")
     full = encoder.encode(before + answer + after)
     prompt_ids = encoder.encode(prompt)
     through_answer = encoder.encode((before + answer).rstrip())
     if full[:len(prompt_ids)] != prompt_ids or full[:len(through_answer)] != through_answer:
-        raise ValueError(f"{where}: the prompt's tokens change when the answer follows it (the answer merges "
-                         f"with the token before it); start the answer with a space or end the prompt on a "
-                         f"word: {clean_text!r}")
+        raise UserError(f"{where}: the prompt's tokens change when the answer follows it (the answer merges "
+                        f"with the token before it); start the answer with a space or end the prompt on a "
+                        f"word: {clean_text!r}")
     corrupted = encoder.encode(corrupted_text.rstrip())
     if len(corrupted) != len(prompt_ids):
-        raise ValueError(f"{where}: the clean prompt has {len(prompt_ids)} tokens but the corrupted prompt has "
-                         f"{len(corrupted)}; they must tokenise to the same length "
-                         f"(clean prompt {prompt!r}, corrupted {corrupted_text!r})")
+        raise UserError(f"{where}: the clean prompt has {len(prompt_ids)} tokens but the corrupted prompt has "
+                        f"{len(corrupted)}; they must tokenise to the same length "
+                        f"(clean prompt {prompt!r}, corrupted {corrupted_text!r})")
     start, end = len(prompt_ids), len(through_answer)
     corrupted = corrupted + [encoder.pad_id] * (len(full) - len(corrupted))
     return Example(clean=full, corrupted=corrupted, positions=list(range(start - 1, end - 1)),

@@ -6,6 +6,7 @@ Trailing special tokens (a tokenizer that appends EOS) are left out: the last pr
 the one that predicts the answer.
 """
 from __future__ import annotations
+from ..errors import UserError
 
 
 class Encoder:
@@ -13,7 +14,7 @@ class Encoder:
 
     def __init__(self, tokenizer):
         if tokenizer is None:
-            raise ValueError("this task needs a tokenizer (got None)")
+            raise UserError("this task needs a tokenizer (got None)")
         self.tokenizer = tokenizer
         self.pad_id = pad_id(tokenizer)
         self.prefix = _leading_special_tokens(tokenizer)
@@ -61,7 +62,7 @@ def pad_id(tokenizer) -> int:
         value = getattr(tokenizer, attr, None)
         if value is not None:
             return int(value)
-    raise ValueError("the tokenizer has neither a pad token nor an EOS token to pad with; set tokenizer.pad_token")
+    raise UserError("the tokenizer has neither a pad token nor an EOS token to pad with; set tokenizer.pad_token")
 
 
 def _leading_special_tokens(tokenizer) -> list[int]:

@@ -10,6 +10,7 @@ import random
 
 import torch
 
+from ..errors import UserError
 from . import metrics as M
 from .base import Example, Task, TaskDataset
 from .encoding import Encoder
@@ -40,8 +41,8 @@ def digit_tokens(encoder: Encoder) -> list[int]:
     """The first token of "00".."99"; the task is undefined unless these are 100 distinct tokens."""
     tokens = [encoder.first_token(f"{i:02d}") for i in range(100)]
     if None in tokens or len(set(tokens)) != 100:
-        raise ValueError("greater-than needs a tokenizer whose first tokens of '00'..'99' are 100 distinct "
-                         f"tokens; this one has {len(set(tokens) - {None})} (GPT-2's tokenizer qualifies)")
+        raise UserError("greater-than needs a tokenizer whose first tokens of '00'..'99' are 100 distinct "
+                        f"tokens; this one has {len(set(tokens) - {None})} (GPT-2's tokenizer qualifies)")
     return tokens
 
 

@@ -7,6 +7,7 @@ position_mask[b, j] is True.
 from __future__ import annotations
 
 import torch
+from ..errors import UserError
 
 
 def kl_per_example(circuit_logprobs: torch.Tensor, full_logprobs: torch.Tensor, position_mask: torch.Tensor,
@@ -17,7 +18,7 @@ def kl_per_example(circuit_logprobs: torch.Tensor, full_logprobs: torch.Tensor, 
     full model gives probability 0 contribute 0 (kl_div itself would give NaN for -inf targets).
     """
     if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        raise UserError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     full_probs = full_logprobs.exp()
     terms = torch.where(full_probs > 0, full_probs * (full_logprobs - circuit_logprobs),
                         torch.zeros_like(full_probs))

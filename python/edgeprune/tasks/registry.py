@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 from typing import Callable
+from ..errors import UserError
 
 _FACTORIES: dict[str, Callable | str] = {}
 
@@ -17,7 +18,7 @@ def register(name: str, factory: Callable | str, *, replace: bool = False) -> No
     if name in _FACTORIES and not replace:
         if _same(_FACTORIES[name], factory):
             return
-        raise ValueError(f"a task named {name!r} is already registered (pass replace=True to replace it)")
+        raise UserError(f"a task named {name!r} is already registered (pass replace=True to replace it)")
     _FACTORIES[name] = factory
 
 
@@ -33,8 +34,8 @@ def names() -> list[str]:
 
 def factory(name: str) -> Callable:
     if name not in _FACTORIES:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(names())} "
-                         "(or give a path to a .jsonl file of {\"clean\", \"corrupted\"} pairs)")
+        raise UserError(f"unknown task {name!r}; known tasks: {', '.join(names())} "
+                        "(or give a path to a .jsonl file of {\"clean\", \"corrupted\"} pairs)")
     entry = _FACTORIES[name]
     if isinstance(entry, str):
         module, _, attr = entry.partition(":")

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from ..errors import UserError
 from .base import Example, Task, TaskDataset
 from .encoding import Encoder
 
@@ -28,7 +29,7 @@ class Candidate:
     label: Any = None
 
 
-class MissingSplit(ValueError):
+class MissingSplit(UserError):
     """The data has no examples of the asked split (a JSONL file whose lines name other splits)."""
 
 
@@ -49,7 +50,7 @@ def split_of(family: str, key: str, fractions: dict[str, float]) -> str:
 
 def check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        raise UserError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
 
 def build(task: Task, candidates: Iterable[Candidate], tokenizer, split: str, n: int | None, *,
@@ -62,7 +63,7 @@ def build(task: Task, candidates: Iterable[Candidate], tokenizer, split: str, n:
     """
     check_split(split)
     if n is not None and n < 1:
-        raise ValueError(f"n must be a positive number of examples, got {n}")
+        raise UserError(f"n must be a positive number of examples, got {n}")
     encoder = Encoder(tokenizer)
     make = make or prompt_example
     target = sizes[split] if n is None else n
@@ -96,7 +97,7 @@ def build(task: Task, candidates: Iterable[Candidate], tokenizer, split: str, n:
     dropped = sum(reasons.values())
     short = len(examples) < target
     if short and (n is not None or split != "test" or not examples):
-        raise ValueError(_shortfall(task.name, split, target, n, examples, tried, reasons, samples))
+        raise UserError(_shortfall(task.name, split, target, n, examples, tried, reasons, samples))
     return TaskDataset(task, examples, split=split, pad_id=encoder.pad_id, dropped=dropped,
                        drop_reasons=dict(reasons))
 

@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import torch
 
+from ..errors import MissingFile, UserError
 from ..graph import Graph
 from ..models.tracr import TracrConfig, TracrTransformer
 
@@ -21,7 +22,7 @@ def check_name(name: str) -> str:
     if name.startswith("tracr-"):
         name = name[len("tracr-"):]
     if name not in PROGRAMS:
-        raise ValueError(f"unknown Tracr program {name!r}; choose one of {', '.join(PROGRAMS)}")
+        raise UserError(f"unknown Tracr program {name!r}; choose one of {', '.join(PROGRAMS)}")
     return name
 
 
@@ -30,8 +31,8 @@ def _read(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
     base = os.path.join(DATA_DIR, name)
     if not os.path.exists(base + ".json") or not os.path.exists(base + ".safetensors"):
-        raise FileNotFoundError(f"the package data for Tracr program {name!r} is missing from {DATA_DIR}; "
-                                "regenerate it with `python scripts/compile_tracr.py` (needs tracr-pypi)")
+        raise MissingFile(f"the package data for Tracr program {name!r} is missing from {DATA_DIR}; "
+                          "regenerate it with `python scripts/compile_tracr.py` (needs tracr-pypi)")
     with open(base + ".json") as f:
         config = json.load(f)
     return config, load_file(base + ".safetensors")

@@ -29,6 +29,7 @@ import itertools
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from ..tasks import metrics as M
 from ..tasks.base import Example, Task, TaskDataset
 from .programs import check_name, load_model
@@ -111,14 +112,14 @@ def dataset(name: str, split: str = "train", n: int | None = None, seed: int = 0
     """
     name = check_name(name)
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for tracr-{name}; choose one of {', '.join(SPLITS)} "
-                         "(all hold every input sequence)")
+        raise UserError(f"unknown split {split!r} for tracr-{name}; choose one of {', '.join(SPLITS)} "
+                        "(all hold every input sequence)")
     model = model or load_model(name)
     config = model.config
     task = make_task(name, model)
     lengths = tuple(lengths) if lengths is not None else default_lengths(name, config)
     if not lengths or min(lengths) < 1 or max(lengths) > config.max_seq_len:
-        raise ValueError(f"lengths {lengths} must lie in 1..{config.max_seq_len} (the compiled max_seq_len)")
+        raise UserError(f"lengths {lengths} must lie in 1..{config.max_seq_len} (the compiled max_seq_len)")
     examples = []
     for seq in _sequences(config, lengths):
         ids = model.encode(seq)
@@ -133,7 +134,7 @@ def dataset(name: str, split: str = "train", n: int | None = None, seed: int = 0
         examples.append(Example(clean=ids, corrupted=list(ids), positions=positions, label=label, text=text))
     if n is not None:
         if n < 1:
-            raise ValueError(f"n must be positive, got {n}")
+            raise UserError(f"n must be positive, got {n}")
         g = torch.Generator().manual_seed(seed)
         keep = sorted(torch.randperm(len(examples), generator=g)[:n].tolist())
         examples = [examples[i] for i in keep]

@@ -21,6 +21,7 @@ import torch
 
 from . import tasks
 from .circuit import Circuit
+from .errors import UserError
 from .loading import load_model
 from .mib import BUDGETS, MIBGraph, cumulative_area, for_budget
 from .models import PrunableModel, prunable
@@ -72,7 +73,7 @@ def metric_values(metric: str, task, logits: torch.Tensor, full: torch.Tensor, b
     if metric == "kl":
         return task.kl(logits, full, batch)
     if bool((batch.distractors < 0).any()) or bool((batch.answers < 0).any()):
-        raise ValueError(f"the {task.name} examples have no counterfactual answer for the logit difference; use "
+        raise UserError(f"the {task.name} examples have no counterfactual answer for the logit difference; use "
                          "metric='kl' (custom JSONL: add a \"counterfactual\" field to each line)")
     first = logits[:, 0].to(torch.promote_types(logits.dtype, torch.float32))  # float64 models keep float64
     rows = torch.arange(len(first), device=first.device)
@@ -93,10 +94,10 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
     "optimal" (the circuit's learned constants).
     """
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+        raise UserError(f"unknown metric {metric!r}; choose one of {METRICS}")
     fractions = list(BUDGETS if budgets == "mib" else budgets)
     if not fractions or any(not 0 <= f <= 1 for f in fractions) or fractions != sorted(fractions):
-        raise ValueError(f"budgets must be increasing fractions of edges kept, in [0, 1]; got {budgets!r}")
+        raise UserError(f"budgets must be increasing fractions of edges kept, in [0, 1]; got {budgets!r}")
     stages = circuit if isinstance(circuit, dict) else None
     circuit = stages[max(stages)] if stages else circuit
     pm, tokenizer = _prunable_for(model, circuit, tokenizer, device, ablation)
@@ -122,7 +123,7 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
     full, empty = sums["full"]["m"], sums["empty"]["m"]
     denom = full - empty
     if abs(denom) < 1e-12:
-        raise ValueError(f"the full model and the empty circuit score the same on {metric} ({full:.4g}): "
+        raise UserError(f"the full model and the empty circuit score the same on {metric} ({full:.4g}): "
                          "faithfulness is undefined; check the corrupted inputs differ from the clean ones")
 
     def f(key):
@@ -138,7 +139,7 @@ def circuit_faithfulness(model, circuit: Circuit, data, *, metric: str = "logit_
                          n: int | None = None, batch_size: int = 16, tokenizer=None, seed: int = 0, device=None) -> float:
     """f of one circuit's own edges (no budget cut): (m(C) - m(empty)) / (m(full) - m(empty))."""
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+        raise UserError(f"unknown metric {metric!r}; choose one of {METRICS}")
     pm, tokenizer = _prunable_for(model, circuit, tokenizer, device)
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     edges = MIBGraph(pm.graph).edge_mask(MIBGraph(circuit.graph).membership_from(circuit.graph.edge_mask(circuit.edges)))
@@ -151,10 +152,10 @@ def _prunable_for(model, circuit, tokenizer, device, ablation: str = "corrupted"
     """A prunable model with the asked ablation (interchange by default) and an input node (MIB
     patches the embeddings too); optimal ablation takes the circuit's constants."""
     if ablation not in ("corrupted", "mean", "optimal"):
-        raise ValueError(f"faithfulness ablates with 'corrupted', 'mean' or 'optimal', not {ablation!r}")
+        raise UserError(f"faithfulness ablates with 'corrupted', 'mean' or 'optimal', not {ablation!r}")
     if isinstance(model, PrunableModel):
         if model.ablation != ablation:
-            raise ValueError(f"faithfulness with ablation={ablation!r} patches pruned edges that way: build the "
+            raise UserError(f"faithfulness with ablation={ablation!r} patches pruned edges that way: build the "
                              f"model with ablation={ablation!r}, not {model.ablation!r}")
         return model, tokenizer or getattr(model.model, "tokenizer", None)
     model, tokenizer = load_model(model, tokenizer, device)
@@ -164,7 +165,7 @@ def _prunable_for(model, circuit, tokenizer, device, ablation: str = "corrupted"
     if ablation == "optimal":
         values = circuit.ablation_values if isinstance(circuit, Circuit) else None
         if values is None:
-            raise ValueError("ablation='optimal' evaluates with the circuit's learned constants, and it has none "
+            raise UserError("ablation='optimal' evaluates with the circuit's learned constants, and it has none "
                              "(train it with ablation='optimal')")
         pm.set_optimal_ablation(values)
     return pm, tokenizer
