@@ -225,24 +225,71 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-def _reader_groups(R: int, block_r: int | None):
-    step = block_r or MAX_BLOCK_R
-    return [(r0, min(R, r0 + step)) for r0 in range(0, R, step)]
+def _reader_groups(R: int, group: int):
+    return [(r0, min(R, r0 + group)) for r0 in range(0, R, group)]
 
 
-def default_forward_blocks(R: int, dtype: torch.dtype) -> dict:
-    """GPU launch configuration for the forward (see benchmarks/bench_kernels.py --sweep)."""
-    block_r = pow2_at_least(min(R, MAX_BLOCK_R))
-    half = dtype in (torch.bfloat16, torch.float16)
-    block_n = 128 if (block_r <= 64 or half) else 64
-    return {"block_r": block_r, "block_w": 64 if half else 32, "block_n": block_n,
-            "num_warps": 8 if block_r * block_n >= 8192 else 4, "num_stages": 3, "skip_empty": False}
+# Launch tiles by dot family and BLOCK_R: (BLOCK_W, BLOCK_N, num_warps, num_stages). Picked with
+# scripts/check_triton_compile.py so that none spills registers or needs more than 99 KB of
+# shared memory on sm_80 or sm_90 (the ptxas -v figures are in benchmarks/RESULTS.md), keeping
+# rows of at least 64 bytes and, in the forward, BLOCK_N large against BLOCK_R (every program
+# re-reads the group's gates: R * 4 bytes per BLOCK_N delta columns). The largest BLOCK_R of a
+# family is its reader group size.
+_FORWARD_TILES = {
+    "fp32": {16: (32, 128, 4, 3), 32: (32, 128, 4, 3), 64: (32, 128, 8, 3), 128: (32, 64, 8, 3)},
+    # Half the writer chunk where more stays live per chunk: "tf32x3" splits both operands in
+    # two, and the skip_empty branch keeps the whole tile around the dot.
+    "fp32 narrow": {16: (16, 128, 4, 3), 32: (16, 128, 4, 3), 64: (16, 128, 8, 3), 128: (16, 64, 8, 3)},
+    "fp64": {16: (16, 128, 4, 3), 32: (16, 128, 4, 3), 64: (16, 64, 8, 3), 128: (16, 32, 8, 3)},
+    "half": {16: (32, 128, 4, 3), 32: (32, 128, 4, 3), 64: (16, 128, 8, 3), 128: (16, 128, 8, 3)},
+    "half skip": {16: (32, 128, 4, 3), 32: (32, 128, 4, 3), 64: (32, 64, 8, 3), 128: (32, 64, 8, 3)},
+}
+
+# The backward holds two dots' operands per tile. Triton lowers float32 "ieee" dots to FMAs and
+# loads a thread's whole K slice of both operands before the first FMA (so the PTX shows; K is
+# BLOCK_N for the gate gradient, BLOCK_R for the delta gradient): those tiles stay at 32 x 32.
+# "tf32x3" splits every operand in two and spilled at 128 readers in every tile tried: its
+# groups hold 64 readers.
+_BACKWARD_TILES = {
+    "fp32": {16: (32, 32, 4, 2), 32: (32, 32, 4, 3), 64: (32, 32, 4, 3), 128: (32, 32, 8, 2)},
+    "tf32x3": {16: (16, 32, 4, 2), 32: (16, 32, 4, 2), 64: (32, 16, 4, 2)},
+    "tf32": {16: (32, 32, 4, 2), 32: (32, 32, 4, 2), 64: (32, 32, 4, 2), 128: (32, 32, 4, 2)},
+    "fp64": {16: (16, 16, 4, 2), 32: (16, 16, 4, 2), 64: (16, 16, 4, 2), 128: (16, 16, 4, 2)},
+    "half": {16: (32, 64, 8, 2), 32: (32, 64, 8, 2), 64: (32, 64, 8, 2), 128: (32, 64, 8, 2)},
+}
 
 
-def default_backward_blocks(R: int, dtype: torch.dtype) -> dict:
-    block_r = pow2_at_least(min(R, MAX_BLOCK_R))
-    return {"block_r": block_r, "block_w": 64 if block_r <= 64 else 32, "block_n": 64,
-            "num_warps": 8 if block_r >= 64 else 4, "num_stages": 2}
+def _family(dtype: torch.dtype, precision: str) -> str:
+    if dtype == torch.float64:
+        return "fp64"
+    if dtype in (torch.bfloat16, torch.float16):
+        return "half"
+    _dot_mode(dtype, precision)  # validates both
+    return "fp32" if precision == "ieee" else precision
+
+
+def _tile(tiles: dict, R: int) -> dict:
+    block_r = pow2_at_least(min(R, max(tiles)))
+    block_w, block_n, num_warps, num_stages = tiles[block_r]
+    return {"block_r": block_r, "block_w": block_w, "block_n": block_n, "num_warps": num_warps,
+            "num_stages": num_stages}
+
+
+def default_forward_blocks(R: int, dtype: torch.dtype, precision: str = "ieee", skip_empty: bool = False) -> dict:
+    """The forward's launch configuration for a group of R readers (block_r: the group size for more)."""
+    family = _family(dtype, precision)
+    if family == "half":
+        key = "half skip" if skip_empty else "half"
+    elif family == "fp64":
+        key = "fp64"
+    else:
+        key = "fp32 narrow" if skip_empty or family == "tf32x3" else "fp32"
+    return _tile(_FORWARD_TILES[key], R)
+
+
+def default_backward_blocks(R: int, dtype: torch.dtype, precision: str = "ieee") -> dict:
+    """The backward's launch configuration for a group of R readers (block_r: the group size for more)."""
+    return _tile(_BACKWARD_TILES[_family(dtype, precision)], R)
 
 
 def _blocks(defaults: dict, given: dict) -> dict:
@@ -255,7 +302,7 @@ def mix_forward(gates: torch.Tensor, delta: torch.Tensor, base: torch.Tensor,
                 prefix: torch.Tensor | None = None, *, precision: str = "ieee",
                 block_r: int | None = None, block_w: int | None = None, block_n: int | None = None,
                 num_warps: int | None = None, num_stages: int | None = None,
-                skip_empty: bool | None = None) -> torch.Tensor:
+                skip_empty: bool = False) -> torch.Tensor:
     """out (R, N) in delta's dtype = base + gates (masked to each prefix) @ delta[:P].
 
     skip_empty: branch around writer chunks with no active writer (their rows are never loaded
@@ -274,17 +321,18 @@ def mix_forward(gates: torch.Tensor, delta: torch.Tensor, base: torch.Tensor,
     if R == 0 or N == 0:
         return out
     given = {"block_r": block_r, "block_w": block_w, "block_n": block_n, "num_warps": num_warps,
-             "num_stages": num_stages, "skip_empty": skip_empty}
+             "num_stages": num_stages}
     acc = _TL_DTYPE[acc_dtype(delta.dtype)]
     base_rows = base.dim() == 2
-    for r0, r1 in _reader_groups(R, block_r):
-        cfg = _blocks(default_forward_blocks(r1 - r0, delta.dtype), given)
+    group = block_r or default_forward_blocks(R, delta.dtype, precision, skip_empty)["block_r"]
+    for r0, r1 in _reader_groups(R, group):
+        cfg = _blocks(default_forward_blocks(r1 - r0, delta.dtype, precision, skip_empty), given)
         args = {"gates_ptr": gates[r0:r1], "delta_ptr": delta, "base_ptr": base[r0:r1] if base_rows else base,
                 "prefix_ptr": prefix[r0:r1] if prefix is not None else _no_prefix(delta.device),
                 "out_ptr": out[r0:r1], "has_prefix": int(prefix is not None), "R": r1 - r0, "P": P, "N": N,
                 "stride_g": gates.stride(0), "stride_d": delta.stride(0),
                 "stride_b": base.stride(0) if base_rows else 0, "stride_o": out.stride(0)}
-        constexprs = {**_dot_constexprs(delta.dtype, precision), "ACC": acc, "SKIP_EMPTY": cfg["skip_empty"],
+        constexprs = {**_dot_constexprs(delta.dtype, precision), "ACC": acc, "SKIP_EMPTY": skip_empty,
                       "BLOCK_R": pow2_at_least(min(r1 - r0, cfg["block_r"])), "BLOCK_W": cfg["block_w"],
                       "BLOCK_N": cfg["block_n"]}
         launch(_mix_fwd_kernel, (triton.cdiv(N, cfg["block_n"]),), args, constexprs, cfg["num_warps"],
@@ -320,8 +368,9 @@ def mix_backward(grad_out: torch.Tensor, gates: torch.Tensor, delta: torch.Tenso
              "num_stages": num_stages}
     grad_gates = torch.empty(R, P, dtype=acc_t, device=gates.device)
     gd = grad_delta if grad_delta is not None else delta  # placeholder pointer when unused
-    for i, (r0, r1) in enumerate(_reader_groups(R, block_r)):
-        cfg = _blocks(default_backward_blocks(r1 - r0, delta.dtype), given)
+    group = block_r or default_backward_blocks(R, delta.dtype, precision)["block_r"]
+    for i, (r0, r1) in enumerate(_reader_groups(R, group)):
+        cfg = _blocks(default_backward_blocks(r1 - r0, delta.dtype, precision), given)
         w_chunks = triton.cdiv(P, cfg["block_w"])
         n_tiles = triton.cdiv(N, cfg["block_n"])
         want = splits if splits is not None else triton.cdiv(target_programs(delta.device), w_chunks)

@@ -2,6 +2,8 @@
 scripts/check_triton_compile.py compiles (epkernels.default_launches()), and the recorded
 signature types are Triton's own. Block sizes passed explicitly are the caller's choice, not the
 launchers', and are not in the list (the benchmark sweep passes them)."""
+import itertools
+
 import pytest
 import torch
 from edgeprune.ops import reference as ref
@@ -29,19 +31,21 @@ def test_every_default_launch_is_in_the_compiled_list():
     P, N = 7, 24
     with record_launches() as launches:
         for dtype in DTYPES:
-            for R in READERS:
+            precisions = ("ieee", "tf32x3", "tf32") if dtype == torch.float32 else ("ieee",)
+            for R, precision in itertools.product(READERS, precisions):
                 for prefix, base_rows in (("random", False), (None, True)):
                     gates, delta, base, pre, unread = mix_inputs(R, P, P + 1, N, dtype, torch.device("cpu"),
                                                                  prefix=prefix, base_rows=base_rows)
-                    out = k.mix_forward(gates, delta, base, pre)
+                    out = k.mix_forward(gates, delta, base, pre, precision=precision)
                     _close(out, ref.mix_reference(gates.double(), delta.double(), base.double(), pre), dtype)
                     grad_out = torch.randn(R, N).to(dtype)
                     want_gg, want_rows = ref.mix_backward_reference(grad_out.double(), gates.double(),
                                                                     delta.double(), pre)
-                    _close(k.mix_backward(grad_out, gates, delta, pre), want_gg, dtype)
+                    _close(k.mix_backward(grad_out, gates, delta, pre, precision=precision), want_gg, dtype)
                     for accumulate in (False, True):
                         gd = torch.zeros_like(delta)
-                        _close(k.mix_backward(grad_out, gates, delta, pre, gd, accumulate), want_gg, dtype)
+                        _close(k.mix_backward(grad_out, gates, delta, pre, gd, accumulate, precision=precision),
+                               want_gg, dtype)
                         _close(gd[:P][~unread[:P]], want_rows[~unread[:P]], dtype)
         for dtype in (torch.float32, torch.float64):
             for seed, offset in ((3, 0), (2**40, 2**33 + 5)):
@@ -52,6 +56,33 @@ def test_every_default_launch_is_in_the_compiled_list():
     missing = {f"{c.name} {dict(c.constexprs)} warps {c.num_warps} stages {c.num_stages} {c.signature}"
                for c in launches if c not in listed}
     assert not missing, "launches not in epkernels.default_launches():\n" + "\n".join(sorted(missing))
+
+
+def test_reader_groups_follow_the_tile_tables():
+    """129 readers: groups of 128 and 1 (each with its own tiles); "tf32x3" backward: 64, 64, 1.
+    Later groups accumulate into the delta gradient the first one wrote."""
+    require("triton", "mix", torch.float32)
+    from epkernels import mix as k
+    from epkernels._utils import record_launches
+
+    R, P, N = 129, 5, 20
+    gates, delta, base, pre, unread = mix_inputs(R, P, P, N, torch.float32, torch.device("cpu"), prefix="random")
+    grad_out = torch.randn(R, N)
+    want_gg, want_rows = ref.mix_backward_reference(grad_out.double(), gates.double(), delta.double(), pre)
+    for precision, blocks in (("ieee", [128, 16]), ("tf32x3", [64, 64, 16])):
+        gd = torch.full_like(delta, 3.0)
+        with record_launches() as launches:
+            gg = k.mix_backward(grad_out, gates, delta, pre, gd, accumulate=False, precision=precision)
+        assert [dict(c.constexprs)["BLOCK_R"] for c in launches] == blocks
+        assert [c.signature for c in launches] == [launches[0].signature] * len(blocks)
+        _close(gg, want_gg, torch.float32)
+        _close(gd[~unread], want_rows[~unread], torch.float32)
+        assert (gd[unread] == 0).all(), "overwrite: unread writers' rows become exact zeros"
+    with record_launches() as launches:
+        k.mix_forward(gates, delta, base, pre)
+    assert [dict(c.constexprs)["BLOCK_R"] for c in launches] == [128, 16]
+    last, one = dict(launches[1].constexprs), k.default_forward_blocks(1, torch.float32)
+    assert (last["BLOCK_W"], last["BLOCK_N"], launches[1].num_warps) == (one["block_w"], one["block_n"], one["num_warps"])
 
 
 def test_explicit_blocks_are_not_the_launchers_choice():
