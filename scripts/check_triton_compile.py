@@ -5,6 +5,7 @@ for sm_80 and sm_90; fail on a compile error, a register spill or too much share
     python scripts/check_triton_compile.py                   # sm_80 and sm_90, exit status 1 on failure
     python scripts/check_triton_compile.py --arch 90 --markdown
     python scripts/check_triton_compile.py --unaligned       # the no-alignment specialisation
+    python scripts/check_triton_compile.py --kernel hard_concrete   # some kernels only
 
 The list is epkernels.default_launches(): the launchers themselves, run on meta tensors with
 launching switched off, so it cannot drift from them (block sizes a caller passes explicitly are
@@ -158,16 +159,20 @@ def print_table(rows, markdown: bool) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
 
 
-def toolchain() -> str:
+def toolchain(archs) -> str:
+    """Triton's version and the ptxas it runs for each architecture (3.9 takes a newer one for sm_90)."""
     import triton
-    try:
-        from triton import knobs
-        ptxas = knobs.nvidia.ptxas.path
-        version = subprocess.run([ptxas, "--version"], capture_output=True, text=True, check=True).stdout
-        release = re.search(r"release ([\d.]+)", version)
-        return f"triton {triton.__version__}, ptxas {release.group(1) if release else '?'} ({ptxas})"
-    except Exception:  # noqa: BLE001  (the version line is information, never a failure)
-        return f"triton {triton.__version__}"
+    from triton.backends.nvidia import compiler as nvidia
+    tools = []
+    for arch in archs:
+        try:
+            ptxas = nvidia.get_ptxas(arch).path
+            out = subprocess.run([ptxas, "--version"], capture_output=True, text=True, check=True).stdout
+            release = re.search(r"release ([\d.]+)", out)
+            tools.append(f"sm_{arch}: ptxas {release.group(1) if release else '?'} ({ptxas})")
+        except Exception:  # noqa: BLE001  (the version line is information, never a failure)
+            tools.append(f"sm_{arch}: ptxas ?")
+    return f"triton {triton.__version__}; " + "; ".join(tools)
 
 
 def main(argv=None) -> int:
@@ -176,6 +181,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compiles (default: all cores)")
     p.add_argument("--unaligned", action="store_true", help="compile without alignment/divisibility hints")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--kernel", default="", help="only kernels whose name contains this (default: all)")
     args = p.parse_args(argv)
     try:
         archs = [int(a) for a in args.arch.split(",") if a.strip()]
@@ -189,8 +195,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         import epkernels
-        CONFIGS[:] = epkernels.default_launches()
-        print(f"{len(CONFIGS)} configurations x {len(archs)} architectures, {toolchain()}, "
+        CONFIGS[:] = [c for c in epkernels.default_launches() if args.kernel in c.name]
+        if not CONFIGS:
+            p.error(f"--kernel {args.kernel!r} matches no kernel of epkernels.default_launches()")
+        print(f"{len(CONFIGS)} configurations x {len(archs)} architectures, {toolchain(archs)}, "
               f"{'no alignment hints' if args.unaligned else 'aligned pointers and strides'}", flush=True)
         tasks = [(i, arch) for arch in archs for i in range(len(CONFIGS))]
         # fork: workers inherit CONFIGS and the environment; nothing here has touched a GPU driver.

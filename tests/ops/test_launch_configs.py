@@ -125,3 +125,25 @@ def test_signature_types_are_tritons(value):
     if not hasattr(jit, "mangle_type"):
         pytest.skip("this Triton has no triton.runtime.jit.mangle_type")
     assert triton_type(value) == jit.mangle_type(value)
+
+
+@pytest.mark.slow
+def test_compile_check_runs_without_a_gpu_or_the_interpreter():
+    """scripts/check_triton_compile.py compiles for sm_90 in its own process, even when the caller
+    (like this suite) has TRITON_INTERPRET=1 set, and reports ptxas's registers and spills."""
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip("triton.backends.nvidia.compiler")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, os.path.join(root, "scripts", "check_triton_compile.py"), "--arch", "90",
+                           "--kernel", "hard_concrete_fwd", "--jobs", "1"], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("hard_concrete_fwd")]
+    assert len(rows) == 8 and all(row[1] == "sm_90" and row[-1] == "ok" for row in rows)
+    for row in rows:  # ... registers, spill stores/loads, stack, shared memory, result
+        spills = next(i for i, token in enumerate(row) if "/" in token)
+        assert 0 < int(row[spills - 1]) <= 255 and row[spills] == "0/0"
+    assert "8 compiles" in proc.stdout and "0 failed" in proc.stdout
