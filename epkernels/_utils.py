@@ -42,7 +42,7 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 _POINTEE = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16",
             torch.int64: "i64", torch.int32: "i32", torch.int16: "i16", torch.int8: "i8", torch.uint8: "u8",
-            torch.bool: "i1"}
+            torch.bool: "u1"}
 
 
 def triton_type(value) -> str:

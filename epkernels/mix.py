@@ -45,10 +45,13 @@ _TL_DTYPE = {torch.float32: tl.float32, torch.float64: tl.float64}
 
 @triton.jit
 def _reader_limits(prefix_ptr, has_prefix, offs_r, R, P):
-    """Each reader's valid writer count, clamped to [0, P]; P without a prefix; 0 for padding readers."""
-    in_range = offs_r < R
-    lim = tl.load(prefix_ptr + offs_r, mask=in_range & (has_prefix != 0), other=P).to(tl.int32)
-    return tl.where(in_range, tl.minimum(tl.maximum(lim, 0), P), 0)
+    """Each reader's valid writer count, clamped to [0, P]; P without a prefix; 0 for padding readers.
+
+    has_prefix is 0 or 1 (without a prefix nothing is loaded); flags enter masks as bounds
+    (offs < R * flag), which every Triton interpreter from 3.6 to 3.9 accepts.
+    """
+    lim = tl.load(prefix_ptr + offs_r, mask=offs_r < R * has_prefix, other=P).to(tl.int32)
+    return tl.where(offs_r < R, tl.minimum(tl.maximum(lim, 0), P), 0)
 
 
 @triton.jit
@@ -176,13 +179,14 @@ def _mix_bwd_kernel(grad_out_ptr, gates_ptr, delta_ptr, grad_delta_ptr, prefix_p
         dz = _data_dot(g, tl.trans(d), dz, DOT_MODE, PRECISION)
         if NEED_GD:
             gd = _gates_dot(zt, g, tl.zeros((BLOCK_W, BLOCK_N), dtype=ACC), DOT_MODE, PRECISION)
-            # accumulate: add into active writers' rows only; else overwrite rows < P (zeros if inactive)
+            # accumulate (0 or 1): add into active writers' rows only; else overwrite every row < P
+            # (zeros for inactive writers, whose delta is never read).
             ptrs = grad_delta_ptr + offs_w[:, None].to(tl.int64) * stride_gd + offs_n[None, :]
-            add = active[:, None] & n_ok[None, :]
-            old = tl.load(ptrs, mask=add & (accumulate != 0), other=0.0, eviction_policy="evict_first")
+            added = active & (offs_w < P * accumulate)
+            written = active | (offs_w < P * (1 - accumulate))
+            old = tl.load(ptrs, mask=added[:, None] & n_ok[None, :], other=0.0, eviction_policy="evict_first")
             gd = tl.where(active[:, None], old.to(ACC) + gd, 0.0)
-            tl.store(ptrs, gd.to(grad_delta_ptr.dtype.element_ty),
-                     mask=add | ((accumulate == 0) & w_ok[:, None] & n_ok[None, :]))
+            tl.store(ptrs, gd.to(grad_delta_ptr.dtype.element_ty), mask=written[:, None] & n_ok[None, :])
 
     dz = tl.where((offs_w[None, :] < limit[:, None]) & active[None, :], dz, 0.0)
     p_ptrs = partial_ptr + (pid_s * R + offs_r[:, None]).to(tl.int64) * P + offs_w[None, :]

@@ -117,6 +117,7 @@ def test_dry_run_records_without_launching():
 @pytest.mark.parametrize("value", [torch.empty(2), torch.empty(2, dtype=torch.bfloat16),
                                    torch.empty(2, dtype=torch.float16), torch.empty(2, dtype=torch.float64),
                                    torch.empty(2, dtype=torch.int64), torch.empty(2, dtype=torch.int32),
+                                   torch.empty(2, dtype=torch.bool), torch.empty(2, dtype=torch.uint8),
                                    0, 1, -5, 2**31 - 1, 2**31, 2**40, 2**63, 0.5, True], ids=repr)
 def test_signature_types_are_tritons(value):
     """epkernels records the types Triton's own launcher derives (its mangle_type, 3.6 to 3.9)."""
