@@ -82,7 +82,6 @@ def compile_one(index: int, arch: int, aligned: bool) -> dict:
     src = ASTSource(cfg.kernel, signature, dict(cfg.constexprs), _attrs(cfg.kernel, signature, aligned,
                                                                          make_backend(target)))
     log = io.StringIO()
-    t0 = time.perf_counter()
     try:
         with contextlib.redirect_stdout(log):
             kernel = triton.compile(src, target=target,
@@ -95,8 +94,7 @@ def compile_one(index: int, arch: int, aligned: bool) -> dict:
     if not (regs and spills):
         return {"error": "no ptxas -v report in the compile's output (TRITON_DUMP_PTXAS_LOG unsupported?)"}
     return {"regs": int(regs.group(1)), "stack": int(spills.group(1)), "spill_stores": int(spills.group(2)),
-            "spill_loads": int(spills.group(3)), "smem": kernel.metadata.shared,
-            "seconds": time.perf_counter() - t0}
+            "spill_loads": int(spills.group(3)), "smem": kernel.metadata.shared}
 
 
 # ------------------------------------------------------------------------------------ report
@@ -179,7 +177,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="80,90", help="comma-separated compute capabilities (default 80,90)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compiles (default: all cores)")
-    p.add_argument("--unaligned", action="store_true", help="compile without alignment/divisibility hints")
+    p.add_argument("--unaligned", action="store_true", help="compile without alignment or divisibility hints (odd N)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--kernel", default="", help="only kernels whose name contains this (default: all)")
     args = p.parse_args(argv)
