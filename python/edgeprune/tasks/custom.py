@@ -1,4 +1,4 @@
-"""The user's own clean/corrupted pairs (issue 4's custom format).
+"""The user's own clean/corrupted pairs (the custom JSONL format).
 
 One JSON object per line (or per list item):
     {"clean": "<prompt> <predict>answer</predict>", "corrupted": "<corrupted prompt>", "split": "train",
