@@ -4,6 +4,9 @@ Importing this package is cheap; `epkernels.mix` and `epkernels.hard_concrete` i
 TRITON_INTERPRET=1 must be set before those modules are imported for the kernels to run on CPU
 tensors (the flag is read when the @triton.jit decorator runs).
 """
-import os
 
-INTERPRET_REQUESTED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+def default_launches() -> list:
+    """Every kernel configuration the launchers pick at default block sizes (epkernels._utils.LaunchConfig)."""
+    from . import hard_concrete, mix
+    return mix.default_launches() + hard_concrete.default_launches()

@@ -9,14 +9,23 @@ the first two Philox words (low, high), the same layout as ops/reference.uniform
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 import triton
 import triton.language as tl
 
-from ._utils import check_device
+from ._utils import check_device, launch, record_launches, unique
 
 LEFT, RIGHT, BETA = -0.1, 1.1, 2.0 / 3.0
+# The kernels read the constants above through these compile-time globals (folded into the code).
+_LEFT = tl.constexpr(LEFT)
+_STRETCH = tl.constexpr(RIGHT - LEFT)
+_INV_BETA = tl.constexpr(1.0 / BETA)
+
 BLOCK = 1024
+# 4 elements a thread: at 8, float64 logs and sigmoids spilled with ptxas 13.4 (triton 3.9, sm_90).
+NUM_WARPS, NUM_STAGES = 8, 1  # elementwise: no loop to pipeline
 
 
 @triton.jit
@@ -32,24 +41,23 @@ def _stretched(la_ptr, seed, offset, numel, eps, pid, BLOCK: tl.constexpr):
     bits, _, _, _ = tl.philox(seed.to(tl.int64), lo, hi, zero, zero)
     u01 = (bits >> 8).to(tl.float32) * (1.0 / 16777216.0)
     u = (eps + (1.0 - 2.0 * eps) * u01).to(la.dtype)
-    s = tl.sigmoid((tl.log(u) - tl.log(1.0 - u) + la) * 1.5)  # 1 / beta
-    return idx, ok, s
+    s = tl.sigmoid((tl.log(u) - tl.log(1.0 - u) + la) * _INV_BETA)
+    return idx, ok, s, s * _STRETCH + _LEFT
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "numel"])
 def _hard_concrete_fwd_kernel(la_ptr, z_ptr, seed, offset, numel, eps, BLOCK: tl.constexpr):
-    idx, ok, s = _stretched(la_ptr, seed, offset, numel, eps, tl.program_id(0), BLOCK)
-    z = tl.minimum(tl.maximum(s * 1.2 - 0.1, 0.0), 1.0)
+    idx, ok, s, stretched = _stretched(la_ptr, seed, offset, numel, eps, tl.program_id(0), BLOCK)
+    z = tl.minimum(tl.maximum(stretched, 0.0), 1.0)
     tl.store(z_ptr + idx, z.to(z_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit(do_not_specialize=["seed", "offset", "numel"])
 def _hard_concrete_bwd_kernel(la_ptr, gz_ptr, gla_ptr, seed, offset, numel, eps, BLOCK: tl.constexpr):
-    idx, ok, s = _stretched(la_ptr, seed, offset, numel, eps, tl.program_id(0), BLOCK)
-    stretched = s * 1.2 - 0.1
+    idx, ok, s, stretched = _stretched(la_ptr, seed, offset, numel, eps, tl.program_id(0), BLOCK)
     gz = tl.load(gz_ptr + idx, mask=ok, other=0.0).to(s.dtype)
     inside = (stretched > 0.0) & (stretched < 1.0)
-    g = tl.where(inside, gz * (1.2 * 1.5) * s * (1.0 - s), 0.0)
+    g = tl.where(inside, gz * (_STRETCH * _INV_BETA) * s * (1.0 - s), 0.0)
     tl.store(gla_ptr + idx, g.to(gla_ptr.dtype.element_ty), mask=ok)
 
 
@@ -61,7 +69,9 @@ def hard_concrete_forward(log_alpha: torch.Tensor, seed: int, offset: int, eps: 
     z = torch.empty_like(la)
     n = la.numel()
     if n:
-        _hard_concrete_fwd_kernel[(triton.cdiv(n, block),)](la, z, seed, offset, n, eps, BLOCK=block)
+        launch(_hard_concrete_fwd_kernel, (triton.cdiv(n, block),),
+               {"la_ptr": la, "z_ptr": z, "seed": seed, "offset": offset, "numel": n, "eps": eps},
+               {"BLOCK": block}, NUM_WARPS, NUM_STAGES)
     return z
 
 
@@ -70,9 +80,23 @@ def hard_concrete_backward(grad_z: torch.Tensor, log_alpha: torch.Tensor, seed: 
     """d z / d log_alpha * grad_z, regenerating the noise; zero where the clamp is active."""
     check_device(grad_z, log_alpha)
     la = log_alpha.contiguous()
-    gz = grad_z.contiguous()
+    gz = grad_z.to(la.dtype).contiguous()
     out = torch.empty_like(la)
     n = la.numel()
     if n:
-        _hard_concrete_bwd_kernel[(triton.cdiv(n, block),)](la, gz, out, seed, offset, n, eps, BLOCK=block)
+        launch(_hard_concrete_bwd_kernel, (triton.cdiv(n, block),),
+               {"la_ptr": la, "gz_ptr": gz, "gla_ptr": out, "seed": seed, "offset": offset, "numel": n, "eps": eps},
+               {"BLOCK": block}, NUM_WARPS, NUM_STAGES)
     return out
+
+
+def default_launches() -> list:
+    """Every LaunchConfig the launchers pick at the default block (see mix.default_launches):
+    float32 and float64 gates, seeds and offsets below and above 2**31 (32- or 64-bit arguments)."""
+    with record_launches(dry_run=True) as rec:
+        for dtype, seed, offset in itertools.product((torch.float32, torch.float64), (0, 2**40), (0, 2**40)):
+            la = torch.empty(3, dtype=dtype, device="meta")
+            hard_concrete_forward(la, seed, offset)
+            hard_concrete_backward(la, la, seed, offset)
+        rec[:] = unique(rec)
+    return rec

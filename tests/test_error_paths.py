@@ -452,6 +452,12 @@ CASES = [
          lambda ctx: _custom(_pair("Then Mary<predict>ann</predict>", "Then Anna"))),
     Case("tasks/custom.py", "make_example", "the clean prompt has", E, r"the clean prompt has \d+ tokens but the "
          "corrupted prompt has 2", lambda ctx: _custom(_pair(CLEAN, "Then Anna"))),
+    Case("tasks/custom.py", "_counterfactual", "non-empty string", E, "'counterfactual' must be the corrupted "
+         "prompt's answer", lambda ctx: _custom([_pair(CLEAN)[0] | {"counterfactual": 3}])),
+    Case("tasks/custom.py", "_counterfactual", "merges with the prompt", E, "merges with the prompt's last token",
+         lambda ctx: _custom([_pair(CLEAN.replace(" <predict>", "<predict> "))[0] | {"counterfactual": "John"}])),
+    Case("tasks/custom.py", "_counterfactual", "same token as the answer", E, "starts with the same token",
+         lambda ctx: _custom([_pair(CLEAN)[0] | {"counterfactual": " Mary"}])),
     Case("tasks/encoding.py", "Encoder.__init__", "needs a tokenizer", E, r"this task needs a tokenizer \(got None\)",
          lambda ctx: edgeprune.tasks.encoding.Encoder(None)),
     Case("tasks/encoding.py", "pad_id", "neither a pad token", E, "neither a pad token nor an EOS token",

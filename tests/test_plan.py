@@ -154,7 +154,7 @@ CODELLAMA_13B = {"model_type": "llama", "num_hidden_layers": 40, "num_attention_
 
 
 def test_codellama_13b_estimate():
-    """The 13B Llama shape of issue 7 (built on the meta device only), batch 1 x 512, bf16."""
+    """The 13B Llama shape (CodeLlama-13B's layout, built on the meta device only), batch 1 x 512, bf16."""
     def plan(checkpointing, recompute_readers, **kw):
         return edgeprune.plan(CODELLAMA_13B, 1, 512, torch.bfloat16, checkpointing=checkpointing,
                               recompute_readers=recompute_readers, gpu_memory_gib=80, **kw)

@@ -1,4 +1,4 @@
-"""Scale benchmark (issue 7): large models' training steps on one GPU, against edgeprune.plan.
+"""Scale benchmark: large models' training steps on one GPU, against edgeprune.plan.
 
     python benchmarks/gpu/scale.py                        # on a GPU: both shapes, then the table
     python benchmarks/gpu/scale.py --shapes llama13b      # one shape

@@ -108,3 +108,13 @@ def test_hard_concrete_gradcheck_float64(backend):
     log_alpha = torch.tensor([-2.0, -0.3, 0.0, 0.4, 1.1, 3.0], dtype=torch.float64, device=device)
     log_alpha.requires_grad_()
     torch.autograd.gradcheck(lambda la: ops.hard_concrete(la, 21, 4, backend=backend), (log_alpha,))
+
+
+def test_every_backend_uses_the_one_set_of_constants():
+    """ops/constants.py holds them; the Triton kernels name the same values, and the C++/CUDA kernels
+    (csrc/philox.h) are checked numerically by the backend-against-reference tests above, which the
+    reference computes from ops/constants.py."""
+    pytest.importorskip("triton")
+    from epkernels import hard_concrete as triton_hc
+    from edgeprune.ops import constants
+    assert (triton_hc.LEFT, triton_hc.RIGHT, triton_hc.BETA) == (constants.LEFT, constants.RIGHT, constants.BETA)

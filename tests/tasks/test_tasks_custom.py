@@ -106,3 +106,16 @@ def test_a_bad_validation_line_is_reported_not_dropped(tmp_path, tok):
     assert tasks.load_split(str(path), tok, "test") is None
     with pytest.raises(ValueError, match=r"pairs\.jsonl, example 1 \(line 2\): 'clean' must contain one <predict>"):
         tasks.load_split(str(path), tok, "validation")
+
+
+def test_counterfactual_answer_is_the_logit_differences_distractor(tok):
+    items = [dict(ITEMS[0], counterfactual=" Rome"), dict(ITEMS[3])]
+    data = tasks.load(items, tok, split="train")
+    through = tok("The capital of France is Rome")["input_ids"]
+    prompt = tok("The capital of France is")["input_ids"]
+    assert data[0].distractor == through[len(prompt)] != data[0].answer
+    assert data[1].distractor is None
+    batch = data.batch([0])
+    logits = torch.zeros(1, batch.positions.shape[1], len(tok))
+    logits[0, 0, data[0].answer], logits[0, 0, data[0].distractor] = 3.0, 1.0
+    assert data.task.metrics(logits, logits, batch)["logit_difference"].tolist() == [2.0]

@@ -1,4 +1,4 @@
-"""Recovering Tracr circuits with the package's fixed settings (issue 6's criterion, demo.recovery):
+"""Recovering Tracr circuits with the package's fixed settings (demo.recovery's criterion):
 no edge outside the weight-support ground truth, every used writer present, the pruned model exact,
 for at least two seeds.
 

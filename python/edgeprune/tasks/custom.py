@@ -1,13 +1,16 @@
-"""The user's own clean/corrupted pairs (issue 4's custom format).
+"""The user's own clean/corrupted pairs (the custom JSONL format).
 
 One JSON object per line (or per list item):
-    {"clean": "<prompt> <predict>answer</predict>", "corrupted": "<corrupted prompt>", "split": "train"}
+    {"clean": "<prompt> <predict>answer</predict>", "corrupted": "<corrupted prompt>", "split": "train",
+     "counterfactual": "other answer"}
 The model input is the clean text with the tags removed; the corrupted input is the corrupted
 prompt alone, padded to the clean input's length. The clean prompt (the clean text before
 <predict>, trailing spaces removed) and the corrupted prompt must tokenise to the same length.
 The loss reads the answer's positions: from the last prompt token to the token before the
 answer's last token. `split` is optional; an item without one belongs to every split (the
-reference ignored the key, method.md 9.8).
+reference ignored the key, method.md 9.8). `counterfactual`, optional, is the answer the corrupted
+prompt leads to: its first token is the distractor of the logit difference (faithfulness curves'
+metric); without it those curves use KL.
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ class CustomTask(Task):
         for row, tokens in enumerate(batch.labels):
             targets[row, :len(tokens)] = targets.new_tensor(tokens)
         out["accuracy"] = M.sequence_accuracy(circuit_logits, targets, batch.position_mask)
+        if bool((batch.distractors >= 0).all()):
+            out["logit_difference"] = M.logit_difference(circuit_logits[:, 0], batch.answers, batch.distractors)
         return out
 
 
@@ -120,8 +125,26 @@ def make_example(encoder: Encoder, item: dict, where: str) -> Example:
     start, end = len(prompt_ids), len(through_answer)
     corrupted = corrupted + [encoder.pad_id] * (len(full) - len(corrupted))
     return Example(clean=full, corrupted=corrupted, positions=list(range(start - 1, end - 1)),
-                   answer=full[start], label=full[start:end], text=clean_text,
-                   corrupted_text=corrupted_text)
+                   answer=full[start], distractor=_counterfactual(encoder, item, before, prompt_ids, full[start], where),
+                   label=full[start:end], text=clean_text, corrupted_text=corrupted_text)
+
+
+def _counterfactual(encoder: Encoder, item: dict, before: str, prompt_ids: list[int], answer: int, where: str):
+    """The first token of the optional counterfactual answer, tokenised after the clean prompt as the answer is."""
+    other = item.get("counterfactual")
+    if other is None:
+        return None
+    if not isinstance(other, str) or not other.strip():
+        raise UserError(f"{where}: 'counterfactual' must be the corrupted prompt's answer, a non-empty string; "
+                        f"got {other!r}")
+    ids = encoder.encode((before + other).rstrip())
+    if ids[:len(prompt_ids)] != prompt_ids or len(ids) == len(prompt_ids):
+        raise UserError(f"{where}: the counterfactual {other!r} merges with the prompt's last token; start it with a "
+                        "space as the answer does")
+    if ids[len(prompt_ids)] == answer:
+        raise UserError(f"{where}: the counterfactual {other!r} starts with the same token as the answer; the logit "
+                        "difference needs another first token")
+    return ids[len(prompt_ids)]
 
 
 def _where(source: str, index: int, lines: list[int] | None) -> str:
