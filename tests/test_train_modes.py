@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import edgeprune
+from edgeprune.errors import UserError
 from edgeprune.evaluation import evaluate_gates
 from edgeprune.objective import logit_diff_gap
 from edgeprune.training import Trainer, prepare, warm_config
@@ -43,6 +44,18 @@ def test_train_starts_from_the_scores_and_records_it():
     circuit = edgeprune.train(model, data, edge_sparsity=0.95, init=scored, **QUICK)
     assert circuit.config["init"] == start and start["source"] == "eap" and start["temperature"] == 0.2
     assert circuit.config["ramp_from"] == pytest.approx(warm.ramp_from)
+
+
+def test_a_warm_run_resumes_only_from_its_own_start(tmp_path):
+    model, data = tiny("gpt2"), answer_pairs(n=4)
+    settings = dict(edge_sparsity=0.9, steps=2, batch_size=4, warmup_steps=1, ramp_steps=1, eval_every=0,
+                    progress=False, checkpoint_dir=str(tmp_path))
+    scores = torch.arange(137.0)
+    edgeprune.train(model, data, init=scores, **settings)
+    with pytest.raises(UserError, match="belongs to another run: init.fingerprint"):
+        edgeprune.train(model, data, init=scores.flip(0), **settings)
+    with pytest.raises(UserError, match="has finished"):
+        edgeprune.train(model, data, init=scores, **settings)
 
 
 def test_bad_warm_starts():

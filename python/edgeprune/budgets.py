@@ -55,6 +55,8 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
             warmup_steps=min(config.warmup_steps, max(1, stage_steps // 10)))
         folder = os.path.join(checkpoint_dir, f"stage-{fraction:g}") if checkpoint_dir else None
         trainer = Trainer(pm, dataset, stage_config, validation, folder, dist=run)
+        if start is not None and trainer.identity is not None:  # every stage follows from the warm start
+            trainer.identity["init"] = start
         trainer.maybe_resume()
         circuit = trainer.run(progress)
         circuit.config |= {"budget": fraction, "stage": stage} | ({"init": start} if start else {})
