@@ -132,8 +132,8 @@ def main():
             runs[label] = (run, rows)
             if label == "EP optimal":
                 own = edgeprune.prunable(model, ablation="optimal")
-                final = run[max(run)] if isinstance(run, dict) else run
-                own.set_optimal_ablation(final.ablation_values)
+                tightest = run[min(run)] if isinstance(run, dict) else run   # a sweep: its last stage's constants
+                own.set_optimal_ablation(tightest.ablation_values)
                 record("EP optimal (own ablation)", run, seconds, seed, model=own, ablation="optimal")
                 record("EP optimal (patching)", run, seconds, seed)
             else:
@@ -150,9 +150,9 @@ def main():
                 "steps_cold": steps_to_reach(cold_rows, kl, sparsity),
                 "steps_warm": steps_to_reach(warm_rows, kl, sparsity)})
             print("warm vs cold:", notes["warm"][-1], flush=True)
+        with open(os.path.join(args.out, "curves.json"), "w") as f:   # after every seed
+            json.dump({"results": results, "notes": notes, "args": vars(args)}, f, indent=1)
 
-    with open(os.path.join(args.out, "curves.json"), "w") as f:
-        json.dump({"results": results, "notes": notes, "args": vars(args)}, f, indent=1)
     report(results, notes, args)
     try:
         from edgeprune.plotting import plot_curves
