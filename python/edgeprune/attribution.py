@@ -30,8 +30,8 @@ import torch
 
 from . import tasks
 from .circuit import Circuit
-from .errors import UserError
 from .curves import metric_values
+from .errors import UserError
 from .loading import load_model, model_name
 from .models import PrunableModel, WriterRecord, prunable
 from .models.forward import record_writers
@@ -68,7 +68,7 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
     pm, tokenizer = _prunable_for(model, tokenizer, device, ablation)
     if method in INPUT_METHODS and pm.ablation != "corrupted":
         raise UserError(f"{method} interpolates between the clean and corrupted inputs: it needs "
-                         f"ablation='corrupted', not {pm.ablation!r}")
+                        f"ablation='corrupted', not {pm.ablation!r}")
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     if len(dataset) == 0:
         raise UserError("the attribution dataset is empty: give at least one clean/corrupted example")
@@ -96,7 +96,7 @@ def _prunable_for(model, tokenizer, device, ablation: str) -> tuple[PrunableMode
     if isinstance(model, PrunableModel):
         if model.ablation != ablation:
             raise UserError(f"the model was built with ablation={model.ablation!r} but attribution asked for "
-                             f"{ablation!r}; build it with the ablation you mean, or pass that one")
+                            f"{ablation!r}; build it with the ablation you mean, or pass that one")
         return model, tokenizer or getattr(model.model, "tokenizer", None)
     if ablation not in ("corrupted", "mean", "zero"):
         raise UserError(f"attribution ablates with 'corrupted', 'mean' or 'zero', not {ablation!r}")

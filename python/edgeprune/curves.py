@@ -156,7 +156,7 @@ def _prunable_for(model, circuit, tokenizer, device, ablation: str = "corrupted"
     if isinstance(model, PrunableModel):
         if model.ablation != ablation:
             raise UserError(f"faithfulness with ablation={ablation!r} patches pruned edges that way: build the "
-                             f"model with ablation={ablation!r}, not {model.ablation!r}")
+                            f"model with ablation={ablation!r}, not {model.ablation!r}")
         return model, tokenizer or getattr(model.model, "tokenizer", None)
     model, tokenizer = load_model(model, tokenizer, device)
     graph = circuit.graph if isinstance(circuit, Circuit) else None
@@ -166,7 +166,7 @@ def _prunable_for(model, circuit, tokenizer, device, ablation: str = "corrupted"
         values = circuit.ablation_values if isinstance(circuit, Circuit) else None
         if values is None:
             raise UserError("ablation='optimal' evaluates with the circuit's learned constants, and it has none "
-                             "(train it with ablation='optimal')")
+                            "(train it with ablation='optimal')")
         pm.set_optimal_ablation(values)
     return pm, tokenizer
 

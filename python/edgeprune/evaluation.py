@@ -60,7 +60,7 @@ def evaluate(model, circuit: Circuit | None, data, *, split: str = "test", batch
     if pm.ablation == "optimal" and pm.constants is None:
         if circuit is None or circuit.ablation_values is None:
             raise UserError("optimal ablation evaluates with a circuit's learned constants, and this circuit has none "
-                             "(it was not trained with ablation='optimal')")
+                            "(it was not trained with ablation='optimal')")
         pm.set_optimal_ablation(circuit.ablation_values)
     if pm.ablation == "mean" and pm.mean_record is None:
         batch = dataset.batch(list(range(len(dataset))), pad_to=pad_to)

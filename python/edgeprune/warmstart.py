@@ -36,7 +36,7 @@ def init_scores(init, graph: Graph) -> torch.Tensor:
     if isinstance(init, Circuit):
         if init.graph != graph:
             raise UserError(f"the warm-start scores were computed on the graph {init.graph} but the model's graph is "
-                             f"{graph}: attribute the same model with the same embedding_nodes")
+                            f"{graph}: attribute the same model with the same embedding_nodes")
         scores = init.keep_scores()
     elif isinstance(init, torch.Tensor):
         scores = init
@@ -46,7 +46,7 @@ def init_scores(init, graph: Graph) -> torch.Tensor:
     scores = scores.detach().double().cpu().reshape(-1)
     if scores.numel() != graph.num_edges:
         raise UserError(f"init has {scores.numel()} scores but the model's graph has {graph.num_edges} edges "
-                         "(scores are per edge, in graph order)")
+                        "(scores are per edge, in graph order)")
     if not bool(torch.isfinite(scores).all()):
         raise UserError("init scores must be finite")
     return scores

@@ -96,7 +96,7 @@ class PrunableModel(nn.Module):
                                    "set_optimal_ablation(circuit.ablation_values) to evaluate a trained circuit")
             if seq_len is not None and seq_len > self.constants.positions:
                 raise UserError(f"optimal ablation has constants for {self.constants.positions} positions but the "
-                                 f"input has {seq_len}; train on inputs padded to at least that length")
+                                f"input has {seq_len}; train on inputs padded to at least that length")
             return self.constants.record(self.adapter, seq_len)
         if self.ablation == "mean":
             if self.mean_record is None:
