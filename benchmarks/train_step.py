@@ -38,4 +38,4 @@ class TrainStep:
         return cls(Trainer(pm, dataset, TrainConfig(edge_sparsity=edge_sparsity, ablation=ablation, **config)))
 
     def step(self) -> float:
-        return self.trainer.step()["loss"]
+        return float(self.trainer.step()["loss"])

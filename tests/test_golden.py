@@ -36,7 +36,7 @@ def run(family: str) -> dict:
         config = TrainConfig(edge_sparsity=0.6, node_sparsity=0.3, steps=30, batch_size=4, warmup_steps=4,
                              ramp_steps=20, eval_every=0, checkpoint_every=0, seed=0, backend="cpp")
         trainer = Trainer(pm, random_pairs(n=8, seq=7), config)
-        losses = [trainer.step()["loss"] for _ in range(config.steps)]
+        losses = [float(trainer.step()["loss"]) for _ in range(config.steps)]
         circuit = trainer.circuit()
     finally:
         torch.set_num_threads(threads)

@@ -113,9 +113,15 @@ def test_nan_loss_names_step_and_checkpoint(tmp_path):
         t.pm.model.lm_head.weight.fill_(float("nan"))
     t.data.targets = t.data.targets.nan_to_num(0.0) - 1.0   # keep the target finite; the circuit's logits are NaN
     before = [p.detach().clone() for p in (*t.pm.gates.parameters(), *t.lagrangian.parameters())]
-    with pytest.raises(NonFiniteLoss, match=r"at step 8 .*checkpoint\.pt"):
-        t.step()
-    # raised before the update: the gates and multipliers are the step-8 ones, the step not counted
-    assert t.step_index == 8
+    t.step()
+    t.step()                         # nothing waits for the device: the error comes at the next check
+    optimiser_state = [v.clone() for s in t.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 8; its update and every later one were "
+                                            r"skipped; the last good checkpoint is .*checkpoint\.pt"):
+        t.check()
+    # the non-finite steps changed nothing: the gates and multipliers are the step-8 ones
     for old, p in zip(before, (*t.pm.gates.parameters(), *t.lagrangian.parameters())):
         assert torch.equal(old, p.detach())
+    t.step()
+    assert all(torch.equal(a, b) for a, b in zip(
+        optimiser_state, [v for s in t.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]))

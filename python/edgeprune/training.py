@@ -67,6 +67,7 @@ class Trainer:
         self.threads = config.threads or self._default_threads()
         self.identity = self._identity() if checkpoint_dir else None
         self.step_index = 0
+        self._unchecked: list = []  # (step, finite flag, loss, gradient norm) not yet read back
         self.last_checkpoint: str | None = None
         self.history: list[dict] = []
 
@@ -165,7 +166,12 @@ class Trainer:
             terms["logit_diff_gap"], terms["kl"] = terms.pop("kl"), shown
         return terms
 
-    def step(self) -> dict[str, float]:
+    def step(self) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns its logged terms as tensors (reading them waits for the device).
+
+        Nothing here waits for the device: a non-finite loss or gradient norm is caught on the device,
+        the step's update is skipped there, and `check()` (every log_every steps in `run`) raises it.
+        """
         step = self.step_index
         with _threads(self.threads):
             terms = self.loss_terms(step)
@@ -173,12 +179,6 @@ class Trainer:
             objective = terms.pop("objective", loss)
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
-            # Checked after backward, not before: reading the loss waits for the device, and here the
-            # whole forward and backward have been queued first. Nothing has been updated yet.
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"the loss became {loss.item()} at step {step} (KL {terms['kl'].item()})"
-                                    f"{self._last_good()}. Lower the learning rates, or check the model's dtype "
-                                    "(fp32 is safest).")
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             if self.dist is not None:
                 self.dist.average_gradients(params)
@@ -189,14 +189,39 @@ class Trainer:
                                                   self.config.max_grad_norm)
             if constants:
                 norm = norm + torch.nn.utils.clip_grad_norm_(constants, self.config.max_grad_norm)
-            if not torch.isfinite(norm):  # clipping would pass it on: AdamW would make every gate NaN
-                raise NonFiniteLoss(f"the gradient norm became {norm.item()} at step {step} with a finite loss "
-                                    f"({loss.item():.6g}){self._last_good()}. Lower the learning rates, or check "
-                                    "the model's dtype (fp32 is safest).")
-            self.optimizer.step()
+            finite = torch.isfinite(loss) & torch.isfinite(norm)
+            self._update_if(finite)
             self.scheduler.step()
+        self._unchecked.append((step, finite, loss.detach(), norm.detach()))
         self.step_index += 1
-        return {k: float(v.detach()) for k, v in terms.items()}
+        return {k: v.detach() for k, v in terms.items()}
+
+    def _update_if(self, finite: torch.Tensor) -> None:
+        """The optimiser's step, kept only where `finite` (a device bool): a non-finite step changes
+        neither the gates nor the optimiser's state (AdamW would turn every gate NaN)."""
+        tensors = [p for group in self.optimizer.param_groups for p in group["params"]]
+        tensors += [v for state in self.optimizer.state.values() for v in state.values()
+                    if torch.is_tensor(v) and v.device == finite.device]
+        before = [t.detach().clone() for t in tensors]
+        self.optimizer.step()
+        with torch.no_grad():
+            for t, old in zip(tensors, before):
+                t.copy_(torch.where(finite, t, old))
+
+    def check(self) -> None:
+        """Raise NonFiniteLoss for the first unchecked step whose loss or gradient was not finite."""
+        unchecked, self._unchecked = self._unchecked, []
+        if not unchecked:
+            return
+        flags = torch.stack([finite for _, finite, _, _ in unchecked]).cpu()
+        if bool(flags.all()):
+            return
+        step, _, loss, norm = unchecked[int((~flags).nonzero()[0])]
+        what = (f"the loss became {loss.item()}" if not torch.isfinite(loss) else
+                f"the gradient norm became {norm.item()} with a finite loss ({loss.item():.6g})")
+        raise NonFiniteLoss(f"{what} at step {step}; its update and every later one were skipped"
+                            f"{self._last_good()}. Lower the learning rates, or check the model's dtype "
+                            "(fp32 is safest).")
 
     def _last_good(self) -> str:
         if self.last_checkpoint:
@@ -213,7 +238,8 @@ class Trainer:
             logs = self.step()
             step = self.step_index
             if step % c.log_every == 0 or step == c.steps:
-                logs["step"] = step
+                self.check()
+                logs = {k: float(v) for k, v in logs.items()} | {"step": step}
                 self._log(logs)
                 if bar is not None:
                     bar.set_postfix(kl=f"{logs['kl']:.3g}", sparsity=f"{logs['edge_sparsity']:.3f}",
@@ -226,6 +252,7 @@ class Trainer:
                 bar.update(1)
         if bar is not None:
             bar.close()
+        self.check()
         if self.checkpoint_dir:
             self.save_checkpoint()
         circuit = self.circuit()
@@ -284,6 +311,7 @@ class Trainer:
         self.threads = state.get("threads", self.threads)
 
     def save_checkpoint(self):
+        self.check()  # a checkpoint never follows an unchecked non-finite step
         path = os.path.join(self.checkpoint_dir, checkpoints.FILE)
         if self.dist is None or self.dist.is_main:  # gates and optimiser are replicated: rank 0 writes
             checkpoints.save(path, self.state_dict())

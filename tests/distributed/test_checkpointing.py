@@ -98,7 +98,7 @@ def test_trainer_with_checkpointing_follows_the_same_trajectory():
         config = TrainConfig(edge_sparsity=0.5, steps=4, batch_size=4, warmup_steps=1, ramp_steps=2, eval_every=0,
                              checkpointing=checkpointing)
         t = Trainer(pm, random_pairs(), config)
-        losses = [t.step()["loss"] for _ in range(4)]
+        losses = [float(t.step()["loss"]) for _ in range(4)]
         return losses, pm.gates.edge_log_alpha.detach()
     (a, ga), (b, gb) = run(False), run(True)
     assert a == b and torch.equal(ga, gb)
