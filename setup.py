@@ -194,6 +194,6 @@ setup(
     install_requires=["torch>=2.11", "triton>=3.6", "transformers>=4.57", "numpy", "tqdm", "safetensors"],
     # Drawing needs Graphviz's `dot` program, not a Python package. tracr-pypi (with jax, about
     # 650 MB) lets the test that recompiles the shipped Tracr programs run.
-    extras_require={"tracr": ["tracr-pypi"], "test": ["pytest", "tracr-pypi"]},
+    extras_require={"tracr": ["tracr-pypi"], "plot": ["matplotlib"], "test": ["pytest", "tracr-pypi"]},
     entry_points={"console_scripts": ["edgeprune=edgeprune.cli:main"]},
 )

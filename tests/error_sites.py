@@ -1,4 +1,7 @@
-"""The error sites of python/edgeprune, found in its source, and a tracer of the lines a call runs.
+"""The error sites of edgeprune, found in its source, and a tracer of the lines a call runs.
+
+The source read is the package that `import edgeprune` runs (installed or on PYTHONPATH), so the
+sites and the traced lines name the same files.
 
 A site is a `raise` of a new exception (a bare `raise` passes one on) or a call of an error helper:
 a function whose body ends in a `raise` and has no `return`. A site is named by its file, its
@@ -12,12 +15,14 @@ import pathlib
 import sys
 from dataclasses import dataclass
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "python" / "edgeprune"
+import edgeprune
+
+PACKAGE = pathlib.Path(edgeprune.__file__).parent
 
 
 @dataclass(frozen=True)
 class Site:
-    path: str          # relative to python/edgeprune
+    path: str          # relative to the package folder
     function: str      # qualified name of the enclosing function ("" at module level)
     first: int
     last: int
@@ -75,7 +80,7 @@ def find(sites: list[Site], path: str, function: str, fragment: str) -> Site:
 
 @contextlib.contextmanager
 def lines_run(into: set):
-    """Collect (path relative to python/edgeprune, line) of every package line run in this thread."""
+    """Collect (path relative to the package folder, line) of every package line run in this thread."""
     root = str(PACKAGE) + "/"
 
     def local(frame, event, arg):

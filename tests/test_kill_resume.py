@@ -18,10 +18,13 @@ KILLS = (6, 13, 19)  # checkpoints at 4, 12 and 16: each rerun resumes there and
 
 
 def _run(folder, out, kill_at=None) -> int:
+    """The run's exit code; a failure shows the run's own error."""
     env = {**os.environ, "EDGEPRUNE_CPU_ISA": "avx2", "EDGEPRUNE_BACKEND": "cpp", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(sys.path)}
     argv = [sys.executable, SCRIPT, str(folder), str(out)] + ([str(kill_at)] if kill_at is not None else [])
-    return subprocess.run(argv, env=env, capture_output=True, text=True).returncode
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert done.returncode in (0, -signal.SIGKILL), done.stderr[-3000:]
+    return done.returncode
 
 
 def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):

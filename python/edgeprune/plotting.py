@@ -11,15 +11,15 @@ def plot_curves(curves, path: str, title: str = "") -> list[str]:
 
     Returns the files written.
     """
+    base, ext = os.path.splitext(path)
+    if ext.lower() not in (".png", ".svg"):
+        raise UserError(f"cannot plot to {path!r}: use a .png or .svg file name")
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise Unsupported("plotting needs matplotlib: pip install 'edgeprune[plot]' (or matplotlib)") from None
-    base, ext = os.path.splitext(path)
-    if ext.lower() not in (".png", ".svg"):
-        raise UserError(f"cannot plot to {path!r}: use a .png or .svg file name")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for curve in curves:
         ax.plot([100 * x for x in curve.fractions], curve.faithfulness, marker="o", markersize=3,
