@@ -131,7 +131,7 @@ def problems(res: dict) -> list[str]:
     return out
 
 
-def print_table(rows, markdown: bool) -> None:
+def print_results(rows, markdown: bool) -> None:
     head = ["kernel", "arch", "dtype", "configuration", "registers", "spill st/ld (B)", "stack (B)", "smem (B)",
             "result"]
     table = []
@@ -145,16 +145,8 @@ def print_table(rows, markdown: bool) -> None:
                     str(res["smem"])]
         table.append([cfg.name.strip("_").removesuffix("_kernel"), f"sm_{arch}", dtypes, config, *nums,
                       "; ".join(bad) if bad else "ok"])
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "|".join("---" for _ in head) + "|")
-        for line in table:
-            print("| " + " | ".join(line) + " |")
-        return
-    widths = [max(len(h), *(len(line[i]) for line in table)) for i, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-    for line in table:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
+    from edgeprune.bench_kernels import print_table  # after _prepare_environment: it imports Triton
+    print_table(head, table, markdown)
 
 
 def toolchain(archs) -> str:
@@ -206,7 +198,7 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     rows = [(CONFIGS[i], arch, res) for (i, arch), res in zip(tasks, results)]
-    print_table(rows, args.markdown)
+    print_results(rows, args.markdown)
     failed = [(cfg, arch, problems(res)) for cfg, arch, res in rows if problems(res)]
     print(f"\n{len(rows)} compiles in {time.perf_counter() - t0:.0f} s: "
           f"{len(rows) - len(failed)} ok, {len(failed)} failed (spills, compile errors, shared memory over "

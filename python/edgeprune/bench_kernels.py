@@ -221,12 +221,16 @@ def machine(device: torch.device) -> str:
     return f"{cpu} ({os.cpu_count()} cores), {torch.get_num_threads()} thread(s), torch {torch.__version__}"
 
 
-def print_table(rows, markdown: bool):
+def print_results(rows, markdown: bool):
     head = ["case", "pass", "backend", "ms", "GB/s", "x copy", "x einsum", "x reference"]
     fmt = [lambda r: r["case"], lambda r: r["pass_"], lambda r: r["backend"], lambda r: f"{r['ms']:.3f}",
            lambda r: f"{r['gbps']:.1f}", lambda r: f"{r['vs_copy']:.2f}", lambda r: f"{r['vs_einsum']:.2f}",
            lambda r: f"{r['vs_reference']:.2f}"]
-    table = [[f(r) for f in fmt] for r in rows]
+    print_table(head, [[f(r) for f in fmt] for r in rows], markdown)
+
+
+def print_table(head: list[str], table: list[list[str]], markdown: bool) -> None:
+    """Rows of strings as a markdown table (for RESULTS.md) or as aligned columns (for a terminal)."""
     if markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "|".join("---" for _ in head) + "|")
@@ -267,7 +271,7 @@ def main(argv=None, prog=None):
         print(f"# {case.name}: R={case.readers} P={case.writers} N={case.n} ({case.tokens} tokens x {case.width}) "
               f"{str(case.dtype).removeprefix('torch.')}, {case.zero_frac:.0%} of writers unread", flush=True)
         rows += run_case(case, device, backends, reps, args.sweep, args.clock)
-    print_table(rows, args.markdown)
+    print_results(rows, args.markdown)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(device), "rows": rows}, f, indent=1)

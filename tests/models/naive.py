@@ -90,3 +90,13 @@ def naive_forward(adapter, graph, ids, ablated, edges, nodes):
         x.append(adapter.mlp(layer, reader_input(edges[seg.start:seg.stop], seg.cols)))
     seg = graph.final_segment
     return adapter.unembed(reader_input(edges[seg.start:seg.stop], seg.cols))
+
+
+def assert_matches_naive(out, ref, edges, nodes):
+    """The gated forward's logits and their gradients on the gates equal the naive forward's (float64)."""
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+    weights = torch.randn_like(ref)
+    got = torch.autograd.grad((out * weights).sum(), (edges, nodes))
+    want = torch.autograd.grad((ref * weights).sum(), (edges, nodes))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
