@@ -24,7 +24,7 @@ def test_curve_ends_budgets_and_areas(model_folder, tmp_path):  # noqa: F811
         curve.fractions, curve.fractions[1:], curve.faithfulness, curve.faithfulness[1:])))
     # the 50% budget, evaluated independently: the same edges through edgeprune.evaluate
     mib = MIBGraph(pm.graph)
-    kept = mib.edge_mask(mib.top_edges(mib.scores_from(scores), mib.budget_edges(0.5)))
+    kept = mib.edge_mask(mib.top_edges(mib.scores_from(scores, probabilities=False), mib.budget_edges(0.5)))
     circuit = edgeprune.Circuit(pm.graph, [pm.graph.edges[i] for i in kept.nonzero().flatten().tolist()],
                                 list(pm.graph.writers))
     m_c = edgeprune.evaluate(pm, circuit, data)["logit_difference"]
@@ -38,6 +38,23 @@ def test_curve_ends_budgets_and_areas(model_folder, tmp_path):  # noqa: F811
     from edgeprune.plotting import plot_curves
     written = plot_curves([curve, kl_curve], str(tmp_path / "curve.png"))
     assert all((tmp_path / name).stat().st_size > 1000 for name in ("curve.png", "curve.svg")) and len(written) == 2
+
+
+def test_signed_scores_rank_by_sign_for_cpr_and_by_magnitude_for_cmd(model_folder):  # noqa: F811
+    """MIB's convention: CPR cuts the ranking of the signed scores, CMD the ranking of |score|; the table
+    shows both curves when they differ. One input node, so that every edge is one MIB edge (two
+    embedding nodes' scores are summed into their MIB edge before any magnitude is taken)."""
+    model, tok = load_model(model_folder)
+    pm = edgeprune.prunable(model, embedding_nodes=1)
+    data = edgeprune.tasks.get("ioi", tok, split="test", n=8)
+    scores = torch.randn(pm.graph.num_edges, generator=torch.Generator().manual_seed(1))
+    budgets = [0.0, 0.2, 0.5, 1.0]
+    signed = faithfulness(pm, scores, data, budgets=budgets)
+    magnitude = faithfulness(pm, scores.abs(), data, budgets=budgets)
+    assert signed.faithfulness_abs == pytest.approx(magnitude.faithfulness, abs=1e-6)
+    assert signed.faithfulness != pytest.approx(signed.faithfulness_abs, abs=1e-3)
+    assert signed.cmd == pytest.approx(magnitude.cmd)
+    assert "f (|score|)" in signed.table() and "f (|score|)" not in magnitude.table()
 
 
 def test_bad_budgets_and_metrics(model_folder):  # noqa: F811

@@ -41,6 +41,8 @@ def test_grouped_kv_edges_and_the_embedding_union():
     assert named["a0.h1->a1.h2<k>"] == pytest.approx(0.7) and named["a0.h1->a1.h3<k>"] == pytest.approx(0.7)
     assert named["a0.h1->a1.h1<k>"] == 0 and named["a0.h1->a1.h0<k>"] == 0
     assert named["input->a1.h0<q>"] == pytest.approx(1 - 0.5 * 0.8)
+    signed = dict(zip(m.edge_names(), m.scores_from(p, probabilities=False)[m.real].tolist()))
+    assert signed["input->a1.h0<q>"] == pytest.approx(0.5 + 0.2)  # attribution: the deltas add
     # back: a K edge is kept when any of its query heads' copies is; input keeps both embedding edges
     fb = {n: i for i, n in enumerate(m.forward_names)}, {n: i for i, n in enumerate(m.backward_names)}
     in_graph = torch.zeros_like(m.real)
@@ -74,7 +76,10 @@ def test_a_file_written_by_hand_from_mibs_loader_rules(tmp_path):
     assert set(c.edges) == {("tok_embeds", "a0.h1.v"), ("pos_embeds", "a0.h1.v"), ("a0.h1", "resid_post")}
     index = c.graph.edge_index
     assert c.edge_scores[index[("a0.h0", "m0")]] == pytest.approx(0.3)
-    assert c.edge_scores[index[("pos_embeds", "a0.h1.v")]] == pytest.approx(0.9)
+    # the input edge's score is split between the embedding edges, and adds back to itself
+    assert c.edge_scores[index[("pos_embeds", "a0.h1.v")]] == pytest.approx(0.45)
+    named = dict(zip(MIBGraph(c.graph).edge_names(), c.mib_scores(MIBGraph(c.graph))[MIBGraph(c.graph).real].tolist()))
+    assert named["input->a0.h1<v>"] == pytest.approx(0.9) and named["a0.h0->m0"] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="n_heads=2, but this model has 3"):
         Circuit.from_mib(str(path), Graph(1, 3, 3, 1))
     edges["a0.h0->a0.h1<q>"] = {"score": 1.0, "in_graph": True}

@@ -123,6 +123,10 @@ class Circuit:
         return keep
 
     # ------------------------------------------------------------------ MIB
+    def mib_scores(self, graph: MIBGraph) -> torch.Tensor:
+        """keep_scores on MIB's graph (dense), combined as their kind must be (MIBGraph.scores_from)."""
+        return graph.scores_from(self.keep_scores(), probabilities=self.score_kind == "log_alpha")
+
     def to_mib(self, path: str, format: str = "json", budgets=None, d_model: int = 0) -> list[str]:
         """Write the circuit in MIB's format; returns the files written.
 
@@ -132,10 +136,10 @@ class Circuit:
         """
         graph = MIBGraph(self.graph, d_model)
         if budgets is None:
-            scores = graph.scores_from(self.keep_scores()) if self.edge_scores is not None else \
+            scores = self.mib_scores(graph) if self.edge_scores is not None else \
                 graph.membership_from(self.graph.edge_mask(self.edges)).float()
             return [graph.write(path, scores, graph.membership_from(self.graph.edge_mask(self.edges)), format)]
-        scores = graph.scores_from(self.keep_scores())
+        scores = self.mib_scores(graph)
         written = []
         for fraction in budgets:
             if fraction >= 1:

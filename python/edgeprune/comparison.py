@@ -58,7 +58,7 @@ def compare(*runs: Circuit | dict, budgets="mib") -> Comparison:
     table = []
     for frac in fractions:
         ranked = [r if isinstance(r, Circuit) else for_budget(r, frac) for r in runs]
-        kept = [mib.top_edges(mib.scores_from(c.keep_scores()), mib.budget_edges(frac)) for c in ranked]
+        kept = [mib.top_edges(c.mib_scores(mib), mib.budget_edges(frac)) for c in ranked]
         table.append([iou(kept[i], kept[j]) for i, j in combinations(range(len(kept)), 2)])
     labels = [c.config.get("label") or f"seed {c.seed}" for c in first]
     return Comparison(fractions, table, labels)

@@ -55,10 +55,13 @@ class Curve:
     def table(self) -> str:
         head = (f"{self.label or 'circuit'}: metric {self.metric} (full {self.full:.4g}, empty {self.empty:.4g}); "
                 f"CPR {self.cpr:.4f}, CMD {self.cmd:.4f}")
-        lines = [head, f"  {'fraction':>9} {'MIB edges':>10} {'edges':>8} {'f':>8} {'KL':>8} {'accuracy':>9}"]
+        signed = self.faithfulness_abs != self.faithfulness  # signed scores: CMD's curve is another ranking's
+        lines = [head, f"  {'fraction':>9} {'MIB edges':>10} {'edges':>8} {'f':>8} {'KL':>8} {'accuracy':>9}"
+                       + (f" {'f (|score|)':>12}" if signed else "")]
         for i, frac in enumerate(self.fractions):
             lines.append(f"  {frac:>9g} {self.mib_edges[i]:>10} {self.edges[i]:>8} {self.faithfulness[i]:>8.4f} "
-                         f"{self.kl[i]:>8.4f} {self.accuracy[i]:>9.4f}")
+                         f"{self.kl[i]:>8.4f} {self.accuracy[i]:>9.4f}"
+                         + (f" {self.faithfulness_abs[i]:>12.4f}" if signed else ""))
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
@@ -113,7 +116,7 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
     for frac in fractions:
         ranked = for_budget(stages, frac) if stages else circuit
         source = MIBGraph(ranked.graph)
-        scores = source.scores_from(ranked.keep_scores())
+        scores = ranked.mib_scores(source)
         for absolute in (False, True):
             in_graph = source.top_edges(scores, source.budget_edges(frac), absolute=absolute)
             masks[absolute, frac] = target.edge_mask(in_graph)

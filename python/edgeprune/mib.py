@@ -93,12 +93,19 @@ class MIBGraph:
         return [f"{self.forward_names[f]}->{self.backward_names[b]}" for f, b in self.real.nonzero().tolist()]
 
     # ------------------------------------------------------------------ edgeprune -> MIB
-    def scores_from(self, edge_scores: torch.Tensor) -> torch.Tensor:
-        """Dense MIB scores from edgeprune's per-edge keep probabilities (graph order)."""
+    def scores_from(self, edge_scores: torch.Tensor, probabilities: bool = True) -> torch.Tensor:
+        """Dense MIB scores from edgeprune's per-edge scores (graph order).
+
+        With two embedding nodes, MIB's one input edge is kept when either embedding edge is: keep
+        probabilities combine as 1 - (1 - p_tok)(1 - p_pos). Attribution scores (probabilities=False)
+        add up instead: the input edge's ablation delta is the sum of the two embeddings' deltas.
+        """
         p = edge_scores.detach().float().cpu()
         mapped = torch.where(self.edge_map >= 0, p[self.edge_map.clamp(min=0)], torch.zeros(()))
-        if self.graph.embedding_nodes == 2:  # the input edge is kept if either embedding edge is
+        if self.graph.embedding_nodes == 2 and probabilities:
             input_row = 1 - (1 - mapped[0, :, 0]) * (1 - mapped[0, :, 1])
+        elif self.graph.embedding_nodes == 2:
+            input_row = mapped[0, :, 0] + mapped[0, :, 1]
         elif self.graph.embedding_nodes == 1:
             input_row = mapped[0, :, 0]
         else:                                # clean embeddings, never ablated: always kept
@@ -122,11 +129,15 @@ class MIBGraph:
         return mask
 
     def scores_to(self, scores: torch.Tensor) -> torch.Tensor:
-        """edgeprune per-edge scores from dense MIB scores: the largest over the MIB edges standing for it."""
+        """edgeprune per-edge scores from dense MIB scores: the largest over the MIB edges standing for it.
+
+        MIB's input edge stands for both embedding edges (two embedding nodes): each gets half its
+        score, which scores_from(probabilities=False) adds back.
+        """
         out = torch.full((self.graph.num_edges,), -torch.inf)
         rows = self.edge_map[self.real]                     # (n_edges_mib, E)
-        values = scores[self.real].float()[:, None].expand_as(rows)
         ok = rows >= 0
+        values = (scores[self.real].float()[:, None] / ok.sum(1, keepdim=True).clamp(min=1)).expand_as(rows)
         out.scatter_reduce_(0, rows[ok], values[ok], reduce="amax")
         return out
 
