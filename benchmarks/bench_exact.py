@@ -11,6 +11,7 @@ reported per edge; every variant's scores are checked equal to the first's.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -18,7 +19,8 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+if importlib.util.find_spec("edgeprune") is None:  # a source checkout that was not installed
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
 import edgeprune  # noqa: E402
 import edgeprune.attribution as attribution  # noqa: E402

@@ -17,6 +17,7 @@ the same run. Prints the markdown for benchmarks/RESULTS.md and writes curves.js
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -27,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "python"))
+if importlib.util.find_spec("edgeprune") is None:  # a source checkout that was not installed
+    sys.path.insert(0, str(ROOT / "python"))
 
 import torch  # noqa: E402
 

@@ -13,6 +13,7 @@ benchmarks/RESULTS.md and writes the curves (JSON) and a plot.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -23,7 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "python"))
+if importlib.util.find_spec("edgeprune") is None:  # a source checkout that was not installed
+    sys.path.insert(0, str(ROOT / "python"))
 
 import torch  # noqa: E402
 

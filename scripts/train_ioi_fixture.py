@@ -31,6 +31,7 @@ evaluation, then a summary line with the held-out and edgeprune test figures and
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import math
@@ -46,7 +47,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "python"))
+if importlib.util.find_spec("edgeprune") is None:  # a source checkout that was not installed
+    sys.path.insert(0, os.path.join(ROOT, "python"))
 
 import edgeprune  # noqa: E402
 from edgeprune.tasks import ioi  # noqa: E402

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from edgeprune.cli import main
+from helpers.processes import python_path
 from test_end_to_end import model_folder  # noqa: F401  (fixture)
 
 
@@ -46,7 +47,7 @@ def test_bad_sparsity_is_a_usage_error(capsys):
 
 def test_help_lists_commands():
     result = subprocess.run([sys.executable, "-m", "edgeprune", "--help"], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                            env={**os.environ, "PYTHONPATH": python_path()})
     assert result.returncode == 0
     for command in ("prune", "eval", "draw", "demo", "plan", "bench"):
         assert command in result.stdout

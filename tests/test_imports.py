@@ -115,3 +115,19 @@ def test_exported_functions_are_not_also_modules():
     for name, (_, attribute) in edgeprune._EXPORTS.items():
         if attribute is not None:
             assert not (PACKAGE / f"{name}.py").exists() and not (PACKAGE / name).is_dir(), name
+
+
+def test_scripts_put_the_checkout_first_only_when_edgeprune_is_not_installed():
+    """A benchmark or script that puts python/ first on sys.path shadows the installed edgeprune with
+    a copy that has no built extension (tests import benchmarks, and children inherit sys.path)."""
+    repo = ROOT.parent
+    unguarded = []
+    for path in sorted([*(repo / "benchmarks").rglob("*.py"), *(repo / "scripts").rglob("*.py")]):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if "sys.path" in line and '"python"' in line:
+                guard = next((prev for prev in reversed(lines[:i]) if prev.strip()), "")
+                if 'find_spec("edgeprune") is None' not in guard:
+                    unguarded.append(f"{path.relative_to(repo)}:{i + 1}")
+    assert not unguarded, "add python/ to sys.path only under `if importlib.util.find_spec(\"edgeprune\") is None:`: " \
+                          + ", ".join(unguarded)

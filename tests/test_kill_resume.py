@@ -12,6 +12,7 @@ import sys
 import torch
 
 from helpers.kill_run import CHECKPOINT_EVERY, STEPS
+from helpers.processes import python_path
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "helpers", "kill_run.py")
 KILLS = (6, 13, 19)  # checkpoints at 4, 12 and 16: each rerun resumes there and redoes the steps after
@@ -20,7 +21,7 @@ KILLS = (6, 13, 19)  # checkpoints at 4, 12 and 16: each rerun resumes there and
 def _run(folder, out, kill_at=None) -> int:
     """The run's exit code; a failure shows the run's own error."""
     env = {**os.environ, "EDGEPRUNE_CPU_ISA": "avx2", "EDGEPRUNE_BACKEND": "cpp", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(sys.path)}
+           "PYTHONPATH": python_path()}
     argv = [sys.executable, SCRIPT, str(folder), str(out)] + ([str(kill_at)] if kill_at is not None else [])
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert done.returncode in (0, -signal.SIGKILL), done.stderr[-3000:]

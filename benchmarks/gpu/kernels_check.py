@@ -23,6 +23,7 @@ machine (the built extension stays in python/edgeprune/).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -85,7 +86,9 @@ def stage_tests(log) -> bool:
 def stage_large(log) -> bool:
     """Layer-sized shapes against float64 (computed on the GPU); errors relative to the output scale."""
     import torch
-    sys.path[:0] = [os.path.join(ROOT, "python"), ROOT]
+    sys.path.insert(0, ROOT)  # epkernels; edgeprune is the installed package (its built extension)
+    if importlib.util.find_spec("edgeprune") is None:
+        sys.path.insert(0, os.path.join(ROOT, "python"))
     from edgeprune import ops
     from edgeprune.ops import reference as ref
     from edgeprune.ops.backends import BACKENDS

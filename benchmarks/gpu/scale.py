@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import os
 import sys
 import time
@@ -42,7 +43,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(REPO / "python"))
+if importlib.util.find_spec("edgeprune") is None:  # a source checkout that was not installed
+    sys.path.insert(0, str(REPO / "python"))
 import _utils as U
 import edgeprune
 from train_step import TrainStep

@@ -13,6 +13,7 @@ import torch
 from edgeprune.training import train
 from fsdp_common import FROM_PATH, TRAIN_KW, hook_inputs, train_data, trainer_for
 from helpers.models import tiny
+from helpers.processes import python_path
 from helpers.tokenizers import word_level
 
 HERE = Path(__file__).resolve().parent
@@ -26,7 +27,7 @@ def fsdp_run(tmp_path_factory):
         tiny(family).save_pretrained(out / family)
         word_level(["unused"]).save_pretrained(out / family)
     env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
+               PYTHONPATH=python_path(HERE))
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
