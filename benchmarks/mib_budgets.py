@@ -33,6 +33,7 @@ import edgeprune  # noqa: E402
 from edgeprune.budgets import train_budgets  # noqa: E402
 from edgeprune.comparison import compare, consensus  # noqa: E402
 from edgeprune.curves import circuit_faithfulness, faithfulness  # noqa: E402
+from edgeprune.errors import Unsupported  # noqa: E402
 from edgeprune.mib import BUDGETS, for_budget  # noqa: E402
 from helpers.fixtures import ioi_gpt2  # noqa: E402
 
@@ -63,7 +64,7 @@ def main():
     p.add_argument("--n-train", type=int, default=200)
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--cut-target", type=float, default=0.98)
-    p.add_argument("--methods", default="independent,sweep,cut")
+    p.add_argument("--methods", default="cut,sweep,independent")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "mib_budgets"))
     args = p.parse_args()
@@ -81,8 +82,8 @@ def main():
                   f"{time.perf_counter() - started:.0f} s", flush=True)
             results.setdefault(method, []).append(curve.as_dict() | {"steps": steps, "seconds": seconds})
             runs.setdefault(method, []).append(run)
-    with open(os.path.join(args.out, "curves.json"), "w") as f:
-        json.dump(results, f, indent=1)
+            with open(os.path.join(args.out, "curves.json"), "w") as f:  # after every run: a cut-off run keeps them
+                json.dump(results, f, indent=1)
 
     print(f"\nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s); "
           f"torch {torch.__version__}; {args.steps} steps per run, {args.seeds} seeds, IOI train n={args.n_train}, "
@@ -123,7 +124,7 @@ def main():
                                 r["kl"], r["accuracy"], r["metric"], r["full"], r["empty"], label=method))
         print("\nplot:", plot_curves(curves, os.path.join(args.out, "mib_curves.png"),
                                      title="Edge Pruning on the IOI fixture (seed 0)"))
-    except RuntimeError as no_plot:
+    except Unsupported as no_plot:  # no matplotlib
         print(no_plot)
 
 
