@@ -500,7 +500,8 @@ def ioi_run(args, device, info: dict) -> None:
     print(f"   baseline (b) plain HF step at batch 32, sequence 64: {U.fmt_time(base)} "
           f"-> {steps} steps = {U.fmt_time(base * steps)}", flush=True)
     rows = []
-    for label, pad in (("padded to 64 tokens", 64), ("real lengths", None)):
+    runs = {"64": ("padded to 64 tokens", 64), "real": ("real lengths", None)}
+    for label, pad in (runs[name] for name in args.ioi_pads.split(",")):
         torch.manual_seed(0)
         model = build_model(shape, device)
         wanted = {"edge_sparsity": EDGE_SPARSITY, "steps": steps, "batch_size": 32, "pad_to": pad,
@@ -545,6 +546,8 @@ def main(argv=None):
     p.add_argument("--ioi-only", action="store_true", help="only the IOI-shaped run")
     p.add_argument("--ioi-steps", type=int, default=None, help="default 3000 (GPU), 20 (CPU)")
     p.add_argument("--ioi-examples", type=int, default=200)
+    p.add_argument("--ioi-pads", default="64,real", choices=("64,real", "64", "real"),
+                   help="the IOI-shaped runs: padded to 64 tokens, at the prompts' real lengths, or both")
     p.add_argument("--jsonl", default=None, help="append one JSON record per measurement")
     p.add_argument("--csv", default=None, help="append one CSV row per measurement")
     p.add_argument("--no-cpu-memory", action="store_true", help="skip the CPU storage-tracking pass")

@@ -150,6 +150,7 @@ def stage_bench(log, out_dir, sweep) -> bool:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.environ.get("OUT") or os.path.join(ROOT, "benchmarks", "gpu", "out"))
+    p.add_argument("--stages", default="build,tests,large,bench", help="comma list of the stages to run, in order")
     p.add_argument("--skip-build", action="store_true")
     p.add_argument("--skip-tests", action="store_true")
     p.add_argument("--skip-bench", action="store_true")
@@ -167,8 +168,12 @@ def main():
               ("tests", lambda: stage_tests(log), args.skip_tests),
               ("large", lambda: stage_large(log), False),
               ("bench", lambda: stage_bench(log, args.out, args.sweep), args.skip_bench)]
+    chosen = args.stages.split(",")
+    unknown = set(chosen) - {name for name, _, _ in stages}
+    if unknown:
+        p.error(f"unknown stage(s) {sorted(unknown)}; choose from build, tests, large, bench")
     for name, fn, skip in stages:
-        if skip:
+        if skip or name not in chosen:
             continue
         log(f"== {name}")
         t = time.time()

@@ -294,7 +294,7 @@ def main(argv=None):
     card = args.card_gib
     if card is None and device.type == "cuda":
         card = torch.cuda.get_device_properties(device).total_memory / U.GIB
-    # Few steps: the peak is what matters here, and run_all.sh gives this stage 200 s for both shapes.
+    # Few steps: the peak is what matters here, and run_all.sh gives the 13B shape 75 s.
     warmup = args.warmup if args.warmup is not None else 1
     iters = args.iters if args.iters is not None else (2 if args.tiny else 3)
     table = TINY if args.tiny else SHAPES
