@@ -546,8 +546,8 @@ def main(argv=None):
     p.add_argument("--ioi-only", action="store_true", help="only the IOI-shaped run")
     p.add_argument("--ioi-steps", type=int, default=None, help="default 3000 (GPU), 20 (CPU)")
     p.add_argument("--ioi-examples", type=int, default=200)
-    p.add_argument("--ioi-pads", default="64,real", choices=("64,real", "64", "real"),
-                   help="the IOI-shaped runs: padded to 64 tokens, at the prompts' real lengths, or both")
+    p.add_argument("--ioi-pads", default="64,real",
+                   help="the IOI-shaped runs: 64 (padded to 64 tokens), real (the prompts' real lengths) or both")
     p.add_argument("--jsonl", default=None, help="append one JSON record per measurement")
     p.add_argument("--csv", default=None, help="append one CSV row per measurement")
     p.add_argument("--no-cpu-memory", action="store_true", help="skip the CPU storage-tracking pass")
@@ -555,6 +555,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
+    if not args.ioi_pads or set(args.ioi_pads.split(",")) - {"64", "real"}:
+        p.error(f"--ioi-pads takes 64, real or 64,real; got {args.ioi_pads!r}")
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
 
     if args.threads:
