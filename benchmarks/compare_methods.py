@@ -37,6 +37,7 @@ import edgeprune  # noqa: E402
 from edgeprune.attribution import attribute  # noqa: E402
 from edgeprune.budgets import train_budgets  # noqa: E402
 from edgeprune.curves import Curve, circuit_faithfulness, faithfulness  # noqa: E402
+from edgeprune.errors import Unsupported  # noqa: E402
 from helpers.fixtures import ioi_gpt2  # noqa: E402
 
 ATTRIBUTION = ("eap", "eap-ig-inputs", "eap-ig-activations", "exact")
@@ -163,7 +164,7 @@ def main():
                   for label, rows in results.items() for r in rows[:1]]
         print("\nplot:", plot_curves(curves, os.path.join(args.out, "compare_methods.png"),
                                      title="IOI fixture: attribution and Edge Pruning (seed 0, test split)"))
-    except RuntimeError as no_plot:
+    except Unsupported as no_plot:  # no matplotlib
         print(no_plot)
 
 
