@@ -96,7 +96,13 @@ def main():
     p.add_argument("--methods", default=",".join(ATTRIBUTION + tuple(PRUNING)))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "compare_methods"))
+    p.add_argument("--report-only", action="store_true", help="the tables and the plot from --out's curves.json")
     args = p.parse_args()
+    if args.report_only:
+        with open(os.path.join(args.out, "curves.json")) as f:
+            saved = json.load(f)
+        finish(saved["results"], saved["notes"], argparse.Namespace(**(saved["args"] | {"out": args.out})))
+        return
     torch.set_num_threads(args.threads)
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
     methods = args.methods.split(",")
@@ -156,6 +162,11 @@ def main():
         with open(os.path.join(args.out, "curves.json"), "w") as f:   # after every seed
             json.dump({"results": results, "notes": notes, "args": vars(args)}, f, indent=1)
 
+    finish(results, notes, args)
+
+
+def finish(results, notes, args):
+    """The markdown for RESULTS.md, and the plot of every method's seed-0 curve."""
     report(results, notes, args)
     try:
         from edgeprune.plotting import plot_curves

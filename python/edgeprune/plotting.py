@@ -9,6 +9,8 @@ from .errors import Unsupported, UserError
 def plot_curves(curves, path: str, title: str = "") -> list[str]:
     """Draw every curve (edgeprune.curves.Curve) on one log-x plot; writes path and its .png/.svg twin.
 
+    A curve of signed scores also gets its |score| ranking's curve, dashed (CMD is measured on it).
+
     Returns the files written.
     """
     base, ext = os.path.splitext(path)
@@ -20,16 +22,20 @@ def plot_curves(curves, path: str, title: str = "") -> list[str]:
         import matplotlib.pyplot as plt
     except ImportError:
         raise Unsupported("plotting needs matplotlib: pip install 'edgeprune[plot]' (or matplotlib)") from None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(10.5, 4.6))
     for curve in curves:
-        ax.plot([100 * x for x in curve.fractions], curve.faithfulness, marker="o", markersize=3,
-                label=f"{curve.label or 'circuit'} (CPR {curve.cpr:.3f}, CMD {curve.cmd:.3f})")
+        x = [100 * f for f in curve.fractions]
+        (line,) = ax.plot(x, curve.faithfulness, marker="o", markersize=3,
+                          label=f"{curve.label or 'circuit'} (CPR {curve.cpr:.3f}, CMD {curve.cmd:.3f})")
+        if curve.faithfulness_abs != curve.faithfulness:  # signed scores: CMD's ranking is by |score|
+            ax.plot(x, curve.faithfulness_abs, color=line.get_color(), linestyle="--", linewidth=1,
+                    label=f"{curve.label or 'circuit'}, ranked by |score| (CMD's curve)")
     ax.axhline(1.0, color="#888888", linewidth=0.8, linestyle="--")
     ax.set_xscale("log")
     ax.set_xlabel("edges kept (% of MIB's edge count)")
     ax.set_ylabel(f"faithfulness ({curves[0].metric if curves else ''})")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: curves stay visible
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     written = []
