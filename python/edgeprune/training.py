@@ -60,7 +60,6 @@ class Trainer:
             raise UserError(f"objective='logit_diff' needs a counterfactual answer for every example, and some "
                             f"{self.task.name} examples have none; use objective='kl' (custom JSONL: add a "
                             "\"counterfactual\" field to each line)")
-        self.gap_scale = self._gap_scale() if config.objective == "logit_diff" else 1.0
         self.lagrangian = Lagrangian(config, self.device)
         self.optimizer = self._optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -111,21 +110,6 @@ class Trainer:
             identity["model"]["weights"] = None
         return identity
 
-    @torch.no_grad()
-    def _gap_scale(self) -> float:
-        """(mean over the training examples of m(full) - m(empty))^2: the matched objective in units of
-        faithfulness, (1 - f)^2 per example."""
-        d, total = self.data, 0.0
-        edges = torch.zeros(self.pm.graph.num_edges, device=self.device)
-        nodes = torch.ones(self.pm.graph.num_writers, device=self.device)
-        for start in range(0, len(d), self.config.batch_size):
-            idx = torch.arange(start, min(len(d), start + self.config.batch_size), device=self.device)
-            b = d.batch(idx)
-            empty = self.pm(b.clean, b.attention_mask, b.positions, edges=edges, nodes=nodes, record=b.record)
-            gap = logit_diff_gap(self.task, empty, b.targets, b.answers, b.distractors)
-            total += float(gap.sqrt().sum())
-        return (total / len(d)) ** 2
-
     # ------------------------------------------------------------------ the step
     def batch_indices(self, step: int) -> torch.Tensor:
         """Shuffled epochs, last partial batch kept (the HF Trainer's order); a pure function of step."""
@@ -147,7 +131,7 @@ class Trainer:
                          recompute_readers=self.config.recompute_readers)
         kl = task_kl(self.task, logits, b.targets, b.position_mask)
         if self.config.objective == "logit_diff":  # the fitted term; KL is still logged
-            gap = logit_diff_gap(self.task, logits, b.targets, b.answers, b.distractors) / self.gap_scale
+            gap = logit_diff_gap(self.task, logits, b.targets, b.answers, b.distractors)
             kl, shown = gap, kl.detach().mean()
         if self.dist is None:
             kl = kl.mean()
