@@ -17,12 +17,10 @@ from __future__ import annotations
 import torch
 
 import edgeprune
-from edgeprune.training import TrainConfig, Trainer
 from helpers import mib
-from helpers.data import random_pairs
 from helpers.models import gated
 from models.naive import naive_forward, writer_outputs
-from models.test_mib_configs import plant
+from models.test_mib_configs import recover_planted
 
 NAMES = ["google/gemma-2-2b", "google/gemma-3-1b-pt", "allenai/OLMo-2-0425-1B"]
 
@@ -52,17 +50,8 @@ def fractional(name, writers):
 
 
 def planted(name, writers):
-    model = mib.tiny(name, num_hidden_layers=2)
-    plant(model)
-    pm = edgeprune.prunable(model, embedding_nodes=1, attention_writers=writers)
-    head = "a0.h0" if writers == "heads" else "a0"
-    want = {("embeds", "a0.h0.q"), ("embeds", "a0.h0.k"), ("embeds", "a0.h0.v"), ("embeds", "m1"),
-            ("embeds", "resid_post"), (head, "m1"), (head, "resid_post"), ("m1", "resid_post")}
-    config = TrainConfig(edge_sparsity=round(1 - (len(want) - 2) / pm.graph.num_edges, 4), steps=200, batch_size=8,
-                         lr=1.2, lambda_lr=0.005, warmup_steps=20, ramp_steps=100, eval_every=0, recompute_readers=False)
-    data = random_pairs(n=16, seq=6)
-    circuit = Trainer(pm, data, config).run(progress=False)
-    return set(circuit.edges) == want, edgeprune.evaluate(pm, circuit, data)["kl"]
+    found, want, kl = recover_planted(mib.tiny(name, num_hidden_layers=2), writers)
+    return found == want, kl
 
 
 @torch.no_grad()
