@@ -62,6 +62,11 @@ class Trainer:
                             "\"counterfactual\" field to each line)")
         self.lagrangian = Lagrangian(config, self.device)
         self.optimizer = self._optimizer()
+        # optimal ablation's constants are clipped on their own: their gradient must not scale the gates'
+        self._params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self._constants = [p for group in self.optimizer.param_groups if group.get("name") == "ablation"
+                           for p in group["params"]]
+        self._clipped = [p for p in self._params if all(p is not q for q in self._constants)]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.threads = config.threads or self._default_threads()
         self.identity = self._identity() if checkpoint_dir else None
@@ -163,16 +168,11 @@ class Trainer:
             objective = terms.pop("objective", loss)
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
             if self.dist is not None:
-                self.dist.average_gradients(params)
-            # optimal ablation's constants are clipped on their own: their gradient must not scale the gates'
-            constants = [p for group in self.optimizer.param_groups if group.get("name") == "ablation"
-                         for p in group["params"]]
-            norm = torch.nn.utils.clip_grad_norm_([p for p in params if all(p is not q for q in constants)],
-                                                  self.config.max_grad_norm)
-            if constants:
-                norm = norm + torch.nn.utils.clip_grad_norm_(constants, self.config.max_grad_norm)
+                self.dist.average_gradients(self._params)
+            norm = torch.nn.utils.clip_grad_norm_(self._clipped, self.config.max_grad_norm)
+            if self._constants:
+                norm = norm + torch.nn.utils.clip_grad_norm_(self._constants, self.config.max_grad_norm)
             finite = torch.isfinite(loss) & torch.isfinite(norm)
             self._update_if(finite)
             self.scheduler.step()
@@ -183,7 +183,7 @@ class Trainer:
     def _update_if(self, finite: torch.Tensor) -> None:
         """The optimiser's step, kept only where `finite` (a device bool): a non-finite step changes
         neither the gates nor the optimiser's state (AdamW would turn every gate NaN)."""
-        tensors = [p for group in self.optimizer.param_groups for p in group["params"]]
+        tensors = list(self._params)
         tensors += [v for state in self.optimizer.state.values() for v in state.values()
                     if torch.is_tensor(v) and v.device == finite.device]
         before = [t.detach().clone() for t in tensors]
