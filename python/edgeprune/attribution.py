@@ -25,6 +25,7 @@ and averaged over examples. The methods (docs/method.md 11):
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import torch
 
@@ -72,11 +73,11 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     if len(dataset) == 0:
         raise UserError("the attribution dataset is empty: give at least one clean/corrupted example")
-    seq_len = dataset.batch(list(range(len(dataset)))).clean.shape[1]
+    whole = dataset.batch(list(range(len(dataset))))
+    seq_len = whole.clean.shape[1]
     device = pm.adapter.device
     if pm.ablation == "mean" and pm.mean_record is None:
-        batch = dataset.batch(list(range(len(dataset))), pad_to=seq_len).to(device)
-        pm.set_mean_ablation(batch.clean, batch.attention_mask)
+        pm.set_mean_ablation(whole.clean.to(device), whole.attention_mask.to(device))
 
     started = time.perf_counter()
     total = torch.zeros(pm.graph.num_edges, dtype=torch.float64, device=device)
@@ -217,7 +218,6 @@ def _exact_sets(pm: PrunableModel, task, batch, record, full_logits, metric: str
 
 
 def _repeat_batch(batch, g: int):
-    from dataclasses import replace
     fields = {name: getattr(batch, name).repeat(g, *[1] * (getattr(batch, name).dim() - 1)) for name in
               ("clean", "corrupted", "attention_mask", "positions", "position_mask", "answers", "distractors")}
     return replace(batch, **fields)
