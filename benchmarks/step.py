@@ -8,7 +8,12 @@ measures, one after the other on that same model:
       and backward (KL at the loss position against the clean logits), HF's default attention, the
       same dtype; weights trainable, no optimiser;
   (c) the naive reference step (benchmarks/naive_reference.py: the reference implementation's
-      stack materialisation, three forwards, backward, clipping, AdamW); GPT-2 shapes only.
+      stack materialisation, three forwards, backward, clipping, AdamW); GPT-2 shapes only;
+  (a') edgeprune's step compiled (TrainConfig(compile="on"), torch.compile's default mode) and
+  (a'') compiled with CUDA graphs (mode "reduce-overhead", what compile="on" does on a GPU; CUDA only);
+  (b') the plain step with the model compiled (torch.compile, default mode).
+The compiled variants also report their first step (compiling included) and the step at which the
+compile time is repaid against the eager variant.
 Reported per variant: median step time (CUDA events on a GPU, perf_counter on the CPU, after
 warm-up) and peak memory (torch.cuda.max_memory_allocated over the timed steps, weights and cached
 state included; on the CPU the storage-tracking dispatch mode of _utils plus the model's resident
@@ -18,6 +23,7 @@ weights), with the ratios a/b and a/c (and c/b). Shapes that do not fit are reco
     python benchmarks/step.py --cpu-small              # small shapes, about a minute on 2 CPU cores
     python benchmarks/step.py --ioi-run                # + a full IOI-shaped pruning run timed end to end
     python benchmarks/step.py --shapes gpt2-small-b32 --variants a,b --jsonl out.jsonl
+    python benchmarks/step.py --shapes host-gpt2-small --variants "a,a',b,b'" --threads 1
 """
 from __future__ import annotations
 
@@ -27,10 +33,12 @@ import importlib
 import importlib.util
 import inspect
 import math
+import os
 import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -145,17 +153,34 @@ def edgeprune_step_factory(model, clean_ids, corrupted_ids, positions, edge_spar
 # ==================================================================================================
 
 
-def plain_step_factory(model, clean_ids, corrupted_ids, positions, **_):
-    """(b): clean and corrupted forward without gradient, one forward and backward (weights trainable)."""
+def compiled_step_factory(mode: str):
+    """(a') / (a''): edgeprune's step with compile="on", in a given torch.compile mode."""
+    def factory(model, clean_ids, corrupted_ids, positions, **kwargs):
+        old = os.environ.get("EDGEPRUNE_COMPILE_MODE")
+        os.environ["EDGEPRUNE_COMPILE_MODE"] = mode        # read when the Trainer compiles its objective
+        try:
+            return edgeprune_step_factory(model, clean_ids, corrupted_ids, positions, compile="on", **kwargs)
+        finally:
+            if old is None:
+                os.environ.pop("EDGEPRUNE_COMPILE_MODE")
+            else:
+                os.environ["EDGEPRUNE_COMPILE_MODE"] = old
+    return factory
+
+
+def plain_step_factory(model, clean_ids, corrupted_ids, positions, compile_model: bool = False, **_):
+    """(b): clean and corrupted forward without gradient, one forward and backward (weights trainable).
+    (b'): the same with the model's forward compiled."""
     for p in model.parameters():
         p.requires_grad_(True)
     rows = torch.arange(clean_ids.shape[0], device=clean_ids.device)
+    forward = torch.compile(model, dynamic=False) if compile_model else model
 
     def step() -> float:
         with torch.no_grad():
-            target = model(clean_ids, use_cache=False).logits[rows, positions]
-            model(corrupted_ids, use_cache=False)
-        logits = model(clean_ids, use_cache=False).logits[rows, positions]
+            target = forward(clean_ids, use_cache=False).logits[rows, positions]
+            forward(corrupted_ids, use_cache=False)
+        logits = forward(clean_ids, use_cache=False).logits[rows, positions]
         loss = F.kl_div(F.log_softmax(logits.float(), -1), F.log_softmax(target.float(), -1),
                         reduction="batchmean", log_target=True)
         loss.backward()
@@ -170,8 +195,14 @@ def naive_step_factory(model, clean_ids, corrupted_ids, positions, edge_sparsity
     return NR.NaiveReferenceStep(model, clean_ids, corrupted_ids, positions, edge_sparsity=edge_sparsity).step
 
 
-FACTORIES = {"a": edgeprune_step_factory, "b": plain_step_factory, "c": naive_step_factory}
-LABELS = {"a": "(a) edgeprune", "b": "(b) plain HF step", "c": "(c) naive reference"}
+FACTORIES = {"a": edgeprune_step_factory, "a'": compiled_step_factory("default"),
+             "a''": compiled_step_factory("reduce-overhead"), "b": plain_step_factory,
+             "b'": partial(plain_step_factory, compile_model=True), "c": naive_step_factory}
+LABELS = {"a": "(a) edgeprune", "a'": "(a') edgeprune compiled", "a''": "(a'') edgeprune CUDA graphs",
+          "b": "(b) plain HF step", "b'": "(b') plain HF step compiled", "c": "(c) naive reference"}
+ORDER = ("b", "b'", "c", "a", "a'", "a''")   # baselines first, then edgeprune
+CUDA_ONLY = ("a''",)
+EAGER_OF = {"a'": "a", "a''": "a", "b'": "b"}  # a compiled variant's eager twin (for its repayment step)
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -222,7 +253,9 @@ def prepare(shape: Shape, variant: str, model, inputs, device, args):
     (build and first step inside the tracker, peak over the second step). Returns (Result, fn or None)."""
     res = Result(shape.name, variant)
     device = torch.device(device)
-    tracker = U.CpuMemoryTracker() if device.type == "cpu" and not args.no_cpu_memory else None
+    # the tracker is a dispatch mode, under which torch.compile traces nothing: compiled variants go untracked
+    tracked = device.type == "cpu" and not args.no_cpu_memory and variant not in EAGER_OF
+    tracker = U.CpuMemoryTracker() if tracked else None
     try:
         U.free_memory(device)
         if tracker is not None:
@@ -232,7 +265,10 @@ def prepare(shape: Shape, variant: str, model, inputs, device, args):
             fn = _pin_flags(model, FACTORIES[variant](model, *inputs, edge_sparsity=EDGE_SPARSITY))
             U.synchronize(device)
             res.build_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
             fn()                                   # first step: lazy state (optimiser, grads, compile)
+            U.synchronize(device)
+            res.extra["first_step_s"] = time.perf_counter() - t0
             if tracker is not None:
                 tracker.reset_peak()
                 fn()
@@ -319,13 +355,13 @@ def measure_cpu(shape: Shape, variants: list[str], model, inputs, device, args) 
 
 
 def report_shape(shape: Shape, results: dict[str, Result], card: str) -> str:
-    a, b, c = (results.get(k) for k in "abc")
+    b, c = results.get("b"), results.get("c")
 
     def val(r, attr):
         return getattr(r, attr) if r is not None and r.status == "ok" else None
 
     rows = []
-    for k in "abc":
+    for k in ORDER:
         r = results.get(k)
         if r is None:
             continue
@@ -336,18 +372,21 @@ def report_shape(shape: Shape, results: dict[str, Result], card: str) -> str:
             "mb": U.fmt_ratio(U.ratio(val(r, "peak_bytes"), val(b, "peak_bytes"))),
             "tc": U.fmt_ratio(U.ratio(val(r, "time_s"), val(c, "time_s"))),
             "mc": U.fmt_ratio(U.ratio(val(r, "peak_bytes"), val(c, "peak_bytes"))),
+            "first": U.fmt_time(r.extra.get("first_step_s")),
             "n": r.iters or "-",
         })
     dims = (f"L={shape.layers} H={shape.heads} D={shape.width} B={shape.batch} S={shape.seq} {shape.dtype}"
             + (f", {shape.note}" if shape.note else ""))
     table = U.markdown_table(rows, [("v", "variant"), ("status", "status"), ("time", "step time (median)"),
                                     ("tb", "time / b"), ("tc", "time / c"), ("mem", "peak memory"),
-                                    ("mb", "mem / b"), ("mc", "mem / c"), ("n", "timed steps")])
+                                    ("mb", "mem / b"), ("mc", "mem / c"), ("first", "first step"),
+                                    ("n", "timed steps")])
     lines = [f"### {shape.name} ({dims}) on {card}", "", table, ""]
     def cpu_time(r):
         return r.extra.get("cpu_time_median_s") if r is not None and r.status == "ok" else None
 
-    for num, den in (("a", "b"), ("a", "c"), ("c", "b")):
+    for num, den in (("a", "b"), ("a'", "b"), ("a''", "b"), ("a'", "b'"), ("b'", "b"), ("a'", "a"), ("a", "c"),
+                     ("c", "b")):
         rn, rd = results.get(num), results.get(den)
         rt = U.ratio(val(rn, "time_s"), val(rd, "time_s"))
         rm = U.ratio(val(rn, "peak_bytes"), val(rd, "peak_bytes"))
@@ -356,10 +395,23 @@ def report_shape(shape: Shape, results: dict[str, Result], card: str) -> str:
             lines.append(f"- {num}/{den}: time {U.fmt_ratio(rt)}"
                          + (f" (process CPU time {U.fmt_ratio(rc)})" if rc is not None else "")
                          + f", peak memory {U.fmt_ratio(rm)}")
+    for k, eager in EAGER_OF.items():
+        step = repaid_at(results.get(k), results.get(eager))
+        if step is not None:
+            lines.append(f"- {k}: compile time repaid against {eager} after {step} steps")
     loads = [r.extra.get("load_average") for r in results.values() if r.extra.get("load_average")]
     if loads:
         lines.append(f"- load average (1, 5, 15 min) after timing: {loads[-1]}")
     return "\n".join(lines)
+
+
+def repaid_at(compiled: Result | None, eager: Result | None) -> int | str | None:
+    """The step at which a compiled variant's extra first-step time is won back ("never" if it is slower)."""
+    if compiled is None or eager is None or compiled.status != "ok" or eager.status != "ok":
+        return None
+    extra = compiled.extra.get("first_step_s", 0) - eager.extra.get("first_step_s", 0)
+    saved = eager.time_s - compiled.time_s
+    return "never" if saved <= 0 else max(1, math.ceil(extra / saved))
 
 
 def record(args, info: dict, payload: dict) -> None:
@@ -374,7 +426,7 @@ def run_shapes(args, device, shapes: list[Shape], info: dict) -> None:
     card = info["card"]
     notes_printed = set()
     for shape in shapes:
-        variants = [v for v in args.variants if v in shape.variants]
+        variants = [v for v in args.variants if v[0] in shape.variants and (v not in CUDA_ONLY or device.type == "cuda")]
         print(f"\n== {shape.name}: building the model on {device} ...", flush=True)
         try:
             U.free_memory(device)
@@ -387,7 +439,7 @@ def run_shapes(args, device, shapes: list[Shape], info: dict) -> None:
             record(args, info, {"bench": "step", "shape": asdict(shape), "variant": "build", "status": status})
             U.free_memory(device)
             continue
-        order = sorted(variants, key="bca".index)              # baselines first, then edgeprune
+        order = sorted(variants, key=ORDER.index)
         if device.type == "cuda":
             results = {}
             for v in order:
@@ -558,6 +610,9 @@ def main(argv=None):
     if not args.ioi_pads or set(args.ioi_pads.split(",")) - {"64", "real"}:
         p.error(f"--ioi-pads takes 64, real or 64,real; got {args.ioi_pads!r}")
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in args.variants if v not in ORDER]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -571,12 +626,12 @@ def main(argv=None):
     cpu_ok = CPU_SHAPES + EXTRA_CPU_SHAPES + HOST_SHAPES
     if device.type == "cpu" and not args.force and any(s not in cpu_ok for s in shapes):
         p.error("GPU shapes on a CPU would take hours; use --cpu-small (or --force)")
-    if "a" in args.variants:
+    if any(v.startswith("a") for v in args.variants):
         try:
             _import_edgeprune_train().TrainStep  # noqa: B018
         except Exception as e:  # noqa: BLE001
             print(f"NOTE: (a) skipped: `from train_step import TrainStep` failed ({type(e).__name__}: {e})")
-            args.variants = [v for v in args.variants if v != "a"]
+            args.variants = [v for v in args.variants if not v.startswith("a")]
 
     info = U.run_info(device)
     print(f"device: {info['card']} | torch {info['torch']} | transformers {info.get('transformers')} | "

@@ -62,6 +62,9 @@ class TrainConfig:
     recompute_readers: bool = option(RECOMPUTE_READERS, "recompute the attention readers' mixtures in backward (saves memory)")
     checkpointing: bool = option(False, "recompute each decoder layer in backward (non-reentrant)")
     cpu_offload: bool = option(False, "FSDP under torchrun: keep the weight shards in CPU memory")
+    compile: str = option("auto", "compile the step with torch.compile (CUDA graphs on a GPU): on, off, or auto (on "
+                          "for CUDA runs of at least 500 steps without FSDP or layer checkpointing)",
+                          choices=("auto", "on", "off"))
     threads: int | None = option(None, "CPU threads for the run (default: 1 for small per-step work, else "
                                  "torch's); fixed for the run and recorded with it")
 
@@ -76,7 +79,9 @@ class TrainConfig:
         if self.threads is not None and self.threads < 1:
             raise UserError(f"threads must be at least 1, got {self.threads}")
         choices = {f.name: f.metadata.get("choices") for f in fields(self)}
-        for name in ("ablation", "embedding_nodes", "backend", "attention_writers", "objective"):
+        if isinstance(self.compile, bool):  # compile=True / False from Python
+            self.compile = "on" if self.compile else "off"
+        for name in ("ablation", "embedding_nodes", "backend", "attention_writers", "objective", "compile"):
             value = getattr(self, name)
             if value is not None and choices[name] and value not in choices[name]:
                 raise UserError(f"{name}={value!r} is not one of {choices[name]}")

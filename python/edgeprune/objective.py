@@ -24,15 +24,21 @@ class Lagrangian(nn.Module):
         self.multipliers = nn.ParameterDict({k: nn.Parameter(torch.zeros((), device=device))
                                              for k in ("edge1", "edge2", "node1", "node2")})
 
-    def sparsity_targets(self, step: int) -> tuple[float, float | None]:
+    def sparsity_targets(self, step):
         """The edge and node targets at a step: linear from ramp_from (edges; nodes from 0) over
-        ramp_steps, then flat."""
+        ramp_steps, then flat. Floats for an int step; 0-dim tensors for a tensor step (a compiled
+        step, whose graph must not change with the step)."""
         c = self.config
-        frac = min(1.0, step / c.ramp_steps) if c.ramp_steps > 0 else 1.0
+        if c.ramp_steps <= 0:
+            frac = 1.0
+        elif isinstance(step, torch.Tensor):
+            frac = (step / c.ramp_steps).clamp(max=1.0)
+        else:
+            frac = min(1.0, step / c.ramp_steps)
         node = None if c.node_sparsity is None else c.node_sparsity * frac
         return c.ramp_from + (c.edge_sparsity - c.ramp_from) * frac, node
 
-    def forward(self, s_edge: torch.Tensor, s_node: torch.Tensor, step: int) -> torch.Tensor:
+    def forward(self, s_edge: torch.Tensor, s_node: torch.Tensor, step) -> torch.Tensor:
         t_edge, t_node = self.sparsity_targets(step)
         lam = self.multipliers
         penalty = lam["edge1"] * (s_edge - t_edge) + lam["edge2"] * (s_edge - t_edge) ** 2
@@ -58,10 +64,9 @@ def logit_diff_gap(task, logits: torch.Tensor, targets: torch.Tensor, answers: t
     rows = torch.arange(len(first), device=first.device)
     circuit = first[rows, answers] - first[rows, distractors]
     a, d = answers, distractors
-    if task.vocab is not None:  # targets cover the task's vocabulary only
-        index = {token: i for i, token in enumerate(task.vocab)}
-        a = torch.tensor([index[int(t)] for t in answers], device=first.device)
-        d = torch.tensor([index[int(t)] for t in distractors], device=first.device)
+    if task.vocab is not None:  # targets cover the task's vocabulary only: a token's index in it
+        vocab = torch.tensor(task.vocab, device=first.device)
+        a, d = ((ids[:, None] == vocab).int().argmax(-1) for ids in (answers, distractors))
     full = targets[rows, 0, a] - targets[rows, 0, d]
     return (circuit - full.float()) ** 2
 

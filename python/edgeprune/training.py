@@ -19,7 +19,8 @@ import torch
 
 from . import checkpoints, distributed, ops, tasks
 from .batches import TrainingData
-from .checkpointing import checkpointed
+from .checkpointing import CheckpointedLayers, checkpointed
+from .compiling import adamw_step, compiled, use_compile
 from .circuit import Circuit
 from .config import TrainConfig
 from .errors import RunError, UserError
@@ -54,6 +55,11 @@ class Trainer:
         self.device = distributed.local_device_of(model, dist)
         if config.checkpointing:
             model.set_layer_runner(checkpointed(model.layer_runner))
+        self.compiled = use_compile(config.compile, self.device, config.steps,
+                                    checkpointing=model.layer_runner.includes(CheckpointedLayers),
+                                    distributed=dist is not None or model.layer_runner.includes(distributed.FSDPLayers))
+        # resolved once: a traced forward takes the name as a constant (edgeprune.ops)
+        self.backend = ops.choose("mix", self.device, model.adapter.dtype, config.backend).name
         self.data = TrainingData(model, dataset, self.device, batch_size=config.batch_size, pad_to=config.pad_to,
                                  cache_bytes=config.cache_bytes)
         if config.objective == "logit_diff" and bool((self.data.answers < 0).any() | (self.data.distractors < 0).any()):
@@ -67,10 +73,14 @@ class Trainer:
         self._constants = [p for group in self.optimizer.param_groups if group.get("name") == "ablation"
                            for p in group["params"]]
         self._clipped = [p for p in self._params if all(p is not q for q in self._constants)]
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self._base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
         self.threads = config.threads or self._default_threads()
         self.identity = self._identity() if checkpoint_dir else None
         self.step_index = 0
+        self._step = torch.zeros((), dtype=torch.int64, device=self.device)  # the compiled step's step number
+        self._objective = compiled(self.objective_terms, self.device) if self.compiled else self.objective_terms
+        self._update = compiled(self.update, self.device) if self.compiled else self.update
+        self._perm: tuple[int, torch.Tensor] | None = None   # (epoch, its order on the device)
         self._unchecked: list = []  # (step, finite flag, loss, gradient norm) not yet read back
         self.last_checkpoint: str | None = None
         self.history: list[dict] = []
@@ -88,13 +98,28 @@ class Trainer:
         if self.pm.constants is not None and c.ablation == "optimal":  # no decay: it would pull them to zero ablation
             groups.append({"params": list(self.pm.constants.parameters()), "lr": c.ablation_lr, "weight_decay": 0.0,
                            "name": "ablation"})
-        return torch.optim.AdamW(groups, weight_decay=c.weight_decay)
+        if not self.compiled:
+            return _with_state(torch.optim.AdamW(groups, weight_decay=c.weight_decay))
+        # compiled (edgeprune.compiling.adamw_step updates its state): the step count on the device
+        return _with_state(torch.optim.AdamW(groups, weight_decay=c.weight_decay, capturable=True))
 
     def _lr_factor(self, step: int) -> float:
         c = self.config
         if step < c.warmup_steps:
             return step / max(1, c.warmup_steps)
         return max(0.0, (c.steps - step) / max(1, c.steps - c.warmup_steps))
+
+    def _set_lr(self, step: int) -> None:
+        """Each group's learning rate at this step: linear warm-up, then linear decay to 0. Compiled,
+        a tensor filled in place (a float would be a constant of the graph, recompiled at every change)."""
+        factor = self._lr_factor(step)
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs):
+            if not self.compiled:
+                group["lr"] = base * factor
+            elif isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(base * factor)
+            else:
+                group["lr"] = torch.tensor(base * factor, device=self.device)
 
     def _default_threads(self) -> int:
         """One CPU thread when a step's work is small: waking a pool costs more than it saves, and
@@ -107,49 +132,67 @@ class Trainer:
     def _identity(self) -> dict:
         """What this run belongs to (edgeprune.identity); ranks other than 0 leave the weights to rank 0."""
         d, a = self.data, self.pm.adapter
-        backend = ops.choose("mix", self.device, a.dtype, self.config.backend).name
         identity = run_identity(self.pm.model, self.task.name, [d.clean, d.corrupted, d.attention_mask, d.positions,
                                                                d.position_mask], self.config, dtype=a.dtype,
-                                backend=backend, world_size=self.dist.world_size if self.dist else 1)
+                                backend=self.backend, world_size=self.dist.world_size if self.dist else 1)
         if self.dist is not None and not self.dist.is_main:
             identity["model"]["weights"] = None
         return identity
 
     # ------------------------------------------------------------------ the step
     def batch_indices(self, step: int) -> torch.Tensor:
-        """Shuffled epochs, last partial batch kept (the HF Trainer's order); a pure function of step."""
+        """Shuffled epochs, last partial batch kept (the HF Trainer's order); a pure function of step.
+
+        An epoch's order is drawn on the host and moved to the device once: a step's indices are a
+        slice of it, with no copy that would wait for the device.
+        """
         n, bs = len(self.dataset), self.config.batch_size
         per_epoch = math.ceil(n / bs)
         epoch, k = divmod(step, per_epoch)
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        perm = torch.randperm(n, generator=g)
-        return perm[k * bs:(k + 1) * bs].to(self.device)
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+            self._perm = (epoch, torch.randperm(n, generator=g).to(self.device))
+        return self._perm[1][k * bs:(k + 1) * bs]
 
     def loss_terms(self, step: int) -> dict[str, torch.Tensor]:
+        """The step's batch (chosen eagerly), then its objective terms: compiled, when the run compiles."""
         idx = self.batch_indices(step)
+        share = None
         if self.dist is not None:  # this rank's slice of the global batch
             global_n = len(idx)
             idx, weight = self.dist.local_batch(idx)
-        b = self.data.batch(idx)
+            share = (weight, global_n)
+        if self.compiled:  # the step as a device tensor: one graph for every step
+            self._step.fill_(step)
+            step = self._step
+        return self._objective(self.data.batch(idx), step, share)
+
+    def objective_terms(self, b, step, share=None) -> dict[str, torch.Tensor]:
+        """Sampled gates, the gated forward, the loss and the Lagrangian, for one batch.
+
+        step: an int, or a 0-dim device tensor when compiled. share: under FSDP, (this rank's
+        weight, the global batch size).
+        """
         edges, nodes = self.pm.gates.sample(self.config.seed, step)
         logits = self.pm(b.clean, b.attention_mask, b.positions, edges=edges, nodes=nodes, record=b.record,
-                         recompute_readers=self.config.recompute_readers)
+                         recompute_readers=self.config.recompute_readers, backend=self.backend)
         kl = task_kl(self.task, logits, b.targets, b.position_mask)
         if self.config.objective == "logit_diff":  # the fitted term; KL is still logged
             gap = logit_diff_gap(self.task, logits, b.targets, b.answers, b.distractors)
             kl, shown = gap, kl.detach().mean()
-        if self.dist is None:
+        if share is None:
             kl = kl.mean()
         else:
+            weight, global_n = share
             local = kl.sum() * weight
             kl = self.dist.all_reduce_sum(local) / global_n
         s_edge, s_node = sampled_sparsity(edges, nodes)
         penalty = self.lagrangian(s_edge, s_node, step)
         lam = self.lagrangian.multipliers
         terms = {"loss": kl + penalty, "kl": kl, "edge_sparsity": s_edge, "node_sparsity": s_node,
-                 "edge_target": torch.tensor(self.lagrangian.sparsity_targets(step)[0]),
+                 "edge_target": torch.as_tensor(self.lagrangian.sparsity_targets(step)[0]),
                  "lambda_edge1": lam["edge1"], "lambda_edge2": lam["edge2"]}
-        if self.dist is not None:  # averaged over ranks, its gradient is the global batch's
+        if share is not None:  # averaged over ranks, its gradient is the global batch's
             terms["objective"] = local * (self.dist.world_size / global_n) + penalty
         if self.config.objective == "logit_diff":
             terms["logit_diff_gap"], terms["kl"] = terms.pop("kl"), shown
@@ -162,6 +205,8 @@ class Trainer:
         the step's update is skipped there, and `check()` (every log_every steps in `run`) raises it.
         """
         step = self.step_index
+        if self.compiled and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # the last replay's outputs are copies by now (below)
         with _threads(self.threads):
             terms = self.loss_terms(step)
             loss = terms["loss"]
@@ -170,27 +215,35 @@ class Trainer:
             objective.backward()
             if self.dist is not None:
                 self.dist.average_gradients(self._params)
-            norm = torch.nn.utils.clip_grad_norm_(self._clipped, self.config.max_grad_norm)
-            if self._constants:
-                norm = norm + torch.nn.utils.clip_grad_norm_(self._constants, self.config.max_grad_norm)
-            finite = torch.isfinite(loss) & torch.isfinite(norm)
-            self._update_if(finite)
-            self.scheduler.step()
-        self._unchecked.append((step, finite, loss.detach(), norm.detach()))
+            self._set_lr(step)
+            finite, norm = self._update(loss.detach())
+            # a CUDA graph's outputs live in its own memory, which its next replay rewrites
+            terms = {k: v.detach().clone() if self.compiled else v.detach() for k, v in terms.items()}
+        self._unchecked.append((step, finite, terms["loss"], norm.detach()))
         self.step_index += 1
-        return {k: v.detach() for k, v in terms.items()}
+        return terms
 
-    def _update_if(self, finite: torch.Tensor) -> None:
-        """The optimiser's step, kept only where `finite` (a device bool): a non-finite step changes
-        neither the gates nor the optimiser's state (AdamW would turn every gate NaN)."""
+    def update(self, loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip the gradients, then the optimiser's step, kept only where the loss and the gradient
+        norm are finite (a device bool: nothing waits for the device). A non-finite step changes
+        neither the gates nor the optimiser's state (AdamW would turn every gate NaN).
+        Returns (finite, gradient norm)."""
+        norm = torch.nn.utils.clip_grad_norm_(self._clipped, self.config.max_grad_norm)
+        if self._constants:
+            norm = norm + torch.nn.utils.clip_grad_norm_(self._constants, self.config.max_grad_norm)
+        finite = torch.isfinite(loss) & torch.isfinite(norm)
         tensors = list(self._params)
         tensors += [v for state in self.optimizer.state.values() for v in state.values()
                     if torch.is_tensor(v) and v.device == finite.device]
         before = [t.detach().clone() for t in tensors]
-        self.optimizer.step()
+        if self.compiled:
+            adamw_step(self.optimizer)
+        else:
+            self.optimizer.step()
         with torch.no_grad():
             for t, old in zip(tensors, before):
                 t.copy_(torch.where(finite, t, old))
+        return finite, norm.detach()
 
     def check(self) -> None:
         """Raise NonFiniteLoss for the first unchecked step whose loss or gradient was not finite."""
@@ -278,7 +331,7 @@ class Trainer:
     def state_dict(self) -> dict:
         state = {"step": self.step_index, "gates": self.pm.gates.state_dict(),
                  "lambdas": self.lagrangian.multipliers.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "config": asdict(self.config), "threads": self.threads,
+                 "config": asdict(self.config), "threads": self.threads,
                  "identity": self.identity}
         if self.pm.constants is not None:
             state["ablation"] = self.pm.constants.state_dict()
@@ -291,7 +344,6 @@ class Trainer:
             self.pm.constants.load_state_dict(state["ablation"])
         self.lagrangian.multipliers.load_state_dict(state["lambdas"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.threads = state.get("threads", self.threads)
 
     def save_checkpoint(self):
@@ -321,6 +373,23 @@ class Trainer:
         if main:  # the steps after the checkpoint are logged again: drop their old rows
             checkpoints.trim_log(self.log_file, self.step_index)
         return state is not None
+
+
+def _with_state(optimizer: torch.optim.AdamW) -> torch.optim.AdamW:
+    """AdamW with its state made now, as its first step would make it (zero moments, step 0), so
+    that a first step that is not finite is undone like any other (Trainer.update)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            step_device = p.device if group["capturable"] else "cpu"
+            optimizer.state[p] = {"step": torch.zeros((), dtype=_scalar_dtype(), device=step_device),
+                                  "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                                  "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+    return optimizer
+
+
+def _scalar_dtype() -> torch.dtype:
+    """The dtype AdamW keeps its step count in."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
 @contextlib.contextmanager

@@ -113,16 +113,17 @@ class PrunableModel(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, input_ids, attention_mask=None, positions=None, *, edges: torch.Tensor, nodes: torch.Tensor,
-                record: WriterRecord | None, recompute_readers: bool = True):
+                record: WriterRecord | None, recompute_readers: bool = True, backend: str | None = None):
         """Logits of the model gated by `edges` and `nodes` (flat, graph order), ablated with `record`.
 
         (B, S, V), or (B, P, V) at `positions` (B, P): the unembedding runs only where it is read.
+        backend: the kernels' backend for this call (default: the model's).
         """
         if record is not None and record.resid_final.shape[1] != input_ids.shape[1]:
             raise UserError(f"the ablation record covers {record.resid_final.shape[1]} positions but the input has "
                             f"{input_ids.shape[1]}; pad the clean and corrupted inputs to the same length")
         return gated_forward(self.adapter, self.graph, input_ids, edges=edges, nodes=nodes, record=record,
-                             attention_mask=attention_mask, positions=positions, backend=self.backend,
+                             attention_mask=attention_mask, positions=positions, backend=backend or self.backend,
                              recompute_readers=recompute_readers, runner=self.layer_runner)
 
     @torch.no_grad()

@@ -17,6 +17,13 @@ A write of rows the forward has already written is a recomputation (activation c
 re-runs a decoder layer in backward): it must repeat rows that exist, and leaves them as they are,
 so readers recomputed in backward see exactly what the forward's readers saw, and rows whose
 gradient later readers already accumulated never change.
+
+A compiled step cannot trace that buffer: its writes mutate state outside the traced functions.
+`BlockStack` is the functional form the compiler sees instead: each write keeps its rows as one
+tensor (a block) and a read mixes the blocks before it through edgeprune::mix_blocks, whose
+backward hands each block its gradient; autograd sums a block's gradients over its readers. The
+blocks are saved once, as the buffer is; the price is a concatenation per read (a copy of the
+prefix) and gradients summed per block rather than in place.
 """
 from __future__ import annotations
 
@@ -70,30 +77,88 @@ class DeltaStack:
         if gates.shape[-1] > self.written:
             raise RuntimeError(f"a reader of {gates.shape[-1]} writers ran before writer {self.written} was written")
         if gates.dim() == 3:
-            out = self._read_sets(gates, base, positions)
+            out = read_sets(self.buffer[:gates.shape[-1]], self.shape, gates, base, positions)
         else:
             out = _Read.apply(self, gates, base, positions, order)
-        return out.view(gates.shape[-2], *(self.shape if positions is None else (positions.numel(), self.shape[-1])))
+        return _reader_view(out, gates, self.shape, positions)
 
-    def _read_sets(self, gates: torch.Tensor, base: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
-        """The read under G gate sets, (R, N): one batched product over the blocks, no autograd."""
-        if torch.is_grad_enabled() and (gates.requires_grad or base.requires_grad):
-            raise UserError("gate sets (edges of shape (G, num_edges)) are for forwards without gradients: run them "
-                            "under torch.no_grad(), with gates that do not require a gradient")
-        G, R, P = gates.shape
-        delta = self.buffer[:P]
-        if positions is not None:
-            D = self.shape[-1]
-            delta = delta.view(P, -1, D)[:, positions].reshape(P, -1)
-        acc = torch.float64 if delta.dtype == torch.float64 else torch.float32
-        blocks = delta.view(P, G, -1).transpose(0, 1).to(acc)                # (G, P, N / G)
-        out = torch.bmm(gates.to(acc), blocks) + base.reshape(G, 1, -1).to(acc)  # (G, R, N / G)
-        return out.transpose(0, 1).reshape(R, -1).to(delta.dtype)
+    def new_zeros(self, shape) -> torch.Tensor:
+        return self.buffer.new_zeros(shape)
 
     def grad_buffer(self) -> torch.Tensor:
         if self.grad is None:
             self.grad = torch.zeros_like(self.buffer)
         return self.grad
+
+
+class BlockStack:
+    """The delta stack as a list of written blocks, for a traced (compiled) forward; same calls as
+    DeltaStack. The order handle passes through unchanged: autograd orders functional reads itself."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device, backend: str):
+        self.shape, self.dtype, self.device, self.backend = tuple(shape), dtype, device, backend
+        self.blocks: list[torch.Tensor] = []    # (k, N) each, in writer order
+        self.written = 0
+
+    def start(self) -> torch.Tensor:
+        return torch.empty(0, device=self.device)
+
+    def write(self, order: torch.Tensor, start: int, rows: torch.Tensor) -> torch.Tensor:
+        if start != self.written:
+            raise RuntimeError(f"delta rows must be written in order: expected row {self.written}, got {start}")
+        self.blocks.append(rows.reshape(rows.shape[0], -1))
+        self.written += rows.shape[0]
+        return order
+
+    def _prefix(self, count: int) -> list[torch.Tensor]:
+        """The blocks holding writers [0, count): a reader's prefix ends at a block's end."""
+        out, rows = [], 0
+        for block in self.blocks:
+            if rows == count:
+                break
+            out.append(block)
+            rows += block.shape[0]
+        if rows != count:
+            raise RuntimeError(f"a reader of {count} writers does not end at a written block ({self.written} written)")
+        return out
+
+    def read(self, order: torch.Tensor, gates: torch.Tensor, base: torch.Tensor,
+             positions: torch.Tensor | None = None) -> torch.Tensor:
+        blocks = self._prefix(gates.shape[-1])
+        if positions is not None:
+            D = self.shape[-1]
+            blocks = [b.view(b.shape[0], -1, D)[:, positions].reshape(b.shape[0], -1) for b in blocks]
+        if not blocks:  # the first layer's readers when the embeddings are not writers
+            out = base.reshape(1, -1).expand(gates.shape[-2], -1)
+        elif gates.dim() == 3:
+            out = read_sets(torch.cat(blocks), self.shape, gates, base, None)
+        else:
+            out = ops.mix_blocks(gates, blocks, base.reshape(-1), backend=self.backend)
+        return _reader_view(out, gates, self.shape, positions)
+
+    def new_zeros(self, shape) -> torch.Tensor:
+        return torch.zeros(shape, dtype=self.dtype, device=self.device)
+
+
+def _reader_view(out: torch.Tensor, gates: torch.Tensor, shape, positions) -> torch.Tensor:
+    return out.view(gates.shape[-2], *(shape if positions is None else (positions.numel(), shape[-1])))
+
+
+def read_sets(delta: torch.Tensor, shape, gates: torch.Tensor, base: torch.Tensor,
+              positions: torch.Tensor | None) -> torch.Tensor:
+    """The read of delta (P, N) under G gate sets, (R, N): one batched product over the batch's
+    G blocks, no autograd."""
+    if torch.is_grad_enabled() and (gates.requires_grad or base.requires_grad):
+        raise UserError("gate sets (edges of shape (G, num_edges)) are for forwards without gradients: run them "
+                        "under torch.no_grad(), with gates that do not require a gradient")
+    G, R, P = gates.shape
+    if positions is not None:
+        D = shape[-1]
+        delta = delta.view(P, -1, D)[:, positions].reshape(P, -1)
+    acc = torch.float64 if delta.dtype == torch.float64 else torch.float32
+    blocks = delta.view(P, G, -1).transpose(0, 1).to(acc)                    # (G, P, N / G)
+    out = torch.bmm(gates.to(acc), blocks) + base.reshape(G, 1, -1).to(acc)  # (G, R, N / G)
+    return out.transpose(0, 1).reshape(R, -1).to(delta.dtype)
 
 
 class _Write(torch.autograd.Function):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..graph import Graph
 from .base import Adapter
-from .delta_stack import DeltaStack
+from .delta_stack import BlockStack, DeltaStack
 from .records import WriterRecord
 
 
@@ -211,7 +211,7 @@ class _Pass:
     """What every layer of one gated pass reads (nothing in it changes during the pass)."""
     adapter: Adapter
     graph: Graph
-    stack: DeltaStack
+    stack: DeltaStack | BlockStack
     record: WriterRecord | None
     clean_base: torch.Tensor | None   # clean minus ablated embeddings, when embeddings are not nodes
     masks: list
@@ -222,7 +222,7 @@ class _Pass:
         """A reader group's base: the ablated prefix sum (a residual stream of the record), shaped (B, S, D)."""
         parts = [t for t in (stream, self.clean_base) if t is not None]
         if not parts:
-            return self.stack.buffer.new_zeros(self.stack.shape)
+            return self.stack.new_zeros(self.stack.shape)
         return (parts[0] if len(parts) == 1 else parts[0] + parts[1]).expand(self.stack.shape)
 
 
@@ -245,7 +245,10 @@ def _gated_forward(adapter, graph, input_ids, edges, nodes, record, attention_ma
                    recompute_readers, runner):
     B, S = input_ids.shape
     D = adapter.d_model
-    stack = DeltaStack(graph.num_writers, (B, S, D), adapter.dtype, input_ids.device, backend)
+    if torch.compiler.is_compiling():  # a traced step: the functional stack (models/delta_stack.py)
+        stack = BlockStack((B, S, D), adapter.dtype, input_ids.device, backend)
+    else:
+        stack = DeltaStack(graph.num_writers, (B, S, D), adapter.dtype, input_ids.device, backend)
     order = stack.start()
     embeds = adapter.embeddings(input_ids)
     clean_base = None
@@ -287,7 +290,7 @@ def _gated_layer(run: _Pass, layer: int, order, attn_edges, mlp_edges, nodes):
     gates = attn_edges.unflatten(-1, (graph.attn_readers_per_layer, p)) * nodes[:p]
     base = run.base(record.resid_pre[layer] if record is not None else None)
     readers = partial(_attention_readers, run, layer)
-    if run.recompute_readers and torch.is_grad_enabled():
+    if run.recompute_readers and torch.is_grad_enabled() and not torch.compiler.is_compiling():
         # The H + 2K mixtures and their norms are recomputed in backward instead of being saved:
         # R full-width tensors per layer, more than the delta stack itself holds.
         q, k, v = _Recomputed.apply(readers, order, gates, base)

@@ -2,6 +2,7 @@
 
 Public functional API (every backend implements the same contract; see ops/reference.py):
     mix(gates, delta, base, prefix=None, backend=None) -> out            differentiable
+    mix_blocks(gates, blocks, base, backend=None) -> out                  differentiable; delta = cat(blocks)
     mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None) -> grad_gates
                                                                          accumulates into grad_delta
     hard_concrete(log_alpha, seed, offset, eps=1e-6, backend=None) -> z   differentiable, u regenerated
@@ -22,9 +23,10 @@ from .backends import BACKENDS
 from .dispatch import ENV_VAR, choose, report
 from .hard_concrete import hard_concrete_op as _hard_concrete_op
 from .mix import mix_backward_accumulate as _mix_backward_accumulate
+from .mix import mix_blocks_op as _mix_blocks_op
 from .mix import mix_op as _mix_op
 
-__all__ = ["BACKENDS", "ENV_VAR", "choose", "expected_l0", "hard_concrete", "mix", "mix_backward_", "report",
+__all__ = ["BACKENDS", "ENV_VAR", "choose", "expected_l0", "hard_concrete", "mix", "mix_backward_", "mix_blocks", "report",
            "soft_mask", "zero_probability"]
 
 
@@ -52,6 +54,11 @@ def mix(gates, delta, base, prefix=None, backend=None):
     return _mix_op(gates, delta, base, prefix, name)
 
 
+def mix_blocks(gates, blocks, base, backend=None):
+    """mix over delta = cat(blocks), each block (k, N): the functional read of a compiled step."""
+    return _mix_blocks_op(gates, list(blocks), base, _name("mix", blocks[0], backend))
+
+
 def mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None):
     """Gate gradient (R, P); adds gates_masked^T @ grad_out into grad_delta[:P] in place."""
     name = _name("mix", delta, backend)
@@ -60,8 +67,16 @@ def mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None)
     return torch.ops.edgeprune.mix_backward_(grad_out, gates, delta, grad_delta, prefix, name)
 
 
-def hard_concrete(log_alpha, seed: int, offset: int, eps: float = 1e-6, backend=None):
-    """Sampled gates z with noise Philox(seed, offset + i); the backward regenerates the noise."""
+def hard_concrete(log_alpha, seed: int, offset, eps: float = 1e-6, backend=None):
+    """Sampled gates z with noise Philox(seed, offset + i); the backward regenerates the noise.
+
+    offset an int: the op of the chosen backend. offset a 0-dim int64 tensor (a compiled step, whose
+    graph must not change with the step): the same noise and gates in traceable torch arithmetic,
+    which the compiler fuses into one kernel with its backward.
+    """
+    if isinstance(offset, torch.Tensor):
+        u = _ref.uniform_at(log_alpha.numel(), int(seed), offset, float(eps))
+        return _ref.hard_concrete_reference(log_alpha, u.to(log_alpha.dtype).view_as(log_alpha))
     return _hard_concrete_op(log_alpha, int(seed), int(offset), float(eps), _name("hard_concrete", log_alpha, backend))
 
 

@@ -12,6 +12,10 @@ Schemas (backend is a resolved name: torch | cpp | cuda | triton):
                   str backend) -> Tensor grad_gates
         Mutates grad_delta: grad_delta[:P] += gates_masked^T @ grad_out, touching only the rows of
         writers with a nonzero gate. For callers that own one shared gradient buffer.
+    mix_blocks(Tensor gates, Tensor[] blocks, Tensor base, str backend) -> Tensor out
+        mix over delta = cat(blocks)[:P]: the functional form a compiled step traces. Autograd saves
+        the blocks themselves (each is saved once however many readers read it) and its backward
+        hands each block its share of the delta gradient.
 Unread writers (all-zero gate column after prefix masking) get a zero gate gradient by definition.
 """
 from __future__ import annotations
@@ -62,6 +66,35 @@ mix_backward_inplace_op = torch.library.custom_op("edgeprune::mix_backward_", mu
 @mix_backward_inplace_op.register_fake
 def _(grad_out, gates, delta, grad_delta, prefix, backend):
     return gates.new_empty(gates.shape)
+
+
+@torch.library.custom_op("edgeprune::mix_blocks", mutates_args=())
+def mix_blocks_op(gates: Tensor, blocks: list[Tensor], base: Tensor, backend: str) -> Tensor:
+    delta = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+    return BACKENDS[backend].mix_forward(gates, delta, base, None)
+
+
+@mix_blocks_op.register_fake
+def _(gates, blocks, base, backend):
+    return blocks[0].new_empty(gates.shape[0], blocks[0].shape[1])
+
+
+def _setup_blocks(ctx, inputs, output):
+    gates, blocks, base, backend = inputs
+    ctx.save_for_backward(gates, *blocks)
+    ctx.backend = backend
+
+
+def _blocks_backward(ctx, grad_out):
+    gates, *blocks = ctx.saved_tensors
+    delta = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+    grad_gates, grad_delta = torch.ops.edgeprune.mix_backward(grad_out, gates, delta, None, True, ctx.backend)
+    grad_blocks = list(grad_delta.split([b.shape[0] for b in blocks]))
+    grad_base = grad_out.sum(0, dtype=torch.promote_types(grad_out.dtype, torch.float32)).to(grad_out.dtype)
+    return grad_gates, grad_blocks, grad_base, None
+
+
+mix_blocks_op.register_autograd(_blocks_backward, setup_context=_setup_blocks)
 
 
 def _setup_context(ctx, inputs, output):

@@ -93,6 +93,42 @@ def philox_uint32(seed: int, counters: np.ndarray, rounds: int = 10) -> np.ndarr
     return c0.astype(np.uint32)
 
 
+def _mulhilo32(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The high and low 32-bit words of a * b (a < 2**32 a constant, b an int64 tensor < 2**32),
+    without an int64 overflow: b is split in 16-bit halves."""
+    b_hi, b_lo = b >> 16, b & 0xFFFF
+    lo_part = a * b_lo                                   # < 2**48
+    mid = a * b_hi + (lo_part >> 16)                     # < 2**48 + 2**32
+    return mid >> 16, ((mid & 0xFFFF) << 16) | (lo_part & 0xFFFF)
+
+
+def philox_uint32_torch(seed: int, counters: torch.Tensor, rounds: int = 10) -> torch.Tensor:
+    """philox_uint32 in int64 tensor arithmetic (counters < 2**63): traceable, so a compiled step
+    fuses the noise into its own kernel and the counter offset can be a device tensor."""
+    c0, c1 = counters & 0xFFFFFFFF, counters >> 32
+    c2 = c3 = torch.zeros_like(c0)
+    k0, k1 = seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF
+    for _ in range(rounds):
+        hi_a, lo_a = _mulhilo32(_PHILOX_ROUND_A, c0)
+        hi_b, lo_b = _mulhilo32(_PHILOX_ROUND_B, c2)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0 = (k0 + _PHILOX_KEY_A) & 0xFFFFFFFF
+        k1 = (k1 + _PHILOX_KEY_B) & 0xFFFFFFFF
+    return c0
+
+
+def uniform_from_bits(bits: torch.Tensor, eps: float) -> torch.Tensor:
+    """u in [eps, 1 - eps] from Philox words (int64 holding uint32): their top 24 bits, scaled."""
+    u01 = (bits >> 8).to(torch.float32) * (2.0 ** -24)
+    return eps + (1 - 2 * eps) * u01
+
+
+def uniform_at(n: int, seed: int, offset: torch.Tensor, eps: float) -> torch.Tensor:
+    """uniform_reference with the counter offset a 0-dim int64 tensor (on the noise's device)."""
+    counters = offset + torch.arange(n, device=offset.device, dtype=torch.int64)
+    return uniform_from_bits(philox_uint32_torch(seed, counters), eps)
+
+
 def uniform_reference(n: int, seed: int, offset: int, eps: float, device=None) -> torch.Tensor:
     """u_i in [eps, 1 - eps] for i < n: the top 24 bits of Philox(seed, offset + i), scaled."""
     bits = philox_uint32(seed, np.arange(offset, offset + n, dtype=np.uint64))

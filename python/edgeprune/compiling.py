@@ -1,0 +1,78 @@
+"""The compiled training step (TrainConfig.compile): when it is used, and how it is compiled.
+
+What the compiler sees is the step's objective: the sampled gates, the gated forward and the
+loss with its Lagrangian, as one graph (fullgraph=True: a graph break is an error, not a silent
+slowdown), and the backward AOT autograd derives from it. Traced, the forward uses the functional
+delta stack (models/delta_stack.BlockStack) and the hard-concrete noise in torch arithmetic with
+its counter offset a device tensor, so one graph serves every step. Shapes are static
+(dynamic=False): a run pads every example once to one length, so a run compiles one graph for
+its full batches and one for an epoch's smaller last batch. On CUDA the graphs are replayed as
+CUDA graphs (mode "reduce-overhead"), which removes the host's per-kernel cost.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .errors import UserError
+
+AUTO_MIN_STEPS = 500   # compile="auto" compiles CUDA runs at least this long (compiling takes a minute or more)
+MODE_VAR = "EDGEPRUNE_COMPILE_MODE"  # a torch.compile mode instead of the device's (benchmarks: without CUDA graphs)
+
+
+def unsupported(runner_checkpointed: bool, distributed: bool) -> str:
+    """Why this run's step cannot be compiled ('' when it can)."""
+    if distributed:
+        return "runs under FSDP (torchrun), whose hooks the compiled step does not trace yet"
+    if runner_checkpointed:
+        return "recomputes its decoder layers in backward (checkpointing=True), which the compiled step does not trace"
+    return ""
+
+
+def use_compile(setting: str, device: torch.device, steps: int, *, checkpointing: bool, distributed: bool) -> bool:
+    """Whether a run compiles its step: "on", "off", or "auto" (CUDA runs of AUTO_MIN_STEPS or more).
+
+    On the CPU "auto" stays eager: compiling GPT-2 small's step takes minutes on a few cores.
+    """
+    if setting == "off":
+        return False
+    why = unsupported(checkpointing, distributed)
+    if setting == "on":
+        if why:
+            raise UserError(f"compile='on' is not possible here: this run {why}; use compile='off' (or 'auto')")
+        return True
+    return not why and device.type == "cuda" and steps >= AUTO_MIN_STEPS
+
+
+def compiled(fn, device: torch.device):
+    """fn compiled as one static-shape graph; replayed as CUDA graphs on a GPU (EDGEPRUNE_COMPILE_MODE:
+    another mode)."""
+    mode = os.environ.get(MODE_VAR) or ("reduce-overhead" if device.type == "cuda" else "default")
+    return torch.compile(fn, fullgraph=True, dynamic=False, mode=mode)
+
+
+def adamw_step(optimizer: torch.optim.AdamW) -> None:
+    """torch.optim.AdamW's update on its own state and settings, written out so that it traces as
+    one graph with tensor learning rates.
+
+    torch's AdamW breaks the graph around its step, and when compiled takes its capturable path,
+    which divides by the learning rate: the warm-up's first step (lr 0) turns every gate NaN.
+    Here lr multiplies, so lr 0 leaves the parameters as they are and still moves the moments.
+    """
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = -p.grad if group["maximize"] else p.grad
+                state = optimizer.state[p]
+                state["step"] += 1
+                step = state["step"].double()  # 1 - 0.999 ** step loses 4e-5 of itself in float32
+                p.mul_(1 - lr * decay)
+                state["exp_avg"].lerp_(grad, 1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                bias1, bias2 = 1 - beta1 ** step, 1 - beta2 ** step
+                denom = state["exp_avg_sq"].sqrt() / bias2.sqrt().float() + eps
+                p.sub_((lr / bias1).float() * state["exp_avg"] / denom.to(p.dtype))
