@@ -9,8 +9,8 @@ measures, one after the other on that same model:
       same dtype; weights trainable, no optimiser;
   (c) the naive reference step (benchmarks/naive_reference.py: the reference implementation's
       stack materialisation, three forwards, backward, clipping, AdamW); GPT-2 shapes only;
-  (a') edgeprune's step compiled (TrainConfig(compile="on"), torch.compile's default mode) and
-  (a'') compiled with CUDA graphs (mode "reduce-overhead", what compile="on" does on a GPU; CUDA only);
+  (a') edgeprune's step compiled (TrainConfig(compile="on"); on a GPU without CUDA graphs) and
+  (a'') compiled with CUDA graphs (what compile="on" does on a GPU; CUDA only);
   (b') the plain step with the model compiled (torch.compile, default mode).
 The compiled variants also report their first step (compiling included) and the step at which the
 compile time is repaid against the eager variant.
@@ -153,18 +153,18 @@ def edgeprune_step_factory(model, clean_ids, corrupted_ids, positions, edge_spar
 # ==================================================================================================
 
 
-def compiled_step_factory(mode: str):
-    """(a') / (a''): edgeprune's step with compile="on", in a given torch.compile mode."""
+def compiled_step_factory(graphs: bool):
+    """(a') / (a''): edgeprune's step with compile="on", without or with CUDA graphs."""
     def factory(model, clean_ids, corrupted_ids, positions, **kwargs):
-        old = os.environ.get("EDGEPRUNE_COMPILE_MODE")
-        os.environ["EDGEPRUNE_COMPILE_MODE"] = mode        # read when the Trainer compiles its objective
+        old = os.environ.get("EDGEPRUNE_CUDA_GRAPHS")
+        os.environ["EDGEPRUNE_CUDA_GRAPHS"] = "1" if graphs else "0"   # read when the Trainer compiles its step
         try:
             return edgeprune_step_factory(model, clean_ids, corrupted_ids, positions, compile="on", **kwargs)
         finally:
             if old is None:
-                os.environ.pop("EDGEPRUNE_COMPILE_MODE")
+                os.environ.pop("EDGEPRUNE_CUDA_GRAPHS")
             else:
-                os.environ["EDGEPRUNE_COMPILE_MODE"] = old
+                os.environ["EDGEPRUNE_CUDA_GRAPHS"] = old
     return factory
 
 
@@ -195,8 +195,8 @@ def naive_step_factory(model, clean_ids, corrupted_ids, positions, edge_sparsity
     return NR.NaiveReferenceStep(model, clean_ids, corrupted_ids, positions, edge_sparsity=edge_sparsity).step
 
 
-FACTORIES = {"a": edgeprune_step_factory, "a'": compiled_step_factory("default"),
-             "a''": compiled_step_factory("reduce-overhead"), "b": plain_step_factory,
+FACTORIES = {"a": edgeprune_step_factory, "a'": compiled_step_factory(graphs=False),
+             "a''": compiled_step_factory(graphs=True), "b": plain_step_factory,
              "b'": partial(plain_step_factory, compile_model=True), "c": naive_step_factory}
 LABELS = {"a": "(a) edgeprune", "a'": "(a') edgeprune compiled", "a''": "(a'') edgeprune CUDA graphs",
           "b": "(b) plain HF step", "b'": "(b') plain HF step compiled", "c": "(c) naive reference"}

@@ -12,13 +12,14 @@ CUDA graphs (mode "reduce-overhead"), which removes the host's per-kernel cost.
 from __future__ import annotations
 
 import os
+import types
 
 import torch
 
 from .errors import UserError
 
 AUTO_MIN_STEPS = 500   # compile="auto" compiles CUDA runs at least this long (compiling takes a minute or more)
-MODE_VAR = "EDGEPRUNE_COMPILE_MODE"  # a torch.compile mode instead of the device's (benchmarks: without CUDA graphs)
+GRAPHS_VAR = "EDGEPRUNE_CUDA_GRAPHS"  # 0: a compiled step on CUDA without CUDA graphs (benchmarks' (a'))
 
 
 def unsupported(runner_checkpointed: bool, distributed: bool) -> str:
@@ -46,10 +47,24 @@ def use_compile(setting: str, device: torch.device, steps: int, *, checkpointing
 
 
 def compiled(fn, device: torch.device):
-    """fn compiled as one static-shape graph; replayed as CUDA graphs on a GPU (EDGEPRUNE_COMPILE_MODE:
-    another mode)."""
-    mode = os.environ.get(MODE_VAR) or ("reduce-overhead" if device.type == "cuda" else "default")
-    return torch.compile(fn, fullgraph=True, dynamic=False, mode=mode)
+    """fn compiled as one static-shape graph, replayed as CUDA graphs on a GPU (EDGEPRUNE_CUDA_GRAPHS=0:
+    not). Inductor's size asserts are off: a few hundred Python checks per step that the guards
+    already make."""
+    graphs = device.type == "cuda" and os.environ.get(GRAPHS_VAR, "1") != "0"
+    return torch.compile(_own_code(fn), fullgraph=True, dynamic=False,
+                         options={"size_asserts": False, "triton.cudagraphs": graphs})
+
+
+def _own_code(fn):
+    """fn (a function or bound method) running a copy of its code. Dynamo keeps compiled graphs per
+    code object, up to a recompile limit (8): a process that trains many circuits (a sweep, a
+    comparison) would pile every run's graphs onto one method's code and then fail. With its own
+    copy, each run keeps its graphs, and they go when the run does."""
+    func = getattr(fn, "__func__", fn)
+    copy = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__,
+                              func.__closure__)
+    copy.__kwdefaults__ = func.__kwdefaults__
+    return types.MethodType(copy, fn.__self__) if hasattr(fn, "__self__") else copy
 
 
 def adamw_step(optimizer: torch.optim.AdamW) -> None:

@@ -81,6 +81,7 @@ class Trainer:
         self._objective = compiled(self.objective_terms, self.device) if self.compiled else self.objective_terms
         self._update = compiled(self.update, self.device) if self.compiled else self.update
         self._perm: tuple[int, torch.Tensor] | None = None   # (epoch, its order on the device)
+        self._valid: dict[int, torch.Tensor] = {}              # examples in a batch -> their weights (compiled)
         self._unchecked: list = []  # (step, finite flag, loss, gradient norm) not yet read back
         self.last_checkpoint: str | None = None
         self.history: list[dict] = []
@@ -162,16 +163,29 @@ class Trainer:
             global_n = len(idx)
             idx, weight = self.dist.local_batch(idx)
             share = (weight, global_n)
-        if self.compiled:  # the step as a device tensor: one graph for every step
+        valid = None
+        if self.compiled:  # one graph for every step: the step as a device tensor, batches of one size
             self._step.fill_(step)
             step = self._step
-        return self._objective(self.data.batch(idx), step, share)
+            idx, valid = self._full_size(idx)
+        return self._objective(self.data.batch(idx), step, share, valid)
 
-    def objective_terms(self, b, step, share=None) -> dict[str, torch.Tensor]:
+    def _full_size(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """An epoch's smaller last batch filled up with repeats of its first example, weighted 0, so
+        that every batch of a compiled run has one shape; the loss is the mean over the real ones."""
+        size = min(self.config.batch_size, len(self.dataset))
+        n = len(idx)
+        if n not in self._valid:
+            self._valid[n] = (torch.arange(size, device=self.device) < n).float()
+        if n < size:
+            idx = torch.cat([idx, idx[:1].expand(size - n)])
+        return idx, self._valid[n]
+
+    def objective_terms(self, b, step, share=None, valid=None) -> dict[str, torch.Tensor]:
         """Sampled gates, the gated forward, the loss and the Lagrangian, for one batch.
 
         step: an int, or a 0-dim device tensor when compiled. share: under FSDP, (this rank's
-        weight, the global batch size).
+        weight, the global batch size). valid: each example's weight in the mean (0 for a filler).
         """
         edges, nodes = self.pm.gates.sample(self.config.seed, step)
         logits = self.pm(b.clean, b.attention_mask, b.positions, edges=edges, nodes=nodes, record=b.record,
@@ -179,9 +193,9 @@ class Trainer:
         kl = task_kl(self.task, logits, b.targets, b.position_mask)
         if self.config.objective == "logit_diff":  # the fitted term; KL is still logged
             gap = logit_diff_gap(self.task, logits, b.targets, b.answers, b.distractors)
-            kl, shown = gap, kl.detach().mean()
+            kl, shown = gap, _mean(kl.detach(), valid)
         if share is None:
-            kl = kl.mean()
+            kl = _mean(kl, valid)
         else:
             weight, global_n = share
             local = kl.sum() * weight
@@ -189,9 +203,10 @@ class Trainer:
         s_edge, s_node = sampled_sparsity(edges, nodes)
         penalty = self.lagrangian(s_edge, s_node, step)
         lam = self.lagrangian.multipliers
+        # the multipliers as this step used them: the update changes the parameters in place
         terms = {"loss": kl + penalty, "kl": kl, "edge_sparsity": s_edge, "node_sparsity": s_node,
                  "edge_target": torch.as_tensor(self.lagrangian.sparsity_targets(step)[0]),
-                 "lambda_edge1": lam["edge1"], "lambda_edge2": lam["edge2"]}
+                 "lambda_edge1": lam["edge1"].detach().clone(), "lambda_edge2": lam["edge2"].detach().clone()}
         if share is not None:  # averaged over ranks, its gradient is the global batch's
             terms["objective"] = local * (self.dist.world_size / global_n) + penalty
         if self.config.objective == "logit_diff":
@@ -256,7 +271,7 @@ class Trainer:
         step, _, loss, norm = unchecked[int((~flags).nonzero()[0])]
         what = (f"the loss became {loss.item()}" if not torch.isfinite(loss) else
                 f"the gradient norm became {norm.item()} with a finite loss ({loss.item():.6g})")
-        raise NonFiniteLoss(f"{what} at step {step}; its update and every later one were skipped"
+        raise NonFiniteLoss(f"{what} at step {step}; its update was skipped, as is every non-finite step's"
                             f"{self._last_good()}. Lower the learning rates, or check the model's dtype "
                             "(fp32 is safest).")
 
@@ -373,6 +388,10 @@ class Trainer:
         if main:  # the steps after the checkpoint are logged again: drop their old rows
             checkpoints.trim_log(self.log_file, self.step_index)
         return state is not None
+
+
+def _mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    return values.mean() if valid is None else (values * valid).sum() / valid.sum()
 
 
 def _with_state(optimizer: torch.optim.AdamW) -> torch.optim.AdamW:
