@@ -35,6 +35,7 @@ import inspect
 import math
 import os
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -512,19 +513,22 @@ def word_tokenizer(texts):
 
 
 def _accepted_kwargs(fn, wanted: dict) -> tuple[dict, list]:
-    """Keep the keyword arguments fn names explicitly; report the rest as dropped."""
+    """Keep the keyword arguments fn takes (all of them when it takes **kwargs); report the rest as dropped."""
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return {}, list(wanted)
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(wanted), []
     keep = {k: v for k, v in wanted.items() if k in params and params[k].kind != inspect.Parameter.POSITIONAL_ONLY}
     return keep, [k for k in wanted if k not in keep]
 
 
 def ioi_run(args, device, info: dict) -> None:
     """A full IOI-shaped pruning run, timed end to end: edgeprune.train(model, data, ...) from the call
-    to its return (caches, in-training evaluation and the final binarisation included; model
-    construction excluded); once padded to 64 tokens as in the paper, once at the prompts' real lengths."""
+    to its return, with TrainConfig's defaults (validation every 64 steps, a checkpoint every 256,
+    logging; caches and the final binarisation included; model construction excluded); padded to 64
+    tokens as in the paper and/or at the prompts' real lengths, for each --ioi-compile setting."""
     print("\n== IOI-shaped pruning run (edgeprune.train) ==", flush=True)
     try:
         _import_edgeprune_train()
@@ -537,7 +541,8 @@ def ioi_run(args, device, info: dict) -> None:
     shape = CPU_SHAPES[0] if cpu else GPU_SHAPES[0]
     steps = args.ioi_steps or (20 if cpu else 3000)
     data = synthetic_ioi_data(args.ioi_examples)
-    tokenizer = word_tokenizer([d["clean"] for d in data] + [d["corrupted"] for d in data])
+    validation = synthetic_ioi_data(100, seed=1)
+    tokenizer = word_tokenizer([d["clean"] for d in data + validation] + [d["corrupted"] for d in data + validation])
     lengths = [len(tokenizer(d["clean"].split(" <predict>")[0])["input_ids"]) for d in data]
     print(f"   {len(data)} examples, prompts of {min(lengths)}-{max(lengths)} tokens; {shape.name} random weights; "
           f"{steps} steps, batch 32, edge sparsity {EDGE_SPARSITY}", flush=True)
@@ -553,11 +558,15 @@ def ioi_run(args, device, info: dict) -> None:
           f"-> {steps} steps = {U.fmt_time(base * steps)}", flush=True)
     rows = []
     runs = {"64": ("padded to 64 tokens", 64), "real": ("real lengths", None)}
-    for label, pad in (runs[name] for name in args.ioi_pads.split(",")):
+    for (label, pad), compile in ((runs[name], c) for name in args.ioi_pads.split(",")
+                                  for c in args.ioi_compile.split(",")):
         torch.manual_seed(0)
         model = build_model(shape, device)
+        label = f"{label}, compile={compile}"
+        folder = tempfile.TemporaryDirectory()
         wanted = {"edge_sparsity": EDGE_SPARSITY, "steps": steps, "batch_size": 32, "pad_to": pad,
-                  "tokenizer": tokenizer, "device": str(device), "progress": False}
+                  "tokenizer": tokenizer, "device": str(device), "progress": False, "compile": compile,
+                  "validation": validation, "checkpoint_dir": folder.name}
         kwargs, dropped = _accepted_kwargs(train, wanted)
         status, elapsed = "ok", None
         try:
@@ -568,7 +577,10 @@ def ioi_run(args, device, info: dict) -> None:
             elapsed = time.perf_counter() - t0
         except Exception as e:  # noqa: BLE001
             status = _status_of(e, args.verbose)
-        shown = {k: v for k, v in kwargs.items() if k != "tokenizer"}
+        folder.cleanup()
+        shown = {k: v for k, v in kwargs.items() if k not in ("tokenizer", "validation", "checkpoint_dir")}
+        shown["validation"] = f"{len(validation)} examples" if "validation" in kwargs else None
+        shown["checkpoint_dir"] = "a temporary folder" if "checkpoint_dir" in kwargs else None
         rows.append({"run": label, "status": status, "time": U.fmt_time(elapsed),
                      "per_step": U.fmt_time(elapsed / steps if elapsed else None),
                      "vs": U.fmt_ratio(U.ratio(elapsed, base * steps)), "kwargs": str(shown)})
@@ -600,6 +612,8 @@ def main(argv=None):
     p.add_argument("--ioi-examples", type=int, default=200)
     p.add_argument("--ioi-pads", default="64,real",
                    help="the IOI-shaped runs: 64 (padded to 64 tokens), real (the prompts' real lengths) or both")
+    p.add_argument("--ioi-compile", default="auto",
+                   help="TrainConfig.compile of the IOI-shaped runs: auto, on, off, or a comma list (one run each)")
     p.add_argument("--jsonl", default=None, help="append one JSON record per measurement")
     p.add_argument("--csv", default=None, help="append one CSV row per measurement")
     p.add_argument("--no-cpu-memory", action="store_true", help="skip the CPU storage-tracking pass")

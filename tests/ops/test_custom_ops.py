@@ -22,6 +22,25 @@ def test_opcheck_mix(backend):
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_mix_blocks_equals_mix_over_the_concatenation(backend):
+    """edgeprune::mix_blocks (the compiled step's read) passes opcheck, and its output and gradients
+    equal a float64 reference over cat(blocks), each block getting its rows' gradient."""
+    device = require(backend, "mix", torch.float32)
+    gates, delta, base, _, _ = mix_inputs(4, 7, 7, 24, torch.float32, device, prefix=None, poison=0.0)
+    blocks = [b.clone().requires_grad_() for b in delta.split([3, 1, 3])]
+    gates.requires_grad_()
+    base.requires_grad_()
+    torch.library.opcheck(torch.ops.edgeprune.mix_blocks.default, (gates, blocks, base, backend))
+    grad_out = torch.randn(4, 24, device=device)
+    torch.ops.edgeprune.mix_blocks(gates, blocks, base, backend).backward(grad_out)
+    leaves = [t.detach().double().requires_grad_() for t in (gates, delta, base)]
+    (leaves[2] + leaves[0] @ leaves[1]).backward(grad_out.double())
+    torch.testing.assert_close(gates.grad.double(), leaves[0].grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat([b.grad for b in blocks]).double(), leaves[1].grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(base.grad.double(), leaves[2].grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_opcheck_hard_concrete(backend):
     device = require(backend, "hard_concrete", torch.float32)
     log_alpha = torch.randn(4, 7, device=device, requires_grad=True)
