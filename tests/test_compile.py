@@ -189,3 +189,24 @@ def test_compiled_step_equals_eager_and_skips_a_nan_step():
     assert all(torch.equal(a, b) for a, b in zip(state, [v for s in t.optimizer.state.values() for v in s.values()]))
     with pytest.raises(NonFiniteLoss, match="loss became nan at step 5"):
         t.check()
+
+
+def test_a_compiled_run_resumes_exactly(monkeypatch):
+    """A compiled run's checkpoint (tensor learning rates, the step count on the device) resumed by a
+    new compiled Trainer continues as the run would have (aot_eager: the Trainer's code, traced)."""
+    import io
+    monkeypatch.setattr(training, "compiled", lambda fn, device: torch.compile(
+        compiling._own_code(fn), backend="aot_eager", fullgraph=True, dynamic=False))
+    whole, whole_logs, _ = _run("on", steps=5)
+    first, _, _ = _run("on", steps=3)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = Trainer(edgeprune.prunable(first.pm.model), first.dataset, first.config)
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    logs = [resumed.step() for _ in range(2)]
+    for a, b in zip(logs, whole_logs[3:]):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7, msg=key)
+    for p, q in zip(resumed.pm.gates.parameters(), whole.pm.gates.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)

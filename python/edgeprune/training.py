@@ -78,6 +78,9 @@ class Trainer:
         self.identity = self._identity() if checkpoint_dir else None
         self.step_index = 0
         self._step = torch.zeros((), dtype=torch.int64, device=self.device)  # the compiled step's step number
+        if self.compiled:
+            self._set_lr(0)
+            self._static_for_graphs()
         self._objective = compiled(self.objective_terms, self.device) if self.compiled else self.objective_terms
         self._update = compiled(self.update, self.device) if self.compiled else self.update
         self._perm: tuple[int, torch.Tensor] | None = None   # (epoch, its order on the device)
@@ -121,6 +124,17 @@ class Trainer:
                 group["lr"].fill_(base * factor)
             else:
                 group["lr"] = torch.tensor(base * factor, device=self.device)
+
+    def _static_for_graphs(self) -> None:
+        """On CUDA, the tensors the compiled graphs read and update in place between steps (the step
+        number, the learning rates, the optimiser's state) at fixed addresses: a CUDA graph then
+        uses them where they are instead of copying them in, and may update them."""
+        if self.device.type != "cuda":
+            return
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        state = [v for s in self.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+        for t in (self._step, *lrs, *state):
+            torch._dynamo.mark_static_address(t)
 
     def _default_threads(self) -> int:
         """One CPU thread when a step's work is small: waking a pool costs more than it saves, and
@@ -359,6 +373,9 @@ class Trainer:
             self.pm.constants.load_state_dict(state["ablation"])
         self.lagrangian.multipliers.load_state_dict(state["lambdas"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.compiled:
+            self._set_lr(self.step_index)
+            self._static_for_graphs()
         self.threads = state.get("threads", self.threads)
 
     def save_checkpoint(self):
