@@ -210,3 +210,24 @@ def test_a_compiled_run_resumes_exactly(monkeypatch):
             torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7, msg=key)
     for p, q in zip(resumed.pm.gates.parameters(), whole.pm.gates.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_auto_falls_back_to_the_eager_step_when_compiling_fails(monkeypatch):
+    """compile="auto" turns a compiler failure at the first step into a warning and runs eagerly (the
+    same results); compile="on" raises it."""
+    def broken(fn, device):
+        def call(*args, **kwargs):
+            raise RuntimeError("inductor: no kernel for this op")
+        return call
+    monkeypatch.setattr(training, "compiled", broken)
+    monkeypatch.setattr(training, "use_compile", lambda setting, *args, **kwargs: setting != "off")
+    eager, eager_logs, _ = _run("off", steps=3)
+    with pytest.warns(RuntimeWarning, match=r"compiled step failed \(RuntimeError: inductor: no kernel.*continues "
+                                            r"eagerly"):
+        t, logs, _ = _run("auto", steps=3)
+    assert not t.compiled
+    for a, b in zip(logs, eager_logs):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    with pytest.raises(RuntimeError, match="no kernel for this op"):
+        _run("on", steps=1)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, replace
 
 import torch
@@ -78,6 +79,8 @@ class Trainer:
         self.identity = self._identity() if checkpoint_dir else None
         self.step_index = 0
         self._step = torch.zeros((), dtype=torch.int64, device=self.device)  # the compiled step's step number
+        self._written_adamw = self.compiled    # compiling.adamw_step updates the state (tensor learning rates)
+        self._trial = self.compiled and config.compile == "auto"  # "auto" falls back if the first step fails
         if self.compiled:
             self._set_lr(0)
             self._static_for_graphs()
@@ -118,7 +121,7 @@ class Trainer:
         a tensor filled in place (a float would be a constant of the graph, recompiled at every change)."""
         factor = self._lr_factor(step)
         for group, base in zip(self.optimizer.param_groups, self._base_lrs):
-            if not self.compiled:
+            if not self._written_adamw:
                 group["lr"] = base * factor
             elif isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(base * factor)
@@ -233,6 +236,18 @@ class Trainer:
         Nothing here waits for the device: a non-finite loss or gradient norm is caught on the device,
         the step's update is skipped there, and `check()` (every log_every steps in `run`) raises it.
         """
+        if self._trial:  # compile="auto": a step that cannot compile runs eagerly, with a warning
+            self._trial = False
+            try:
+                return self.step()
+            except (NonFiniteLoss, UserError):
+                raise
+            except Exception as e:  # noqa: BLE001 - any compiler failure; the eager step is the same step
+                warnings.warn(f"edgeprune: the compiled step failed ({type(e).__name__}: {str(e)[:300]}); this run "
+                              "continues eagerly. Pass compile='off' to skip compiling, or compile='on' to see the "
+                              "error.", RuntimeWarning, stacklevel=2)
+                self.compiled = False
+                self._objective, self._update = self.objective_terms, self.update
         step = self.step_index
         if self.compiled and self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()  # the last replay's outputs are copies by now (below)
@@ -265,7 +280,7 @@ class Trainer:
         tensors += [v for state in self.optimizer.state.values() for v in state.values()
                     if torch.is_tensor(v) and v.device == finite.device]
         before = [t.detach().clone() for t in tensors]
-        if self.compiled:
+        if self._written_adamw:
             adamw_step(self.optimizer)
         else:
             self.optimizer.step()
@@ -373,7 +388,7 @@ class Trainer:
             self.pm.constants.load_state_dict(state["ablation"])
         self.lagrangian.multipliers.load_state_dict(state["lambdas"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.compiled:
+        if self._written_adamw:
             self._set_lr(self.step_index)
             self._static_for_graphs()
         self.threads = state.get("threads", self.threads)
