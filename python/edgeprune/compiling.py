@@ -1,13 +1,13 @@
 """The compiled training step (TrainConfig.compile): when it is used, and how it is compiled.
 
-What the compiler sees is the step's objective: the sampled gates, the gated forward and the
-loss with its Lagrangian, as one graph (fullgraph=True: a graph break is an error, not a silent
-slowdown), and the backward AOT autograd derives from it. Traced, the forward uses the functional
-delta stack (models/delta_stack.BlockStack) and the hard-concrete noise in torch arithmetic with
-its counter offset a device tensor, so one graph serves every step. Shapes are static
-(dynamic=False): a run pads every example once to one length, so a run compiles one graph for
-its full batches and one for an epoch's smaller last batch. On CUDA the graphs are replayed as
-CUDA graphs (mode "reduce-overhead"), which removes the host's per-kernel cost.
+Two graphs per run: the step's objective (the sampled gates, the gated forward and the loss with
+its Lagrangian; fullgraph=True, so a graph break is an error, not a silent slowdown), whose
+backward AOT autograd derives, and the update (clipping, the finite guard, AdamW). Traced, the
+forward uses the functional delta stack (models/delta_stack.BlockStack) and the hard-concrete
+noise in torch arithmetic with its counter offset a device tensor, so one graph serves every
+step. Shapes are static (dynamic=False): a run pads every example once to one length and fills an
+epoch's smaller last batch (Trainer._full_size). On CUDA the graphs are replayed as CUDA graphs,
+which removes the host's per-kernel cost.
 """
 from __future__ import annotations
 
