@@ -5,9 +5,12 @@ aot_eager for three families (zero graph breaks), and one tiny GPT-2 through ind
 whole step. The parts it rests on (the traceable Philox, the written-out AdamW) are checked here
 against their eager counterparts without compiling.
 """
+import contextlib
+
 import numpy as np
 import pytest
 import torch
+from torch._dynamo import compiled_autograd
 
 import edgeprune
 from edgeprune import compiling, ops, training
@@ -103,33 +106,36 @@ def test_each_run_compiles_its_own_copy_of_the_step():
 
 # ------------------------------------------------------------------ traced: aot_eager, three families
 
-def _loss(pm, ids, cids, positions, step):
+def _loss(pm, ids, cids, positions, step, backend):
     edges, nodes = pm.gates.sample(3, step)
-    logits = pm(ids, None, positions, edges=edges, nodes=nodes, record=pm.ablation_record(cids), backend="cpp"
-                if ops.BACKENDS["cpp"].unavailable_reason() == "" else "torch")
+    logits = pm(ids, None, positions, edges=edges, nodes=nodes, record=pm.ablation_record(cids), backend=backend)
     return logits.float().log_softmax(-1).logsumexp(-1).sum()
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "gpt_neox"])
 def test_forward_and_loss_trace_as_one_graph(family):
     """Sampled gates, the gated forward and the loss: one graph, no break (fullgraph=True), under
-    aot_eager; the loss and the gates' gradients equal the eager forward's."""
+    aot_eager; its backward traced too, by compiled autograd (fullgraph=True); the loss and the
+    gates' gradients equal the eager forward's."""
     pm = edgeprune.prunable(tiny(family))
     with torch.no_grad():  # gates strictly between 0 and 1 for some edges
         pm.gates.edge_log_alpha.normal_(0, 1.5, generator=torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(0)
     ids, cids = torch.randint(0, 61, (3, 7), generator=g), torch.randint(0, 61, (3, 7), generator=g)
     positions = torch.tensor([[6], [5], [3]])
+    backend = ops.choose("mix", ids.device, torch.float32).name  # chosen outside: a trace takes the name
 
-    explanation = torch._dynamo.explain(_loss)(pm, ids, cids, positions, torch.tensor(4))
+    explanation = torch._dynamo.explain(_loss)(pm, ids, cids, positions, torch.tensor(4), backend)
     assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
 
     compiled = torch.compile(_loss, backend="aot_eager", fullgraph=True, dynamic=False)
+    backward_compiler = compiled_autograd._enable(torch.compile(backend="aot_eager", fullgraph=True))
     results = []
-    for fn, step in ((compiled, torch.tensor(4)), (_loss, 4)):
+    for fn, step, backward in ((compiled, torch.tensor(4), backward_compiler), (_loss, 4, contextlib.nullcontext())):
         pm.gates.zero_grad(set_to_none=True)
-        loss = fn(pm, ids, cids, positions, step)
-        loss.backward()
+        loss = fn(pm, ids, cids, positions, step, backend)
+        with backward:
+            loss.backward()
         results.append((loss.detach(), pm.gates.edge_log_alpha.grad.clone(), pm.gates.node_log_alpha.grad.clone()))
     for got, expect in zip(*results):
         torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-6)
