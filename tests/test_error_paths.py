@@ -101,6 +101,14 @@ def _trainer(**kw):
     return Trainer(_pm(), random_pairs(), config)
 
 
+def _answers_outside_vocab(ctx):
+    from edgeprune.training import TrainConfig, Trainer
+    from helpers.data import answer_pairs
+    data = answer_pairs()
+    data.task.vocab = [2, 3]
+    return Trainer(_pm(), data, TrainConfig(edge_sparsity=0.5, steps=4, batch_size=4, objective="logit_diff"))
+
+
 def _nan_loss(ctx):
     from edgeprune.training import TrainConfig, Trainer
     pm = edgeprune.prunable(tiny("gpt2"))
@@ -623,6 +631,8 @@ CASES = [
          _gate_sets_with_grad),
     Case("training.py", "Trainer.__init__", "objective='logit_diff' needs", E, "needs a counterfactual answer",
          lambda ctx: _trainer(objective="logit_diff")),
+    Case("training.py", "Trainer.__init__", "reads answers within", E, r"answer tokens \[.*\] are not in it",
+         _answers_outside_vocab),
     Case("compiling.py", "use_compile", "is not possible here", E,
          r"compile='on' is not possible here: this run recomputes its decoder layers in backward",
          lambda ctx: _trainer(compile="on", checkpointing=True)),

@@ -67,6 +67,12 @@ class Trainer:
             raise UserError(f"objective='logit_diff' needs a counterfactual answer for every example, and some "
                             f"{self.task.name} examples have none; use objective='kl' (custom JSONL: add a "
                             "\"counterfactual\" field to each line)")
+        if config.objective == "logit_diff" and self.task.vocab is not None:
+            outside = set(self.data.answers.tolist() + self.data.distractors.tolist()) - set(self.task.vocab)
+            if outside:
+                raise UserError(f"objective='logit_diff' reads answers within the {self.task.name} task's vocabulary, "
+                                f"and answer tokens {sorted(outside)[:5]} are not in it; add them to the task's vocab "
+                                "or use objective='kl'")
         self.lagrangian = Lagrangian(config, self.device)
         self.optimizer = self._optimizer()
         # optimal ablation's constants are clipped on their own: their gradient must not scale the gates'
