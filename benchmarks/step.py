@@ -263,7 +263,8 @@ def prepare(shape: Shape, variant: str, model, inputs, device, args):
             tracker.ignore(*model.parameters(), *model.buffers(), *inputs)
         t0 = time.perf_counter()
         with tracker if tracker is not None else contextlib.nullcontext():
-            fn = _pin_flags(model, FACTORIES[variant](model, *inputs, edge_sparsity=EDGE_SPARSITY))
+            extra = {"recompute_readers": False} if args.keep_readers and variant.startswith("a") else {}
+            fn = _pin_flags(model, FACTORIES[variant](model, *inputs, edge_sparsity=EDGE_SPARSITY, **extra))
             U.synchronize(device)
             res.build_s = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -619,6 +620,9 @@ def main(argv=None):
     p.add_argument("--no-cpu-memory", action="store_true", help="skip the CPU storage-tracking pass")
     p.add_argument("--force", action="store_true", help="run GPU shapes on a CPU anyway")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--keep-readers", action="store_true",
+                   help="edgeprune's variants keep the attention readers' mixtures for backward "
+                        "(recompute_readers=False), as the plain step keeps its activations")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     if not args.ioi_pads or set(args.ioi_pads.split(",")) - {"64", "real"}:

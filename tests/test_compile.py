@@ -237,3 +237,38 @@ def test_auto_falls_back_to_the_eager_step_when_compiling_fails(monkeypatch):
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
     with pytest.raises(RuntimeError, match="no kernel for this op"):
         _run("on", steps=1)
+
+
+def _saved_for_backward(pm, ids, cids, recompute_readers: bool) -> int:
+    """Bytes the compiled forward saves for backward, as inductor's partitioner (min-cut) splits it."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+    saved = {}
+
+    def forward_compiler(gm, example_inputs):
+        outputs = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+        values = [getattr(o, "meta", {}).get("val") for o in outputs[1:]]   # after the loss: what is saved
+        saved["bytes"] = sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))
+        return gm
+
+    def loss(step):
+        edges, nodes = pm.gates.sample(0, step)
+        return pm(ids, None, None, edges=edges, nodes=nodes, record=pm.ablation_record(cids), backend="torch",
+                  recompute_readers=recompute_readers).float().logsumexp(-1).sum()
+
+    backend = aot_autograd(fw_compiler=forward_compiler, bw_compiler=lambda gm, example_inputs: gm,
+                           partition_fn=min_cut_rematerialization_partition)
+    torch.compile(loss, backend=backend, fullgraph=True, dynamic=False)(torch.tensor(1)).backward()
+    return saved["bytes"]
+
+
+def test_compiled_forward_recomputes_the_attention_readers():
+    """recompute_readers holds under compilation too: the readers' mixtures (H + 2K full-width tensors
+    per layer) are recomputed in backward, not saved."""
+    pm = edgeprune.prunable(tiny("gpt2", layers=3))
+    g = torch.Generator().manual_seed(0)
+    ids, cids = torch.randint(0, 61, (4, 16), generator=g), torch.randint(0, 61, (4, 16), generator=g)
+    kept, recomputed = (_saved_for_backward(pm, ids, cids, r) for r in (False, True))
+    a = pm.adapter
+    mixtures = a.num_layers * (a.num_heads + 2 * a.num_kv_heads) * ids.numel() * a.d_model * 4
+    assert kept - recomputed >= mixtures, (kept, recomputed, mixtures)
