@@ -69,7 +69,7 @@ def test_interleaved_timing_drops_failing_variant():
 
 def test_step_harness_tiny_shape(capsys):
     shape = step.Shape("tiny", "gpt2", 2, 4, 64, 2, 8, vocab=101)
-    args = argparse.Namespace(warmup=2, iters=2, target_s=0.1, no_cpu_memory=False, verbose=False)
+    args = argparse.Namespace(warmup=2, iters=2, target_s=0.1, no_cpu_memory=False, verbose=False, keep_readers=False)
     model = step.build_model(shape, "cpu")
     inputs = step.make_inputs(shape, "cpu")
     res = step.measure_cpu(shape, ["b", "c"], model, inputs, "cpu", args)
