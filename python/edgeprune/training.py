@@ -261,14 +261,16 @@ class Trainer:
             terms = self.loss_terms(step)
             loss = terms["loss"]
             objective = terms.pop("objective", loss)
+            # a CUDA graph's outputs live in its own memory, which its next replay rewrites: copied out
+            terms = {k: v.detach().clone() if self.compiled else v.detach() for k, v in terms.items()}
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
             if self.dist is not None:
                 self.dist.average_gradients(self._params)
             self._set_lr(step)
             finite, norm = self._update(loss.detach())
-            # a CUDA graph's outputs live in its own memory, which its next replay rewrites
-            terms = {k: v.detach().clone() if self.compiled else v.detach() for k, v in terms.items()}
+            if self.compiled:
+                finite, norm = finite.clone(), norm.clone()
         self._unchecked.append((step, finite, terms["loss"], norm.detach()))
         self.step_index += 1
         return terms
