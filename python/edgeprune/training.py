@@ -111,10 +111,8 @@ class Trainer:
         if self.pm.constants is not None and c.ablation == "optimal":  # no decay: it would pull them to zero ablation
             groups.append({"params": list(self.pm.constants.parameters()), "lr": c.ablation_lr, "weight_decay": 0.0,
                            "name": "ablation"})
-        if not self.compiled:
-            return _with_state(torch.optim.AdamW(groups, weight_decay=c.weight_decay))
         # compiled (edgeprune.compiling.adamw_step updates its state): the step count on the device
-        return _with_state(torch.optim.AdamW(groups, weight_decay=c.weight_decay, capturable=True))
+        return _with_state(torch.optim.AdamW(groups, weight_decay=c.weight_decay, capturable=self.compiled))
 
     def _lr_factor(self, step: int) -> float:
         c = self.config

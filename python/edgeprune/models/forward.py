@@ -291,13 +291,14 @@ def _gated_layer(run: _Pass, layer: int, order, attn_edges, mlp_edges, nodes):
     gates = attn_edges.unflatten(-1, (graph.attn_readers_per_layer, p)) * nodes[:p]
     base = run.base(record.resid_pre[layer] if record is not None else None)
     readers = partial(_attention_readers, run, layer)
-    if run.recompute_readers and torch.is_grad_enabled() and torch.compiler.is_compiling():
-        # traced, checkpoint's region tells the compiler's partitioner to recompute it in backward
-        q, k, v = checkpoint(readers, order, gates, base, use_reentrant=False)
-    elif run.recompute_readers and torch.is_grad_enabled():
+    if run.recompute_readers and torch.is_grad_enabled():
         # The H + 2K mixtures and their norms are recomputed in backward instead of being saved:
-        # R full-width tensors per layer, more than the delta stack itself holds.
-        q, k, v = _Recomputed.apply(readers, order, gates, base)
+        # R full-width tensors per layer, more than the delta stack itself holds. Traced, checkpoint's
+        # region tells the compiler's partitioner to recompute them.
+        if torch.compiler.is_compiling():
+            q, k, v = checkpoint(readers, order, gates, base, use_reentrant=False)
+        else:
+            q, k, v = _Recomputed.apply(readers, order, gates, base)
     else:
         q, k, v = readers(order, gates, base)
     ctx = adapter.head_contexts(layer, attend(adapter, layer, q, k, v, run.masks))

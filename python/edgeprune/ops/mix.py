@@ -70,8 +70,11 @@ def _(grad_out, gates, delta, grad_delta, prefix, backend):
 
 @torch.library.custom_op("edgeprune::mix_blocks", mutates_args=())
 def mix_blocks_op(gates: Tensor, blocks: list[Tensor], base: Tensor, backend: str) -> Tensor:
-    delta = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
-    return BACKENDS[backend].mix_forward(gates, delta, base, None)
+    return BACKENDS[backend].mix_forward(gates, _concat(blocks), base, None)
+
+
+def _concat(blocks: list[Tensor]) -> Tensor:
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
 
 @mix_blocks_op.register_fake
@@ -87,8 +90,8 @@ def _setup_blocks(ctx, inputs, output):
 
 def _blocks_backward(ctx, grad_out):
     gates, *blocks = ctx.saved_tensors
-    delta = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
-    grad_gates, grad_delta = torch.ops.edgeprune.mix_backward(grad_out, gates, delta, None, True, ctx.backend)
+    grad_gates, grad_delta = torch.ops.edgeprune.mix_backward(grad_out, gates, _concat(blocks), None, True,
+                                                              ctx.backend)
     grad_blocks = list(grad_delta.split([b.shape[0] for b in blocks]))
     grad_base = grad_out.sum(0, dtype=torch.promote_types(grad_out.dtype, torch.float32)).to(grad_out.dtype)
     return grad_gates, grad_blocks, grad_base, None

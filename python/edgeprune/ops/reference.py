@@ -132,8 +132,7 @@ def uniform_at(n: int, seed: int, offset: torch.Tensor, eps: float) -> torch.Ten
 def uniform_reference(n: int, seed: int, offset: int, eps: float, device=None) -> torch.Tensor:
     """u_i in [eps, 1 - eps] for i < n: the top 24 bits of Philox(seed, offset + i), scaled."""
     bits = philox_uint32(seed, np.arange(offset, offset + n, dtype=np.uint64))
-    u01 = torch.from_numpy((bits >> 8).astype(np.float32)) * (2.0 ** -24)
-    return (eps + (1 - 2 * eps) * u01).to(device)
+    return uniform_from_bits(torch.from_numpy(bits.astype(np.int64)), eps).to(device)
 
 
 # ------------------------------------------------------------------------- hard concrete
