@@ -1,8 +1,11 @@
 """A fixed training run whose result is recorded: refactors must not change what training computes.
 
-The backend, the CPU instruction set and the thread count are pinned, so the run is bitwise
-repeatable on any x86-64 machine with AVX2. Only a change that is meant to change behaviour may
-re-record the files, in a commit of its own:
+The backend, the project's CPU instruction set and the thread count are pinned, but torch's own
+matrix products still take each CPU's fastest path: an Intel AVX-512 machine and an AMD AVX2 machine
+differ in the last bits (about 1e-5 in log alpha after 30 steps). So each kind of machine has its
+own recording, `train_{family}.{machine}.pt`, and a run matches its own kind's bitwise; on a kind
+with no recording it matches the others' to 1e-4, edges and nodes exactly. Only a change that is
+meant to change behaviour may re-record the files, in a commit of its own (on every kind you can):
 
     python tests/test_golden.py --record
 """
@@ -48,6 +51,21 @@ def run(family: str) -> dict:
             "edges": circuit.edges, "nodes": circuit.nodes}
 
 
+def machine() -> str:
+    """The kind of CPU a recording belongs to: its vendor and torch's instruction set on it."""
+    with open("/proc/cpuinfo") as f:
+        vendor = next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), "unknown")
+    return f"{vendor}-{torch.backends.cpu.get_cpu_capability()}"
+
+
+def recordings(family: str) -> dict[str, dict]:
+    """{machine: recorded run} for a family. A machine may be a vendor alone (AuthenticAMD: the first
+    recording, made on an AMD EPYC), which then stands for each of its instruction sets."""
+    prefix = f"train_{family}."
+    return {name[len(prefix):-len(".pt")]: torch.load(os.path.join(GOLDEN, name), weights_only=True)
+            for name in sorted(os.listdir(GOLDEN)) if name.startswith(prefix) and name.endswith(".pt")}
+
+
 def _supported() -> bool:
     try:
         return bool(torch.backends.cpu.get_cpu_capability()) and "avx2" in open("/proc/cpuinfo").read()
@@ -58,15 +76,19 @@ def _supported() -> bool:
 @pytest.mark.skipif(not _supported(), reason="the golden run pins the AVX2 kernels")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_training_matches_golden(family):
-    want = torch.load(os.path.join(GOLDEN, f"train_{family}.pt"), weights_only=True)
+    recorded = recordings(family)
+    assert recorded, f"no recording of the {family} golden run in {GOLDEN}"
     got = run(family)
-    assert got["edges"] == [tuple(e) for e in want["edges"]]
-    assert got["nodes"] == want["nodes"]
-    # The gates moved (the run is not trivially saturated) ...
-    assert (want["edge_log_alpha"] - 1).abs().mean() > 0.05
-    # ... and bitwise the same.
-    for key in ("edge_log_alpha", "node_log_alpha", "lambdas", "losses"):
-        assert torch.equal(got[key], want[key]), key
+    for kind, want in recorded.items():
+        assert got["edges"] == [tuple(e) for e in want["edges"]], kind
+        assert got["nodes"] == want["nodes"], kind
+        # The gates moved (the run is not trivially saturated) ...
+        assert (want["edge_log_alpha"] - 1).abs().mean() > 0.05
+        for key in ("edge_log_alpha", "node_log_alpha", "lambdas", "losses"):
+            if machine().startswith(kind):  # ... and bitwise the same on the kind of machine that recorded it
+                assert torch.equal(got[key], want[key]), (kind, key)
+            else:
+                torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-4, msg=f"{kind}: {key}")
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
@@ -74,5 +96,5 @@ if __name__ == "__main__" and "--record" in sys.argv:
     for family in FAMILIES:
         result = run(family)
         result["edges"] = [list(e) for e in result["edges"]]
-        torch.save(result, os.path.join(GOLDEN, f"train_{family}.pt"))
+        torch.save(result, os.path.join(GOLDEN, f"train_{family}.{machine()}.pt"))
         print(family, len(result["edges"]), "edges, losses", result["losses"][[0, -1]].tolist())
