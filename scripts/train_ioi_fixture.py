@@ -1,18 +1,23 @@
 """Train tests/fixtures/ioi-gpt2: a small stock GPT-2 that solves edgeprune's IOI task.
 
     PYTHONPATH=python python scripts/train_ioi_fixture.py        # writes tests/fixtures/ioi-gpt2/
+    PYTHONPATH=python python scripts/train_ioi_fixture.py --task ioi-b --layers 4 --heads 4 --mlp 256 \
+        --steps 2000 --out tests/fixtures/ioi-b-gpt2-4x4           # the second fixture, on other text
 
 Random-weight models cannot serve tests that need a model doing a task (faithfulness curves,
 budgets, seed stability); this one is trained from scratch, on CPU, in minutes.
 
 Model: transformers.GPT2LMHeadModel, 6 layers x 8 heads, width 128 (head size 16), MLP 512,
-32 positions, no dropout, tied embeddings. Tokenizer: word level (whitespace and punctuation
-split, so " Mary" is one token), its vocabulary every word the IOI generator can produce
-(all templates, names, places, objects) plus "<|endoftext|>" (EOS, also the pad) and "[UNK]".
+32 positions, no dropout, tied embeddings (--layers, --heads, --width, --mlp change the shape).
+Tokenizer: word level (whitespace and punctuation split, so " Mary" is one token), its vocabulary
+every word the task's generator can produce (its templates and names, all places and objects)
+plus "<|endoftext|>" (EOS, also the pad) and "[UNK]".
 
-Data: edgeprune.tasks.ioi's own generator (clean prompt + " IO"), drawn with seed 1000 + seed,
-not the seeds edgeprune's splits use, and restricted to prompts edgeprune's stable hash puts in
-the "train" split, so no validation or test prompt (of ioi or ioi-t1) is ever trained on.
+Data: edgeprune.tasks.ioi's own generator (clean prompt + " IO") for --task: "ioi" (TEMPLATES,
+NAMES) or "ioi-b" (TEMPLATES_B, NAMES_B: no template or name in common with "ioi"). Drawn with
+seed 1000 + seed, not the seeds edgeprune's splits use, and restricted to prompts edgeprune's
+stable hash puts in the task's "train" split, so no validation or test prompt (of ioi and ioi-t1,
+or of ioi-b) is ever trained on.
 Held out: 5% of the unordered name pairs {IO, S}, never trained on in either role order;
 accuracy on prompts built from them measures generalisation to unseen pairs.
 
@@ -53,21 +58,30 @@ if importlib.util.find_spec("edgeprune") is None:  # a source checkout that was 
 import edgeprune  # noqa: E402
 from edgeprune.tasks import ioi  # noqa: E402
 from edgeprune.tasks.splits import split_of  # noqa: E402
-from edgeprune.tasks.words import NAMES, OBJECTS, PLACES  # noqa: E402
+from edgeprune.tasks.words import NAMES, NAMES_B, OBJECTS, PLACES  # noqa: E402
 
 EOS, UNK = "<|endoftext|>", "[UNK]"
 OUT = os.path.join(ROOT, "tests", "fixtures", "ioi-gpt2")
 
+# Per training task: the templates and names its generator fills, the family whose hash assigns
+# its splits, and the registered tasks the summary evaluates (summary key -> task name).
+TASKS = {
+    "ioi": {"templates": ioi.TEMPLATES, "names": NAMES, "family": "ioi",
+            "reports": {"edgeprune_test": "ioi", "edgeprune_test_t1": "ioi-t1"}},
+    "ioi-b": {"templates": ioi.TEMPLATES_B, "names": NAMES_B, "family": "ioi-b",
+              "reports": {"edgeprune_test": "ioi-b"}},
+}
+
 
 # ---------------------------------------------------------------------------------- tokenizer
-def build_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
-    """Word-level tokenizer whose vocabulary is every word the IOI generator can write (no [UNK])."""
+def build_tokenizer(max_length: int, task: dict) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer whose vocabulary is every word the task's generator can write (no [UNK])."""
     split = pre_tokenizers.Whitespace()
     words = set()
-    for template in ioi.TEMPLATES + ioi.SINGLE_TEMPLATE:
+    for template in task["templates"]:
         text = template.format(A="", B="", S="", PLACE="", OBJECT="")
         words.update(w for w, _ in split.pre_tokenize_str(text))
-    words.update(NAMES + PLACES + OBJECTS)
+    words.update(task["names"] + PLACES + OBJECTS)
     vocab = {token: i for i, token in enumerate([EOS, UNK] + sorted(words))}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     tokenizer.pre_tokenizer = split
@@ -76,9 +90,9 @@ def build_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
 
 
 # ---------------------------------------------------------------------------------- data
-def held_out_pairs(seed: int, fraction: float = 0.05) -> set[frozenset]:
+def held_out_pairs(seed: int, names: list[str], fraction: float = 0.05) -> set[frozenset]:
     """Unordered name pairs never trained on, in either order."""
-    pairs = [frozenset(p) for p in itertools.combinations(NAMES, 2)]
+    pairs = [frozenset(p) for p in itertools.combinations(names, 2)]
     return set(random.Random(f"held-out:{seed}").sample(pairs, round(fraction * len(pairs))))
 
 
@@ -86,11 +100,11 @@ def pair(candidate) -> frozenset:
     return frozenset((candidate.label["io"], candidate.label["s"]))
 
 
-def training_texts(n: int, seed: int, held_out: set) -> list[str]:
+def training_texts(n: int, seed: int, held_out: set, task: dict) -> list[str]:
     """n distinct clean prompts + answers from edgeprune's train hash bucket, avoiding held-out pairs."""
     texts, seen = [], set()
-    for c in ioi.candidates(ioi.TEMPLATES, 1000 + seed):
-        if c.key in seen or pair(c) in held_out or split_of("ioi", c.key, ioi.FRACTIONS) != "train":
+    for c in ioi.candidates(task["templates"], 1000 + seed, task["names"]):
+        if c.key in seen or pair(c) in held_out or split_of(task["family"], c.key, ioi.FRACTIONS) != "train":
             continue
         seen.add(c.key)
         texts.append(c.clean + c.answer)
@@ -98,10 +112,10 @@ def training_texts(n: int, seed: int, held_out: set) -> list[str]:
             return texts
 
 
-def held_out_prompts(n: int, seed: int, held_out: set) -> list:
+def held_out_prompts(n: int, seed: int, held_out: set, task: dict) -> list:
     """n distinct candidates whose {IO, S} is a held-out pair."""
     out, seen = [], set()
-    for c in ioi.candidates(ioi.TEMPLATES, 2000 + seed):
+    for c in ioi.candidates(task["templates"], 2000 + seed, task["names"]):
         if pair(c) in held_out and c.key not in seen:
             seen.add(c.key)
             out.append(c)
@@ -161,6 +175,11 @@ def edgeprune_figures(model, tokenizer, task: str = "ioi") -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=OUT)
+    p.add_argument("--task", choices=sorted(TASKS), default="ioi", help="the IOI text to train on")
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--mlp", type=int, default=512, help="MLP hidden width")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=64)
@@ -176,17 +195,19 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     start, load_at_start = time.perf_counter(), os.getloadavg()
 
-    tokenizer = build_tokenizer(32)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=128, n_layer=6, n_head=8, n_inner=512,
+    task = TASKS[args.task]
+    tokenizer = build_tokenizer(32, task)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=args.width, n_layer=args.layers,
+                        n_head=args.heads, n_inner=args.mlp,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id)
     model = GPT2LMHeadModel(config)
 
-    held_out = held_out_pairs(args.seed)
-    texts = training_texts(args.steps * args.batch, args.seed, held_out)
+    held_out = held_out_pairs(args.seed, task["names"])
+    texts = training_texts(args.steps * args.batch, args.seed, held_out, task)
     rows = tokenizer(texts)["input_ids"]
     assert tokenizer.unk_token_id not in {t for r in rows for t in r}, "a training word is missing from the vocabulary"
-    probe = held_out_prompts(1000, args.seed, held_out)
+    probe = held_out_prompts(1000, args.seed, held_out, task)
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     other = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -240,8 +261,7 @@ def main(argv=None):
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
     summary = {"held_out_pairs": held_out_figures(model, tokenizer, probe) | {"n": len(probe)},
-               "edgeprune_test": edgeprune_figures(model, tokenizer),
-               "edgeprune_test_t1": edgeprune_figures(model, tokenizer, "ioi-t1"),
+               **{key: edgeprune_figures(model, tokenizer, name) for key, name in task["reports"].items()},
                "train_seconds": round(train_seconds, 1),
                "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                            "torch": torch.__version__, "python": platform.python_version(),

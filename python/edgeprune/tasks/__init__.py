@@ -16,6 +16,7 @@ from . import custom as _custom
 
 register("ioi", "edgeprune.tasks.ioi:dataset")
 register("ioi-t1", "edgeprune.tasks.ioi:dataset_t1")
+register("ioi-b", "edgeprune.tasks.ioi:dataset_b")
 register("greater-than", "edgeprune.tasks.greater_than:dataset")
 register("gendered-pronoun", "edgeprune.tasks.gendered_pronoun:dataset")
 register("boolean-expressions", "edgeprune.tasks.boolean_expressions:dataset")

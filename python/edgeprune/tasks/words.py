@@ -26,3 +26,20 @@ OBJECTS = [
     "drink", "snack", "book", "ring", "necklace", "bone", "basketball", "computer", "cake", "gift",
     "ticket", "phone", "hat", "pen", "key", "bag", "card", "letter",
 ]
+
+# A second, disjoint set of names for the "ioi-b" task (a different text distribution from "ioi").
+MALE_NAMES_B = [
+    "Chris", "Alex", "Sam", "Ben", "Nick", "Tim", "Joe", "Dan", "Mike", "Steve",
+    "Jim", "Bob", "Bill", "Fred", "Tony", "Max", "Jeff", "Greg", "Carl", "Roger",
+    "Harry", "Oliver", "Charlie", "Jake", "Tyler", "Josh", "Noah", "Ethan", "Leo", "Oscar",
+    "Victor", "Martin", "Louis", "Philip", "Neil", "Gary", "Larry", "Dennis", "Walter", "Albert",
+]
+
+FEMALE_NAMES_B = [
+    "Stella", "Amber", "Ashley", "Betty", "Carol", "Donna", "Eva", "Fiona", "Gina", "Holly",
+    "Irene", "Joan", "Kelly", "Lily", "Mia", "Nina", "Paula", "Rebecca", "Sally", "Tina",
+    "Wendy", "Zoe", "Ella", "Chloe", "Ava", "Beth", "Jill", "Ann", "Barbara", "Patricia",
+    "Monica", "Angela", "Heather", "Lauren", "Molly", "Joyce", "Kim", "Tracy", "Eve", "Vera",
+]
+
+NAMES_B = MALE_NAMES_B + FEMALE_NAMES_B
