@@ -20,6 +20,10 @@ from .loading import model_name
 from .mib import BUDGETS
 from .training import Trainer, prepare, warm_config
 
+NO_INPUT_NODE = ("budgets rank MIB's edges, input edges included, and this model's default graph has no embedding "
+                 "node (embedding_nodes=0) to score them: pass embedding_nodes=1 (--embedding-nodes 1), or "
+                 "embedding_nodes=0 explicitly for circuits that MIB's curves and exports will refuse")
+
 
 def parse_budgets(budgets) -> list[float]:
     """'mib' -> MIB's fractions; else increasing fractions of edges kept in (0, 1]."""
@@ -45,6 +49,8 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
     stage_steps = stage_steps or max(1, config.steps // 4)
     pm, dataset, validation, run = prepare(model, data, config, tokenizer=tokenizer, validation=validation, n=n,
                                            device=device, dtype=dtype, init=init)
+    if config.embedding_nodes is None and pm.graph.embedding_nodes == 0:  # before any training, not after
+        raise UserError(NO_INPUT_NODE)
     config, start = warm_config(config, pm, init)
     circuits: dict[float, Circuit] = {}
     previous = config.ramp_from

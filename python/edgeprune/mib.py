@@ -4,7 +4,8 @@ MIB scores a circuit by cutting its ranking of edges at fixed fractions of MIB's
 graph differs from edgeprune's in three ways, all handled here:
 - one `input` node where edgeprune may have two embedding writers (token and position: a MIB input
   edge stands for both, scored 1 - (1 - p_tok)(1 - p_pos)) or none (embedding_nodes=0: the clean
-  embeddings always reach every reader, so every input edge is kept, score 1);
+  embeddings always reach every reader, so every input edge is in the circuit, but none has a
+  score: rankings, curves and scored exports of such a graph are refused, naming the fix);
 - grouped-query models are scored per query head: the key and value edges of a KV group are
   repeated for each query head of the group (and an edgeprune K/V edge is kept when any of its
   copies is);
@@ -32,6 +33,9 @@ from .errors import MissingFile, UserError
 from .graph import Graph
 
 BUDGETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+NO_INPUT_SCORES = ("this circuit was found on a graph without embedding nodes (embedding_nodes=0), so MIB's input "
+                   "edges have no score to rank them by; train or attribute it with one embedding node "
+                   "(embedding_nodes=1, --embedding-nodes 1) to score, cut or export it for MIB")
 
 
 class MIBGraph:
@@ -99,7 +103,13 @@ class MIBGraph:
         With two embedding nodes, MIB's one input edge is kept when either embedding edge is: keep
         probabilities combine as 1 - (1 - p_tok)(1 - p_pos). Attribution scores (probabilities=False)
         add up instead: the input edge's ablation delta is the sum of the two embeddings' deltas.
+        A graph without embedding nodes has no input scores: refused (NO_INPUT_SCORES), never made up.
         """
+        if self.graph.embedding_nodes == 0:
+            raise UserError(NO_INPUT_SCORES)
+        return self._dense(edge_scores, probabilities)
+
+    def _dense(self, edge_scores: torch.Tensor, probabilities: bool) -> torch.Tensor:
         p = edge_scores.detach().float().cpu()
         mapped = torch.where(self.edge_map >= 0, p[self.edge_map.clamp(min=0)], torch.zeros(()))
         if self.graph.embedding_nodes == 2 and probabilities:
@@ -108,15 +118,16 @@ class MIBGraph:
             input_row = mapped[0, :, 0] + mapped[0, :, 1]
         elif self.graph.embedding_nodes == 1:
             input_row = mapped[0, :, 0]
-        else:                                # clean embeddings, never ablated: always kept
+        else:                                # clean embeddings, never ablated: always in the circuit
             input_row = torch.ones(self.n_backward)
         scores = mapped[..., 0].clone()
         scores[0] = input_row
         return torch.where(self.real, scores, torch.zeros(()))
 
     def membership_from(self, edge_mask: torch.Tensor) -> torch.Tensor:
-        """Dense MIB in_graph of an edgeprune 0/1 edge mask (input: either embedding edge kept)."""
-        return self.scores_from(edge_mask.float()) > 0
+        """Dense MIB in_graph of an edgeprune 0/1 edge mask (input: either embedding edge kept; with
+        no embedding node, every input edge, since the clean embeddings reach every reader)."""
+        return self._dense(edge_mask.float(), True) > 0
 
     # ------------------------------------------------------------------ MIB -> edgeprune
     def edge_mask(self, in_graph: torch.Tensor) -> torch.Tensor:
