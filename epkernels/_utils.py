@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from ._interpreter import fixed_interpreter
+
 # Captured at import, like @triton.jit itself: setting the variable later has no effect.
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -112,7 +114,8 @@ def launch(kernel, grid, args: dict, constexprs: dict, num_warps: int, num_stage
             tuple(sorted(constexprs.items(), key=lambda kv: order[kv[0]])), num_warps, num_stages))
         if rec.dry_run:
             return
-    kernel[grid](**args, **constexprs, num_warps=num_warps, num_stages=num_stages)
+    with fixed_interpreter() if INTERPRETED else contextlib.nullcontext():
+        kernel[grid](**args, **constexprs, num_warps=num_warps, num_stages=num_stages)
 
 
 def unique(configs) -> list:
