@@ -538,6 +538,8 @@ CASES = [
          lambda ctx: edgeprune.prunable(mib_configs.tiny("allenai/OLMo-2-0425-1B", attention_bias=True))),
     Case("graph.py", "Graph.__post_init__", "attention_writers=", E, "attention_writers='head'",
          lambda ctx: edgeprune.Graph(2, 4, 2, 1, attention_writers="head")),
+    Case("graph.py", "Graph.__post_init__", "kv_edges=", E, "kv_edges='heads': choose one of",
+         lambda ctx: edgeprune.Graph(2, 4, 2, 1, kv_edges="heads")),
     # MIB's format and budgets
     Case("mib.py", "MIBGraph.budget_edges", "fraction of edges kept", E, "a budget is a fraction of edges kept",
          lambda ctx: _mib().budget_edges(1.5)),

@@ -105,3 +105,35 @@ def test_drawing_one_writer_per_layer():
     edges = [("embeds", "a0.h1.q"), ("embeds", "a0.h2.v"), ("a0", "resid_post"), ("embeds", "a1.h0.k")]
     assert clean_edges(edges, layer_writers=True) == set(edges[:3])  # a1 writes nowhere: its input goes
     assert clean_edges(edges) == {("a0", "resid_post")}                # per-head reading: a0.h1 is no writer
+
+
+# MIB's grouped-query models as published, one input node, key and value readers per query head:
+# MIB's own edge counts (its evaluator's denominators).
+MIB_GROUPED_COUNTS = {"Qwen/Qwen2.5-0.5B": 179_749, "google/gemma-2-2b": 74_218, "meta-llama/Llama-3.1-8B": 1_592_881}
+
+
+@pytest.mark.parametrize("name", list(MIB_GROUPED_COUNTS))
+def test_key_and_value_edges_per_query_head_give_mibs_counts(name):
+    from transformers import AutoConfig
+    from edgeprune.mib import MIBGraph
+    from helpers.mib import PUBLISHED
+    d = dict(PUBLISHED[name])
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(d.pop("model_type"), **d))
+    g = edgeprune.prunable(model, embedding_nodes=1, kv_edges="query").graph
+    L, H, K = g.num_layers, g.num_heads, g.num_kv_heads
+    assert K < H and g.num_kv_readers == H and len(g.attn_reader_names(0)) == 3 * H
+    assert g.num_edges == MIB_GROUPED_COUNTS[name] == MIBGraph(g).num_edges == num_edges(L, H, 1, K, kv_edges="query")
+    grouped = edgeprune.prunable(model, embedding_nodes=1).graph
+    # each layer's 2 (H - K) extra key and value readers read its attention prefix
+    assert g.num_edges - grouped.num_edges == sum(2 * (H - K) * g.attn_prefix(layer) for layer in range(L))
+
+
+def test_kv_edges_per_query_head_name_keys_and_values_by_query_head():
+    g = Graph(2, 4, 2, 1, kv_edges="query")
+    assert g.attn_reader_names(1) == [f"a1.h{h}.{x}" for x in "qkv" for h in range(4)]
+    assert g.num_edges == len(g.edges) == num_edges(2, 4, 1, 2, kv_edges="query") == 3 * 4 * (1 + 6) + 5 + 10 + 11
+    assert [s.rows for s in g.segments[:3]] == [4, 4, 4]
+    # without grouped-query attention the two choices are one graph (recorded as "query")
+    assert Graph(2, 4, 4, 1) == Graph(2, 4, 4, 1, kv_edges="query") and Graph(2, 4, 4, 1).kv_edges == "query"
+    assert Graph(2, 4, 2, 1) != g and Graph(2, 4, 2, 1).grouped_kv and not g.grouped_kv

@@ -151,3 +151,60 @@ def test_one_attention_writer_per_layer_maps_to_every_head():
     one = torch.zeros_like(m.real)
     one[m.forward_names.index("a0.h2"), m.backward_names.index("a1.h2<v>")] = True
     assert [g.edges[i] for i in m.edge_mask(one).nonzero().flatten().tolist()] == [("a0", "a1.h1.v")]
+
+
+def _mib_name(edge: tuple[str, str]) -> str:
+    """edgeprune's (writer, reader) as MIB names it: input, a{l}.h{h}<q|k|v>, logits."""
+    writer, reader = edge
+    writer = "input" if writer == "embeds" else writer
+    if reader == "resid_post":
+        reader = "logits"
+    elif reader.count(".") == 2:
+        head, kind = reader.rsplit(".", 1)
+        reader = f"{head}<{kind}>"
+    return f"{writer}->{reader}"
+
+
+def test_key_and_value_readers_per_query_head_are_mibs_edges_one_to_one():
+    g = Graph(2, 4, 2, 1, kv_edges="query")
+    m = MIBGraph(g)
+    assert g.num_edges == m.num_edges == mib_edge_count(2, 4) > Graph(2, 4, 2, 1).num_edges
+    assert "kv_edges" not in m.cfg                         # MIB's own graph: nothing to flag
+    index = m.edge_map[m.real][:, 0]                       # MIB's edges, row-major, to edgeprune's
+    assert sorted(index.tolist()) == list(range(g.num_edges))
+    assert [_mib_name(g.edges[i]) for i in index.tolist()] == m.edge_names()
+
+
+@pytest.mark.parametrize("fmt", ["json", "pt"])
+def test_per_query_head_circuit_round_trips_exactly(tmp_path, fmt):
+    import warnings
+    g = Graph(2, 4, 2, 1, kv_edges="query")
+    scores = torch.randn(g.num_edges, generator=torch.Generator().manual_seed(0))
+    edges = [e for i, e in enumerate(g.edges) if i % 7 == 0]
+    assert {r for _, r in edges} >= {"a1.h1.k", "a1.h3.k"}     # two query heads of one KV group, apart
+    circuit = Circuit(g, edges, list(g.writers), edge_scores=scores, score_kind="score")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # nothing merged, nothing copied: no warning
+        (path,) = circuit.to_mib(str(tmp_path / f"c.{fmt}"), format=fmt)
+        back = Circuit.from_mib(path, g)
+    assert back.edges == circuit.edges
+    assert torch.equal(back.edge_scores, scores)
+
+
+def test_grouped_graphs_say_so_on_export_and_on_import(tmp_path):
+    grouped, per_head = Graph(2, 4, 2, 1), Graph(2, 4, 2, 1, kv_edges="query")
+    scores = torch.randn(grouped.num_edges)
+    with pytest.warns(UserWarning, match="one key and one value reader per KV group"):
+        (path,) = Circuit(grouped, [], list(grouped.writers), edge_scores=scores, score_kind="score").to_mib(
+            str(tmp_path / "grouped.json"))
+    assert json.load(open(path))["cfg"]["kv_edges"] == "group"
+    # distinct per-head scores onto the grouped graph: the two copies of every grouped K/V edge differ
+    p = torch.arange(per_head.num_edges, dtype=torch.float32)
+    (path,) = Circuit(per_head, [], list(per_head.writers), edge_scores=p, score_kind="score").to_mib(
+        str(tmp_path / "per_head.json"))
+    merged = 2 * 2 * (1 + 6)   # K and V, two KV groups, over layer 0's one writer and layer 1's six
+    with pytest.warns(UserWarning, match=f"{merged} edge\\(s\\) of the graph .* stand for several MIB edges"):
+        back = Circuit.from_mib(path, grouped)
+    # each grouped K/V edge takes the larger of its two query heads' scores
+    k = per_head.edge_index
+    assert back.edge_scores[grouped.edge_index[("m0", "a1.h1.k")]] == p[k[("m0", "a1.h3.k")]]

@@ -5,8 +5,9 @@
 
 An edge e = (w -> r) has a gate z_e in the gated forward, in_r = base_r + sum_w z[w, r] (x_w - c_w)
 (docs/method.md 2.2), so dm/dz_e = (x_w - c_w) . dm/d in_r: the gradient of the metric with respect
-to the flat edge gates is the attribution-patching score of every edge at once. Grouped-query
-attention stays grouped: a key or value edge is one gate of its KV group.
+to the flat edge gates is the attribution-patching score of every edge at once. Under grouped-query
+attention every query head has its own key and value edges by default (kv_edges="query", MIB's
+graph); kv_edges="group" scores one gate per KV group instead.
 
 Sign convention: higher = more important for the metric. A score estimates m(every edge) -
 m(every edge but e), the effect of keeping e. m is per example: the logit difference, or
@@ -46,7 +47,7 @@ EXACT_EXAMPLES = 512   # exact: examples per gated forward (single-edge ablation
 def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logit_diff",
               ablation: str = "corrupted", steps: int = 5, split: str = "train", n: int | None = None,
               batch_size: int = 16, tokenizer=None, seed: int = 0, device=None,
-              exact_sets: int | None = None) -> Circuit:
+              exact_sets: int | None = None, kv_edges: str = "query") -> Circuit:
     """Score every edge of the model's graph on `data`; returns a Circuit of scores (score_kind "score").
 
     model: a PrunableModel, or a model as edgeprune.train accepts it (built with at least one
@@ -55,7 +56,9 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
     what a removed edge carries, "corrupted" (interchange), "mean" or "zero"; the input methods
     need "corrupted". exact_sets: single-edge ablations per forward for "exact" (default: about
     EXACT_EXAMPLES examples per forward; 0: one forward per edge through the mixing kernels). Cut
-    the result with `at_edges` / `at_sparsity`, or score it with edgeprune.faithfulness.
+    the result with `at_edges` / `at_sparsity`, or score it with edgeprune.faithfulness. kv_edges:
+    the graph's key and value edges under grouped-query attention, per query head ("query", MIB's)
+    or per KV group ("group"); a PrunableModel keeps its own graph.
     """
     if method not in METHODS:
         raise UserError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
@@ -66,7 +69,7 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
     if exact_sets is not None and exact_sets < 0:
         raise UserError(f"exact_sets must be 0 (one forward per edge) or more, got {exact_sets}")
     sets = max(1, EXACT_EXAMPLES // batch_size) if exact_sets is None else exact_sets
-    pm, tokenizer = _prunable_for(model, tokenizer, device, ablation)
+    pm, tokenizer = _prunable_for(model, tokenizer, device, ablation, kv_edges)
     if method in INPUT_METHODS and pm.ablation != "corrupted":
         raise UserError(f"{method} interpolates between the clean and corrupted inputs: it needs "
                         f"ablation='corrupted', not {pm.ablation!r}")
@@ -93,7 +96,7 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
                    model=model_name(pm.model), task=dataset.task.name, config=config)
 
 
-def _prunable_for(model, tokenizer, device, ablation: str) -> tuple[PrunableModel, object]:
+def _prunable_for(model, tokenizer, device, ablation: str, kv_edges: str = "query") -> tuple[PrunableModel, object]:
     if isinstance(model, PrunableModel):
         if model.ablation != ablation:
             raise UserError(f"the model was built with ablation={model.ablation!r} but attribution asked for "
@@ -102,9 +105,9 @@ def _prunable_for(model, tokenizer, device, ablation: str) -> tuple[PrunableMode
     if ablation not in ("corrupted", "mean", "zero"):
         raise UserError(f"attribution ablates with 'corrupted', 'mean' or 'zero', not {ablation!r}")
     model, tokenizer = load_model(model, tokenizer, device)
-    pm = prunable(model, ablation=ablation)
+    pm = prunable(model, ablation=ablation, kv_edges=kv_edges)
     if pm.graph.embedding_nodes == 0:  # score the input edges too, as MIB does
-        pm = prunable(model, embedding_nodes=1, ablation=ablation)
+        pm = prunable(model, embedding_nodes=1, ablation=ablation, kv_edges=kv_edges)
     return pm, tokenizer
 
 

@@ -39,13 +39,16 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
                   **overrides) -> dict[float, Circuit]:
     """Train once through every budget (loosest first); returns {fraction kept: Circuit}.
 
-    config / overrides: as edgeprune.train (edge_sparsity is set per stage). stage_steps: steps of
+    config / overrides: as edgeprune.train (edge_sparsity is set per stage; kv_edges defaults to
+    "query", MIB's graph, for grouped-query models). stage_steps: steps of
     each stage after the first (default: a quarter of `steps`). The fraction 1 (the whole model) is
     the full circuit and is not trained. init: a warm start for the first stage, as edgeprune.train's.
     """
     fractions = parse_budgets(budgets)
     overrides.setdefault("edge_sparsity", 1 - fractions[-1])
     config = TrainConfig.with_overrides(config, overrides)
+    if config.kv_edges is None:  # budgets are fractions of MIB's edges: MIB's graph, K/V edges per query head
+        config = replace(config, kv_edges="query")
     stage_steps = stage_steps or max(1, config.steps // 4)
     pm, dataset, validation, run = prepare(model, data, config, tokenizer=tokenizer, validation=validation, n=n,
                                            device=device, dtype=dtype, init=init)

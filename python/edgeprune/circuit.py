@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -155,10 +156,18 @@ class Circuit:
 
         Its edges are those in the file's circuit (a K/V edge of a group when any query head's copy
         is, both embedding edges when the input's is); its scores, per edgeprune edge, the largest of
-        the MIB edges standing for it.
+        the MIB edges standing for it. Onto a grouped graph (kv_edges "group") a warning counts the
+        edges whose per-query-head copies differed.
         """
         mib = MIBGraph(graph)
         scores, in_graph = mib.read(path)
+        merged = mib.disagreeing_copies(scores, in_graph)
+        if merged:
+            warnings.warn(f"edgeprune: {path}: {merged} edge(s) of the graph {graph} stand for several MIB edges "
+                          "whose scores or membership differ (per-query-head K/V edges onto one reader per KV "
+                          "group, or per-head edges onto a layer's one attention writer): each is kept when any "
+                          "of its MIB edges is, scored by the largest. Use kv_edges='query' to keep them apart",
+                          stacklevel=2)
         mask = mib.edge_mask(in_graph)
         return cls(graph, [graph.edges[i] for i in mask.nonzero().flatten().tolist()], list(graph.writers),
                    edge_scores=mib.scores_to(scores), score_kind="score", config={"source": os.path.abspath(path)})

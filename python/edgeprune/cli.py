@@ -141,7 +141,8 @@ def cmd_attribute(args):
     from .attribution import attribute
     _check_data(args.data)
     circuit = attribute(args.model, args.data, args.method, metric=args.metric, ablation=args.ablation,
-                        steps=args.steps, split=args.split, n=args.n, batch_size=args.batch_size, device=args.device)
+                        steps=args.steps, split=args.split, n=args.n, batch_size=args.batch_size, device=args.device,
+                        kv_edges=args.kv_edges)
     circuit.save(args.out)
     print(f"{args.method}: {circuit.graph.num_edges} edges scored on {circuit.config['n']} examples in "
           f"{circuit.config['seconds']:.1f} s -> {args.out}")
@@ -286,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=5, help="integration steps of the EAP-IG methods (default: 5)")
     p.add_argument("--ablation", choices=("corrupted", "mean", "zero"), default="corrupted",
                    help="what a removed edge carries (default: the corrupted run's value)")
+    p.add_argument("--kv-edges", choices=("query", "group"), default="query",
+                   help="grouped-query models' key and value edges: one per query head, MIB's graph (default), or "
+                        "one per KV group")
     p.add_argument("--split", default="train")
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=16)

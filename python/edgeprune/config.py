@@ -50,6 +50,10 @@ class TrainConfig:
                                          "unmasked); default per family", choices=(0, 1, 2))
     attention_writers: str = option("heads", "a layer's attention as one writer per head, or one per layer (a "
                                     "coarser graph; docs/design.md)", choices=("heads", "layer"))
+    kv_edges: str | None = option(None, "grouped-query models' key and value edges: one per KV group ('group') or one "
+                                  "per query head, MIB's graph ('query'); default: 'query' for budget sweeps "
+                                  "(train_budgets, prune --budgets), 'group' otherwise. The same graph without "
+                                  "grouping", choices=("group", "query"))
     seed: int = option(0, "seed of the gates' initialisation, the data order and the gate noise")
     eval_every: int = option(64, "steps between evaluations on the validation split (0: never)")
     log_every: int = option(8, "steps between log lines in metrics.jsonl", cli=False)
@@ -81,7 +85,7 @@ class TrainConfig:
         choices = {f.name: f.metadata.get("choices") for f in fields(self)}
         if isinstance(self.compile, bool):  # compile=True / False from Python
             self.compile = "on" if self.compile else "off"
-        for name in ("ablation", "embedding_nodes", "backend", "attention_writers", "objective", "compile"):
+        for name in ("ablation", "embedding_nodes", "backend", "attention_writers", "kv_edges", "objective", "compile"):
             value = getattr(self, name)
             if value is not None and choices[name] and value not in choices[name]:
                 raise UserError(f"{name}={value!r} is not one of {choices[name]}")

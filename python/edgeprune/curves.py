@@ -164,7 +164,9 @@ def _prunable_for(model, circuit, tokenizer, device, ablation: str = "corrupted"
     model, tokenizer = load_model(model, tokenizer, device)
     graph = circuit.graph if isinstance(circuit, Circuit) else None
     embedding_nodes = max(1, graph.embedding_nodes) if graph is not None else None
-    pm = prunable(model, embedding_nodes=embedding_nodes, ablation=ablation)
+    # K/V edges per query head: MIB's own graph, so a MIB membership maps one to one (a grouped
+    # circuit's K/V edge is then kept on each query head of its group)
+    pm = prunable(model, embedding_nodes=embedding_nodes, ablation=ablation, kv_edges="query")
     if ablation == "optimal":
         values = circuit.ablation_values if isinstance(circuit, Circuit) else None
         if values is None:

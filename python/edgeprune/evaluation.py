@@ -55,7 +55,7 @@ def evaluate(model, circuit: Circuit | None, data, *, split: str = "test", batch
         writers = circuit.graph.attention_writers if circuit is not None else "heads"
         pm = prunable(model, embedding_nodes=emb, ablation=ablation or (circuit.config.get("ablation", "corrupted")
                                                                         if circuit else "corrupted"),
-                      attention_writers=writers)
+                      attention_writers=writers, kv_edges=circuit.graph.kv_edges if circuit is not None else "group")
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     if pm.ablation == "optimal" and pm.constants is None:
         if circuit is None or circuit.ablation_values is None:

@@ -4,7 +4,10 @@ Writers add into the residual stream (embedding nodes, every head, every MLP); r
 sum of it (each head's query, key and value input, each MLP input, the final read). Names are the
 reference's: `tok_embeds`, `pos_embeds` or `embeds`, `a{l}.h{h}`, `m{l}`, `a{l}.h{h}.q|k|v`,
 `m{l}`, `resid_post`. Under grouped-query attention the key and value readers are numbered by
-key-value head. With attention_writers="layer" a layer's attention is one writer, `a{l}` (the heads'
+key-value head (kv_edges="group": one K and one V reader per group, shared by its query heads), or
+by query head (kv_edges="query": every query head reads its own K and V input, as MIB's graph has
+it; without grouped-query attention the two are the same graph, recorded as "query"). With
+attention_writers="layer" a layer's attention is one writer, `a{l}` (the heads'
 sum: the coarser graph for models with a norm on the attention's output, docs/design.md); its
 readers stay per head.
 
@@ -26,6 +29,7 @@ import torch
 from .errors import UserError
 
 ATTENTION_WRITERS = ("heads", "layer")
+KV_EDGES = ("group", "query")
 
 
 @dataclass(frozen=True)
@@ -49,11 +53,28 @@ class Graph:
     embedding_nodes: int  # 0, 1 or 2
     parallel: bool = False  # attention and MLP read the same residual stream (parallel residual)
     attention_writers: str = "heads"  # "heads": one writer per head; "layer": one per layer's attention
+    kv_edges: str = "group"  # "group": one key and one value reader per KV head; "query": per query head
 
     def __post_init__(self):
         if self.attention_writers not in ATTENTION_WRITERS:
             raise UserError(f"attention_writers={self.attention_writers!r}: choose one of {ATTENTION_WRITERS} "
                              "('heads' writes each head separately; 'layer' makes a layer's attention one writer)")
+        if self.kv_edges not in KV_EDGES:
+            raise UserError(f"kv_edges={self.kv_edges!r}: choose one of {KV_EDGES} ('group' gives a grouped-query "
+                            "model one key and one value reader per key-value head; 'query' one per query head, as "
+                            "MIB counts edges)")
+        if self.num_kv_heads == self.num_heads:  # no grouping: every K/V reader already serves one query head
+            object.__setattr__(self, "kv_edges", "query")
+
+    @property
+    def grouped_kv(self) -> bool:
+        """Whether a key or value reader is shared by several query heads (kv_edges="group" under GQA)."""
+        return self.kv_edges == "group"
+
+    @property
+    def num_kv_readers(self) -> int:
+        """Key (and value) readers per layer: one per key-value head, or one per query head."""
+        return self.num_kv_heads if self.grouped_kv else self.num_heads
 
     # ------------------------------------------------------------------ writers
     @property
@@ -95,12 +116,13 @@ class Graph:
     # ------------------------------------------------------------------ readers
     @property
     def attn_readers_per_layer(self) -> int:
-        return self.num_heads + 2 * self.num_kv_heads
+        return self.num_heads + 2 * self.num_kv_readers
 
     def attn_reader_names(self, layer: int) -> list[str]:
+        """Queries, keys, values: a{l}.h{h}.q per query head; .k and .v per KV reader (group or query head)."""
         return ([f"a{layer}.h{h}.q" for h in range(self.num_heads)]
-                + [f"a{layer}.h{g}.k" for g in range(self.num_kv_heads)]
-                + [f"a{layer}.h{g}.v" for g in range(self.num_kv_heads)])
+                + [f"a{layer}.h{g}.k" for g in range(self.num_kv_readers)]
+                + [f"a{layer}.h{g}.v" for g in range(self.num_kv_readers)])
 
     @cached_property
     def readers(self) -> list[str]:
@@ -114,7 +136,7 @@ class Graph:
     def segments(self) -> list[Segment]:
         """Edge-gate segments in flat order: per layer q, k, v, mlp; then resid_post."""
         segs, start = [], 0
-        H, K = self.num_heads, self.num_kv_heads
+        H, K = self.num_heads, self.num_kv_readers
         for layer in range(self.num_layers):
             p = self.attn_prefix(layer)
             for kind, rows in (("q", H), ("k", K), ("v", K)):
@@ -182,7 +204,8 @@ class Graph:
                             f"{', '.join(f'{w} -> {r}' for w, r in unknown[:3])} (writers like 'a0.h1', readers like "
                             f"'a1.h2.q' or 'resid_post'; a reader may only read earlier writers; this graph has "
                             f"{self.num_layers} layers x {self.num_heads} heads, attention writers per "
-                            f"{self.attention_writers.rstrip('s')})")
+                            f"{self.attention_writers.rstrip('s')}, key/value readers per "
+                            f"{'KV group' if self.grouped_kv else 'query head'})")
         mask = torch.zeros(self.num_edges)
         index = self.edge_index
         mask[[index[tuple(e)] for e in edges]] = 1.0
@@ -190,13 +213,14 @@ class Graph:
 
 
 def num_edges(num_layers: int, num_heads: int, embedding_nodes: int, num_kv_heads: int | None = None,
-              parallel: bool = False, attention_writers: str = "heads") -> int:
+              parallel: bool = False, attention_writers: str = "heads", kv_edges: str = "group") -> int:
     """Closed-form edge count (method.md 1.4), independent of the enumeration above.
 
-    A = H attention writers per layer, or 1 when a layer's attention is one writer.
+    A = H attention writers per layer, or 1 when a layer's attention is one writer; K key and
+    value readers per layer: the KV heads, or H with kv_edges="query".
     """
     L, H, E = num_layers, num_heads, embedding_nodes
-    K = H if num_kv_heads is None else num_kv_heads
+    K = H if num_kv_heads is None or kv_edges == "query" else num_kv_heads
     A = H if attention_writers == "heads" else 1
     own = 0 if parallel else A  # the MLP's edges from its own layer's attention
     total = sum((H + 2 * K) * (E + layer * (A + 1)) + (E + layer * (A + 1) + own) for layer in range(L))

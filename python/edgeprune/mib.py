@@ -6,9 +6,12 @@ graph differs from edgeprune's in three ways, all handled here:
   edge stands for both, scored 1 - (1 - p_tok)(1 - p_pos)) or none (embedding_nodes=0: the clean
   embeddings always reach every reader, so every input edge is in the circuit, but none has a
   score: rankings, curves and scored exports of such a graph are refused, naming the fix);
-- grouped-query models are scored per query head: the key and value edges of a KV group are
-  repeated for each query head of the group (and an edgeprune K/V edge is kept when any of its
-  copies is);
+- grouped-query models are scored per query head. A graph with key and value readers per query
+  head (Graph.kv_edges "query") maps one to one. A grouped graph ("group": one K and one V reader
+  per KV group) is coarser: its K/V edges are copied to each query head of the group on export
+  (the files then say kv_edges "group" in their cfg, and a warning says so), and on import an
+  edgeprune K/V edge is kept when any of its copies is, scored by the largest (a warning counts
+  the edges whose copies disagreed);
 - names: nodes `input`, `a{L}.h{H}`, `m{L}`, `logits`; edges `parent->child`, with `<q>`, `<k>` or
   `<v>` when the child is a head;
 - a graph with one writer per layer's attention (attention_writers="layer") has per-head nodes in
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import torch
 
@@ -43,8 +47,10 @@ class MIBGraph:
 
     def __init__(self, graph: Graph, d_model: int = 0):
         self.graph = graph
-        L, H, K = graph.num_layers, graph.num_heads, graph.num_kv_heads
+        L, H = graph.num_layers, graph.num_heads
         self.cfg = {"n_layers": L, "n_heads": H, "parallel_attn_mlp": graph.parallel, "d_model": d_model}
+        if graph.grouped_kv:  # the K/V scores are a group's, copied per query head
+            self.cfg["kv_edges"] = "group"
         self.forward_names = ["input"]
         for layer in range(L):
             self.forward_names += [f"a{layer}.h{h}" for h in range(H)] + [f"m{layer}"]
@@ -67,7 +73,7 @@ class MIBGraph:
         writer_of = E + layer_of * (A + 1) + slot
         segments = {seg.name: seg for seg in graph.segments}
         parents, first_edge, feeds = [], [], []
-        group = H // K
+        group = H // graph.num_kv_readers
         for layer in range(L):
             p = 1 + layer * (H + 1)
             for kind in "qkv":
@@ -152,6 +158,20 @@ class MIBGraph:
         out.scatter_reduce_(0, rows[ok], values[ok], reduce="amax")
         return out
 
+    def disagreeing_copies(self, scores: torch.Tensor, in_graph: torch.Tensor) -> int:
+        """How many edgeprune edges stand for several MIB edges whose scores or membership differ: what
+        edge_mask and scores_to merge (a grouped graph's K/V edges; a layer's attention as one writer)."""
+        rows = self.edge_map[self.real]
+        ok = rows >= 0
+        index = rows[ok]
+        differ = torch.zeros(self.graph.num_edges, dtype=torch.bool)
+        for values in (scores[self.real].float(), in_graph[self.real].float()):
+            values = values[:, None].expand_as(rows)[ok]
+            high = torch.full((self.graph.num_edges,), -torch.inf).scatter_reduce_(0, index, values, "amax")
+            low = torch.full((self.graph.num_edges,), torch.inf).scatter_reduce_(0, index, values, "amin")
+            differ |= high > low
+        return int(differ.sum())
+
     # ------------------------------------------------------------------ budgets
     def budget_edges(self, fraction: float) -> int:
         """n = floor(fraction x MIB's edge count), as MIB's evaluator counts."""
@@ -186,7 +206,17 @@ class MIBGraph:
 
     # ------------------------------------------------------------------ files
     def write(self, path: str, scores: torch.Tensor, in_graph: torch.Tensor, fmt: str = "json") -> str:
-        """A MIB circuit file (json or pt) with these dense scores and membership."""
+        """A MIB circuit file (json or pt) with these dense scores and membership.
+
+        From a grouped graph (kv_edges "group") the file's cfg says kv_edges "group", and a warning
+        says that its key and value edges are their group's, copied to each query head.
+        """
+        if self.graph.grouped_kv:
+            warnings.warn("edgeprune: exporting a graph with one key and one value reader per KV group "
+                          f"({self.graph.num_heads} query heads, {self.graph.num_kv_heads} KV heads): each K/V "
+                          "edge's score is its group's, copied to every query head of the group, not MIB's "
+                          "per-head score. Train or attribute with kv_edges='query' for MIB's own graph",
+                          stacklevel=2)
         in_graph = in_graph & self.real
         nodes_in = in_graph.any(dim=1).clone()
         nodes_in[0] = True

@@ -490,7 +490,7 @@ def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None
     elif validation is not None:
         validation = tasks.load(validation, tokenizer, split="validation", seed=config.seed)
     pm = prunable(model, embedding_nodes=config.embedding_nodes, ablation=config.ablation, backend=config.backend,
-                  attention_writers=config.attention_writers)
+                  attention_writers=config.attention_writers, kv_edges=config.kv_edges or "group")
     torch.manual_seed(config.seed)
     pm.gates.reset_parameters(torch.Generator().manual_seed(config.seed))
     if init is not None:

@@ -36,7 +36,8 @@ def init_scores(init, graph: Graph) -> torch.Tensor:
     if isinstance(init, Circuit):
         if init.graph != graph:
             raise UserError(f"the warm-start scores were computed on the graph {init.graph} but the model's graph is "
-                            f"{graph}: attribute the same model with the same embedding_nodes")
+                            f"{graph}: attribute the same model with the same embedding_nodes and kv_edges "
+                            "(attribute's default is kv_edges='query', train's 'group')")
         scores = init.keep_scores()
     elif isinstance(init, torch.Tensor):
         scores = init

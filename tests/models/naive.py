@@ -70,7 +70,7 @@ def naive_forward(adapter, graph, ids, ablated, edges, nodes):
     e = sum(embeds) if E == 0 else 0
     pos = torch.arange(ids.shape[1])[None].expand(ids.shape[0], -1)
     masks = attention_masks(adapter, None, ids.shape[1], ids.device)
-    H, K = adapter.num_heads, adapter.num_kv_heads
+    R = graph.attn_readers_per_layer  # H + 2K, or 3H with key and value readers per query head
 
     def reader_input(gate_row, prefix):
         total = e
@@ -82,8 +82,8 @@ def naive_forward(adapter, graph, ids, ablated, edges, nodes):
     for layer in range(graph.num_layers):
         p = graph.attn_prefix(layer)
         start, stop = graph.attn_segment(layer)
-        g = edges[start:stop].view(H + 2 * K, p)
-        inputs = torch.stack([reader_input(g[r], p) for r in range(H + 2 * K)])
+        g = edges[start:stop].view(R, p)
+        inputs = torch.stack([reader_input(g[r], p) for r in range(R)])
         q, k, v = adapter.attention_inputs(layer, inputs, pos)
         x += attention_writers(adapter, graph, layer, attend(adapter, layer, q, k, v, masks))
         seg = graph.mlp_segment(layer)

@@ -27,7 +27,7 @@ class PrunableModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, embedding_nodes: int | None = None, ablation: str = "corrupted",
-                 backend: str | None = None, attention_writers: str = "heads"):
+                 backend: str | None = None, attention_writers: str = "heads", kv_edges: str = "group"):
         super().__init__()
         adapter = adapter_for(model)
         if embedding_nodes is None:
@@ -45,7 +45,7 @@ class PrunableModel(nn.Module):
         self.ablation = ablation
         self.backend = backend
         self.graph = Graph(adapter.num_layers, adapter.num_heads, adapter.num_kv_heads, embedding_nodes,
-                           adapter.parallel_residual, attention_writers)
+                           adapter.parallel_residual, attention_writers, kv_edges)
         self.gates = Gates(self.graph, eps=adapter.gate_eps).to(adapter.device)
         self.mean_record: WriterRecord | None = None
         self.constants: AblationConstants | None = None   # optimal ablation's learned values
@@ -146,14 +146,17 @@ class PrunableModel(nn.Module):
 
 
 def prunable(model: nn.Module, embedding_nodes: int | None = None, ablation: str = "corrupted",
-             backend: str | None = None, attention_writers: str = "heads") -> PrunableModel:
+             backend: str | None = None, attention_writers: str = "heads", kv_edges: str = "group") -> PrunableModel:
     """Wrap a Hugging Face GPT-2 / Llama-family / GPT-NeoX / Gemma 2 and 3 / OLMo 2 model (or a Tracr
     model) for edge pruning.
 
     attention_writers: "heads" (each head is a writer) or "layer" (a layer's attention is one writer,
     a coarser graph; docs/design.md, "Norms on the branch outputs").
+    kv_edges: under grouped-query attention, "group" (one key and one value reader per key-value
+    head, shared by its query heads) or "query" (each query head reads its own key and value input,
+    projected with its group's weights: MIB's graph). Without grouping both are the same graph.
     """
-    return PrunableModel(model, embedding_nodes, ablation, backend, attention_writers)
+    return PrunableModel(model, embedding_nodes, ablation, backend, attention_writers, kv_edges)
 
 
 __all__ = ["ABLATIONS", "AblationConstants", "DIRECT", "LayerRunner", "PrunableModel", "WriterRecord", "prunable", "record_bytes"]

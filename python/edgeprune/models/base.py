@@ -38,12 +38,14 @@ class Adapter(ABC):
 
     @abstractmethod
     def attention_inputs(self, layer: int, readers, position_ids):
-        """Per-reader inputs (H + 2K, B, S, D), queries then keys then values -> q (B, H, S, dh),
-        k and v (B, K, S, dh).
+        """Per-reader inputs (H + 2K', B, S, D), queries then keys then values -> q (B, H, S, dh),
+        k and v (B, K', S, dh).
 
-        Each reader is normalised separately with the layer's shared norm (method.md 2.3). One call
-        takes every reader of the layer, so an adapter can norm (and, where the weights allow,
-        project) them all in one op.
+        K' is the model's K key-value heads, or H when every query head reads its own key and value
+        input (Graph.kv_edges "query"): each of those is projected with its group's key and value
+        weights. Each reader is normalised separately with the layer's shared norm (method.md 2.3).
+        One call takes every reader of the layer, so an adapter can norm (and, where the weights
+        allow, project) them all in one op.
         """
 
     def attention_scale(self, layer: int) -> float:
@@ -114,8 +116,17 @@ def gained_projection(w_o: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
 
 
 def per_head(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Project each reader's input with its own head's slice: (R, B, S, D) x (R, D, dh) -> (B, R, S, dh)."""
-    out = torch.einsum("rbsd,rde->brse", x, weight)
+    """Project each reader's input with its own head's slice: (R, B, S, D) x (heads, D, dh) -> (B, R, S, dh).
+
+    R is the number of heads, or a multiple of it: key and value readers per query head
+    (Graph.kv_edges "query"), where the R / heads consecutive readers of a group share their
+    key-value head's slice (the weights are not copied).
+    """
+    heads, _, dh = weight.shape
+    if x.shape[0] == heads:
+        out = torch.einsum("rbsd,rde->brse", x, weight)
+    else:
+        out = torch.einsum("kgbsd,kde->bkgse", x.unflatten(0, (heads, -1)), weight).flatten(1, 2)
     if bias is not None:
-        out = out + bias.view(1, weight.shape[0], 1, weight.shape[2])
+        out = out + bias.view(heads, dh).repeat_interleave(x.shape[0] // heads, 0).view(1, x.shape[0], 1, dh)
     return out

@@ -53,13 +53,14 @@ class LlamaAdapter(Adapter):
     def attention_inputs(self, layer, readers, position_ids):
         block = self.inner.layers[layer]
         attn = block.self_attn
-        H, K = self.num_heads, self.num_kv_heads
+        H = self.num_heads
+        K = (readers.shape[0] - H) // 2  # key-value heads, or H when each query head reads its own (kv_edges)
         # One norm per group, not one over all H + 2K readers: RMSNorm's float32 temporaries for
         # every reader at once would raise a bf16 model's peak (and this norm is not fused).
         norm = self.reader_norm(block)
         q = per_head(norm(readers[:H]), *self._weights(attn.q_proj, H))
-        k = per_head(norm(readers[H:H + K]), *self._weights(attn.k_proj, K))
-        v = per_head(norm(readers[H + K:]), *self._weights(attn.v_proj, K))
+        k = per_head(norm(readers[H:H + K]), *self._weights(attn.k_proj, self.num_kv_heads))
+        v = per_head(norm(readers[H + K:]), *self._weights(attn.v_proj, self.num_kv_heads))
         q, k = self.qk_norm(attn, q, k)
         cos, sin = self.rotary(layer, v, position_ids)
         q, k = self._apply_rotary(q, k, cos, sin)

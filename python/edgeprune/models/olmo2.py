@@ -6,9 +6,13 @@ share their layer's output-norm scale as in Gemma (head_contexts; docs/design.md
 branch outputs"). q_norm and k_norm are RMSNorms over all heads' projections together (H dh and
 K dh wide): here over the concatenation of the per-head projections, each from its own reader's
 mixture. With every edge kept, or every edge pruned, all of a layer's readers see the same stream
-and this is the model's own norm of the full projection.
+and this is the model's own norm of the full projection. When every query head reads its own key
+(kv_edges="query"), k_norm spans the H per-head keys, each group's gain repeated for its query
+heads: the same norm when a group's keys agree.
 """
 from __future__ import annotations
+
+import torch
 
 from ..errors import Unsupported
 from .base import gained_projection, rms_scaled_contexts
@@ -53,6 +57,17 @@ class Olmo2Adapter(LlamaAdapter):
 
 
 def _whole_projection_norm(norm, x):
-    """norm over the concatenated heads of x (B, heads, S, dh), as the model norms its full projection."""
+    """norm over the concatenated heads of x (B, heads, S, dh), as the model norms its full projection.
+
+    With more heads than the norm's width covers (a key per query head), the rms spans them all and
+    each head takes its group's slice of the gain, computed in fp32 as Olmo2RMSNorm does.
+    """
     B, heads, S, dh = x.shape
-    return norm(x.transpose(1, 2).reshape(B, S, heads * dh)).view(B, S, heads, dh).transpose(1, 2)
+    flat = x.transpose(1, 2).reshape(B, S, heads * dh)
+    if norm.weight.numel() == heads * dh:
+        return norm(flat).view(B, S, heads, dh).transpose(1, 2)
+    groups = norm.weight.numel() // dh
+    gain = norm.weight.view(groups, dh).repeat_interleave(heads // groups, 0).reshape(-1)
+    compute = flat.to(torch.float32)
+    compute = compute * torch.rsqrt(compute.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    return (gain * compute).to(x.dtype).view(B, S, heads, dh).transpose(1, 2)
