@@ -212,3 +212,25 @@ def test_one_attention_writer_per_layer_shrinks_the_stack():
     assert heads.parts["delta stack"] == 234 * 8 * 128 * 2304 * 2
     assert layer.parts["delta stack"] == 52 * 8 * 128 * 2304 * 2
     assert layer.parts["gates, optimiser"] < heads.parts["gates, optimiser"] / 4
+
+
+@pytest.mark.parametrize("family,recompute_readers", [("gemma2", True), ("gemma3", False)])
+def test_saved_activations_with_key_and_value_readers_per_query_head(family, recompute_readers):
+    """kv_edges="query" on grouped-query shapes (8 heads / 4 KV, 4 / 1): the formula against autograd."""
+    model = _model(family, torch.float32)
+    _, batch, seq = SHAPES[family]
+    pm = edgeprune.prunable(model, kv_edges="query")
+    ids, cids = _ids(batch, seq)
+    record = pm.record(cids)
+    edges, nodes = pm.gates.sample(0, 0)
+    cached = [t for name in ("embeds", "ctx", "mlp", "resid_pre", "resid_mid") for t in getattr(record, name)]
+    with SavedTensors(exclude=list(model.parameters()) + list(pm.gates.parameters()) + cached) as saved:
+        pm(ids, positions=torch.full((batch, 1), seq - 1), edges=edges, nodes=nodes, record=record,
+           recompute_readers=recompute_readers)
+    plan = edgeprune.plan(model, batch, seq, torch.float32, kv_edges="query")
+    per_layer = layer_saved_bytes(plan.shape, batch, seq, torch.float32, readers_saved=not recompute_readers,
+                                  kv_edges="query")
+    assert 0.98 * 4 * per_layer <= saved.bytes <= 1.03 * 4 * per_layer
+    assert per_layer > layer_saved_bytes(plan.shape, batch, seq, torch.float32, readers_saved=not recompute_readers)
+    grouped = edgeprune.plan(model, batch, seq, torch.float32)
+    assert plan.shape.kv_heads < plan.shape.heads and plan.parts["gates, optimiser"] > grouped.parts["gates, optimiser"]

@@ -88,7 +88,8 @@ def cmd_prune(args):
         try:
             print(plan(args.model, batch_size=args.batch_size, seq_len=64, dtype=kwargs["dtype"] or torch.float32,
                        n_gpus=int(os.environ.get("WORLD_SIZE", "1")), checkpointing=args.checkpointing,
-                       gpu_memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30))
+                       gpu_memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30,
+                       kv_edges=args.kv_edges or ("query" if args.budgets else "group")))
         except ValueError as no_plan:  # a family the planner has no calibration for: prune anyway
             print(f"(no memory plan: {no_plan})")
     if args.init:  # a warm start from an attribution's (or any scored circuit's) folder

@@ -4,8 +4,9 @@ next, nodes coloured by kind, a head's used q/k/v inputs as ports below it.
 Before drawing, the circuit is cleaned as the reference's draw script does (method.md 5.3): every
 head that writes gets edges from its used q/k/v inputs; then, until nothing changes, edges into a
 node with no outgoing edge are dropped (the output excepted), and q/k/v inputs with no incoming
-edge are dropped. Under grouped-query attention a key/value reader is drawn on the head whose index
-names its key-value group. When a layer's attention is one writer, its heads' readers are drawn as
+edge are dropped. Under grouped-query attention with one key/value reader per KV group
+(kv_edges="group") that reader is drawn on the head whose index names its group; with readers per
+query head (kv_edges="query") each is drawn on its own head. When a layer's attention is one writer, its heads' readers are drawn as
 that writer's q/k/v inputs.
 """
 from __future__ import annotations

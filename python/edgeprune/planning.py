@@ -27,7 +27,7 @@ torch.cuda.max_memory_allocated reports; a card also needs its CUDA context and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -228,17 +228,18 @@ def model_shape(model_or_config) -> ModelShape:
 
 def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype,
                       readers_saved: bool = True, embedding_nodes: int | None = None,
-                      attention_writers: str = "heads") -> int:
+                      attention_writers: str = "heads", kv_edges: str = "group") -> int:
     """What autograd saves for one gated decoder layer (weights frozen: only activations).
 
     readers_saved: False when the forward recomputes the attention readers' mixtures, norms and
     rotary in backward (gated_forward's recompute_readers); the recomputation then keeps its
     inputs: the readers' gates and, with no embedding nodes, their base (a new (B, S, D) sum; with
     embedding nodes it is a view of the cached record). Counted from the code path, and checked
-    against SavedTensors on small models (tests/test_plan.py).
+    against SavedTensors on small models (tests/test_plan.py). kv_edges="query": key and value
+    readers per query head, which keep what a model with H key-value heads keeps.
     """
     b = torch.finfo(dtype).bits // 8
-    s = shape
+    s = _per_query_head(shape) if kv_edges == "query" else shape
     bs = batch * seq
     n = bs * s.d_model
     readers = s.heads + 2 * s.kv_heads
@@ -279,6 +280,11 @@ def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtyp
     return kept + per_reader + att + mlp
 
 
+def _per_query_head(shape: ModelShape) -> ModelShape:
+    """The shape as the graph with key and value readers per query head uses memory: H KV heads."""
+    return replace(shape, kv_heads=shape.heads)
+
+
 def _reader_unit(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype) -> int:
     """Bytes of one layer's attention-reader norm inputs: the unit of the working set."""
     b = 4 if shape.family in ("llama", "gemma", "olmo2") else torch.finfo(dtype).bits // 8
@@ -289,7 +295,7 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
          checkpointing: bool = False, gpu_memory_gib: float | None = None, *, embedding_nodes: int | None = None,
          positions: int = 1, examples: int | None = None, ablation: str = "corrupted", cache_bytes: int = CACHE_BYTES,
          cpu_offload: bool = False, recompute_readers: bool = RECOMPUTE_READERS, reserve_gib: float = 2.0,
-         attention_writers: str = "heads") -> Plan:
+         attention_writers: str = "heads", kv_edges: str = "group") -> Plan:
     """Estimate the peak GPU memory of edgeprune.train on this model and say whether it fits.
 
     Args:
@@ -305,9 +311,11 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
         recompute_readers: whether the forward recomputes the attention readers in backward
             (TrainConfig.recompute_readers, whose default this is).
         attention_writers: "heads", or "layer" for the graph whose layers' attention is one writer.
+        kv_edges: "group", or "query" for key and value readers per query head (grouped-query
+            models: more readers and edges, attention with H key-value heads).
     """
     shape = model_shape(model_or_config)
-    s = shape
+    s = _per_query_head(shape) if kv_edges == "query" else shape
     b = torch.finfo(dtype).bits // 8
     local = math.ceil(batch_size / n_gpus)
     n = local * seq_len * s.d_model

@@ -169,3 +169,34 @@ def test_mib_models_per_query_head_match_naive_float64(name):
     out = pm(ids, edges=edges, nodes=nodes, record=pm.record(cids))
     ref = naive_forward(pm.adapter, pm.graph, ids, writer_outputs(pm.adapter, pm.graph, cids)[0], edges, nodes)
     assert_matches_naive(out, ref, edges, nodes)
+
+
+def test_budget_sweeps_train_mibs_graph_and_circuits_keep_it(tmp_path):
+    """train_budgets defaults to K/V edges per query head, train to the grouped graph; a saved circuit
+    keeps its graph, and evaluate rebuilds the model on it."""
+    from edgeprune import Circuit
+    from helpers.data import answer_pairs
+    model = tiny("qwen2")
+    data = answer_pairs(n=4)
+    short = dict(steps=3, warmup_steps=1, ramp_steps=2, batch_size=4, eval_every=0, embedding_nodes=1, progress=False)
+    sweep = edgeprune.train_budgets(model, data, budgets=[0.5], **short)
+    assert sweep[0.5].graph.kv_edges == "query" and sweep[0.5].graph.num_kv_readers == 4
+    trained = edgeprune.train(model, data, edge_sparsity=0.5, **short)
+    assert trained.graph.kv_edges == "group"
+    sweep[0.5].save(str(tmp_path / "c"))
+    loaded = Circuit.load(str(tmp_path / "c"))
+    assert loaded.graph == sweep[0.5].graph and torch.equal(loaded.edge_scores, sweep[0.5].edge_scores)
+    metrics = edgeprune.evaluate(model, loaded, data)
+    assert metrics["n"] == 4
+
+
+def test_command_line_options():
+    from edgeprune.cli import build_parser
+    parser = build_parser()
+    assert parser.parse_args(["attribute", "m", "ioi", "--out", "o"]).kv_edges == "query"
+    assert parser.parse_args(["attribute", "m", "ioi", "--out", "o", "--kv-edges", "group"]).kv_edges == "group"
+    prune = ["prune", "m", "ioi", "--out", "o", "--budgets", "mib"]
+    assert parser.parse_args(prune).kv_edges is None          # train_budgets then picks "query", train "group"
+    assert parser.parse_args(prune + ["--kv-edges", "group"]).kv_edges == "group"
+    with pytest.raises(SystemExit):
+        parser.parse_args(prune + ["--kv-edges", "heads"])
