@@ -3,7 +3,7 @@
     python benchmarks/compare_methods.py [--seeds 3] [--steps 400] [--ep cut|sweep] [--out DIR]
 
 Per seed (a seed draws its own training examples and seeds the gates):
-- attribution on the train split: eap, eap-ig-inputs, eap-ig-activations (--ig-steps), exact (on
+- attribution on the train split: eap, eap-ig-inputs, eap-ig-activations, eap-ig-gates (--ig-steps), exact (on
   the first --n-exact training examples: one forward per edge and example);
 - Edge Pruning on the same split, --steps per run: cold (the paper's start and KL), warm (started
   from that seed's eap-ig-inputs scores, edgeprune.warmstart), matched (objective="logit_diff"),
@@ -40,7 +40,7 @@ from edgeprune.curves import Curve, circuit_faithfulness, faithfulness  # noqa: 
 from edgeprune.errors import Unsupported  # noqa: E402
 from helpers.fixtures import ioi_gpt2  # noqa: E402
 
-ATTRIBUTION = ("eap", "eap-ig-inputs", "eap-ig-activations", "exact")
+ATTRIBUTION = ("eap", "eap-ig-inputs", "eap-ig-activations", "eap-ig-gates", "exact")
 PRUNING = {  # label: (train() options, warm start)
     "EP cold": ({}, False),
     "EP warm": ({}, True),

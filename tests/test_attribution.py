@@ -43,13 +43,14 @@ def as_vector(graph, scores: dict) -> torch.Tensor:
 
 @pytest.mark.parametrize("method, metric", [("eap", "logit_diff"), ("eap-ig-inputs", "logit_diff"),
                                             ("clean-corrupted", "logit_diff"), ("eap-ig-activations", "logit_diff"),
-                                            ("eap-ig-inputs", "kl"), ("eap-ig-activations", "kl")])
+                                            ("eap-ig-gates", "logit_diff"), ("eap-ig-inputs", "kl"),
+                                            ("eap-ig-activations", "kl"), ("eap-ig-gates", "kl")])
 def test_gradient_methods_match_the_hooked_model(gpt2, method, metric):
     pm, naive, data, clean, corrupted, metrics = gpt2
     ours = attribution.attribute(pm, data, method, metric=metric, steps=3, batch_size=2)  # two batches: 2 + 1
     ref = as_vector(pm.graph, naive.scores(clean, corrupted, metrics[metric], method, steps=3))
     assert ours.score_kind == "score" and ours.config["method"] == method
-    assert float(ref.abs().max()) > 1e-3                 # the reference scores something
+    assert float(ref.abs().max()) > 1e-4                 # the reference scores something
     torch.testing.assert_close(ours.edge_scores.double(), ref, rtol=0, atol=1e-9 * float(ref.abs().max()))
 
 
@@ -73,9 +74,9 @@ def test_exact_gate_sets_equal_one_forward_per_edge():
 
 
 def test_integrated_gradients_along_the_gates_is_complete(gpt2):
-    """The scores of eap-ig-activations sum to about m(full) - m(empty): integrated gradients' completeness."""
+    """The scores of eap-ig-gates sum to about m(full) - m(empty): integrated gradients' completeness."""
     pm, _, data, *_ = gpt2
-    total = float(attribution.attribute(pm, data, "eap-ig-activations", steps=24).edge_scores.sum())
+    total = float(attribution.attribute(pm, data, "eap-ig-gates", steps=24).edge_scores.sum())
     curve = faithfulness(pm, torch.zeros(pm.graph.num_edges), data, budgets=[0.0, 1.0])
     assert total == pytest.approx(curve.full - curve.empty, rel=0.05)
 
@@ -124,7 +125,7 @@ def test_grouped_and_parallel_models(family):
     mixed = embed(batch.corrupted) + 0.25 * (embed(batch.clean) - embed(batch.corrupted))
     torch.testing.assert_close(pm(batch.clean, edges=ones, nodes=nodes, record=rec),
                                model(inputs_embeds=mixed).logits, rtol=0, atol=1e-10)
-    for method in ("eap-ig-inputs", "eap-ig-activations", "clean-corrupted"):
+    for method in ("eap-ig-inputs", "eap-ig-activations", "eap-ig-gates", "clean-corrupted"):
         scores = attribution.attribute(pm, data, method, steps=2).edge_scores
         assert scores.shape == (pm.graph.num_edges,) and bool(torch.isfinite(scores).all())
 

@@ -605,6 +605,8 @@ CASES = [
          lambda ctx: _attribute("exact", exact_sets=-1)),
     Case("attribution.py", "attribute", "interpolates between", E, "needs ablation='corrupted', not 'zero'",
          lambda ctx: _attribute("eap-ig-inputs", model=_pm(ablation="zero"), ablation="zero")),
+    Case("attribution.py", "attribute", "zero ablation's gated forward", E, "use ablation='corrupted' or 'mean'",
+         lambda ctx: _attribute("eap-ig-activations", model=_pm(ablation="zero"), ablation="zero")),
     Case("attribution.py", "attribute", "dataset is empty", E, "the attribution dataset is empty",
          lambda ctx: _attribute("eap", data=_answers(0))),
     Case("attribution.py", "_prunable_for", "was built with", E, "built with ablation='corrupted' but attribution",

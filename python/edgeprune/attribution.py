@@ -17,7 +17,11 @@ and averaged over examples. The methods (docs/method.md 11):
 - eap-ig-inputs: (x_w - c_w) . dm/d in_r averaged over the runs whose input embeddings are
   c + a (x - c), a = k / steps for k = 0 .. steps - 1 (EAP-IG; x_w - c_w stays the clean run's).
 - clean-corrupted: the same at a = 1 and a = 0 only (the clean and the corrupted run).
-- eap-ig-activations: integrated gradients in gate space, dm/dz averaged over z = a on every edge,
+- eap-ig-activations (the EAP-IG package's definition): each node group in turn (the input, a
+  layer's attention, a layer's MLP) has its output fixed at c + a (x - c), a = k / steps for
+  k = 1 .. steps, the rest recomputed; every edge takes (x_w - c_w) . dm/d in_r of each such run,
+  averaged over all groups and steps (edgeprune.node_groups).
+- eap-ig-gates: integrated gradients in gate space, dm/dz averaged over z = a on every edge,
   a = k / steps for k = 1 .. steps; the scores sum to about m(full) - m(empty).
 - exact: m(every edge) - m(every edge but e). The single-edge ablations run G at a time: one
   gated forward over the batch repeated G times, block g under the gates without edge g (the delta
@@ -37,8 +41,10 @@ from .errors import UserError
 from .loading import load_model, model_name
 from .models import PrunableModel, WriterRecord, prunable
 from .models.forward import record_writers
+from .node_groups import group_gradients, node_groups
 
-METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted", "exact")
+METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "eap-ig-gates", "clean-corrupted", "exact")
+STEPPED = ("eap-ig-inputs", "eap-ig-activations", "eap-ig-gates")   # methods with integration steps
 METRICS = ("logit_diff", "kl")
 INPUT_METHODS = ("eap-ig-inputs", "clean-corrupted")   # interpolate clean and corrupted inputs
 EXACT_EXAMPLES = 512   # exact: examples per gated forward (single-edge ablations x batch), by default
@@ -73,6 +79,10 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
     if method in INPUT_METHODS and pm.ablation != "corrupted":
         raise UserError(f"{method} interpolates between the clean and corrupted inputs: it needs "
                         f"ablation='corrupted', not {pm.ablation!r}")
+    if method == "eap-ig-activations" and pm.ablation == "zero":
+        raise UserError("eap-ig-activations interpolates each node group between its ablated and clean outputs, "
+                        "which zero ablation's gated forward does not hold (its output biases stay in the heads); "
+                        "use ablation='corrupted' or 'mean', or method='eap-ig-gates'")
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     if len(dataset) == 0:
         raise UserError("the attribution dataset is empty: give at least one clean/corrupted example")
@@ -90,7 +100,7 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
     scores = (total / len(dataset)).to(_gate_dtype(pm)).cpu()
     config = {"method": method, "metric": metric, "ablation": pm.ablation, "n": len(dataset),
               "seconds": time.perf_counter() - started, "label": method}
-    if method in ("eap-ig-inputs", "eap-ig-activations"):
+    if method in STEPPED:
         config["steps"] = steps
     return Circuit(pm.graph, list(pm.graph.edges), list(pm.graph.writers), edge_scores=scores, score_kind="score",
                    model=model_name(pm.model), task=dataset.task.name, config=config)
@@ -138,8 +148,11 @@ def _batch_scores(pm: PrunableModel, task, batch, method: str, metric: str, step
 
     if method == "eap":
         return m(leaf(1.0), record, True)
-    if method == "eap-ig-activations":
+    if method == "eap-ig-gates":
         return sum(m(leaf(k / steps), record, True) for k in range(1, steps + 1)) / steps
+    if method == "eap-ig-activations":
+        clean, groups = pm.record(batch.clean, batch.attention_mask), node_groups(pm.graph)
+        return sum(group_gradients(pm, m, batch, clean, record, g, steps, ones) for g in groups) / (len(groups) * steps)
     if method in INPUT_METHODS:
         alphas = [k / steps for k in range(steps)] if method == "eap-ig-inputs" else [0.0, 1.0]
         clean = pm.record(batch.clean, batch.attention_mask)

@@ -282,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="Hugging Face hub id or local folder (model and tokenizer)")
     p.add_argument("data", help="a task name or a JSONL file of {clean, corrupted} pairs")
     p.add_argument("--method", default="eap-ig-inputs",
-                   help="eap, eap-ig-inputs, eap-ig-activations, clean-corrupted or exact (default: eap-ig-inputs)")
+                   help="eap, eap-ig-inputs, eap-ig-activations, eap-ig-gates, clean-corrupted or exact "
+                        "(default: eap-ig-inputs)")
     p.add_argument("--metric", choices=("logit_diff", "kl"), default="logit_diff",
                    help="what the scores explain (default: logit_diff)")
     p.add_argument("--steps", type=int, default=5, help="integration steps of the EAP-IG methods (default: 5)")

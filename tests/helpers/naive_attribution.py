@@ -12,7 +12,10 @@ How each quantity is read off the stock model:
   gradient is the MLP's or the final read's alone; a head's q, k or v input gradient is its slice
   of c_attn's output gradient, pulled back through c_attn's weight columns and ln_1 (vjp);
 - exact patching: the reader's input minus the writer's clean-minus-corrupted output, through the
-  same hooks (c_attn's output slice recomputed for a head's q, k or v).
+  same hooks (c_attn's output slice recomputed for a head's q, k or v);
+- a node group fixed (eap-ig-activations, the EAP-IG package's definition): wte's output, c_proj's
+  output (the layer's attention) or the MLP's output replaced by a tensor that does not depend on
+  the module's input, so no gradient flows back through it.
 """
 from __future__ import annotations
 
@@ -48,16 +51,18 @@ class HookedGPT2:
         return out + [(w, "resid_post") for w in self.writers()]
 
     # ------------------------------------------------------------------ one hooked run
-    def run(self, ids, *, embed_tok=None, reader_inputs=None, patch=None, grads=False):
+    def run(self, ids, *, embed_tok=None, reader_inputs=None, patch=None, grads=False, outputs=None):
         """Logits of one forward, and what the hooks saw.
 
         embed_tok: replaces wte's output. reader_inputs(key, x) -> x': replaces the input of ln_1
         (key ("attn", l)), ln_2 (("mlp", l)) or ln_f (("final", None)) for that module only.
-        patch: (reader name, tensor) subtracted from that one reader's input.
+        patch: (reader name, tensor) subtracted from that one reader's input. outputs: {("attn" | "mlp",
+        layer): tensor} replacing that layer's attention output (c_proj's) or MLP output.
         Returns (logits, seen) with seen["writers"][name] and, with grads, the tensors to
         differentiate: seen["ln_in"][key] (each module's input) and seen["qkv"][l] (c_attn's output).
         """
-        seen = {"writers": {}, "ln_in": {}, "qkv": {}}
+        seen = {"writers": {}, "ln_in": {}, "qkv": {}, "outputs": {}}
+        outputs = outputs or {}
         handles = []
         t = self.t
 
@@ -116,10 +121,17 @@ class HookedGPT2:
                     seen["writers"][f"a{layer}.h{h}"] = ctx[..., rows] @ w[rows]
 
             def on_mlp(module, args, out, layer=layer):
+                seen["outputs"][("mlp", layer)] = out
                 seen["writers"][f"m{layer}"] = out
+                return outputs.get(("mlp", layer), out)
+
+            def on_c_proj_out(module, args, out, layer=layer):
+                seen["outputs"][("attn", layer)] = out
+                return outputs.get(("attn", layer), out)
 
             handles.append(block.attn.c_attn.register_forward_hook(on_c_attn))
             handles.append(block.attn.c_proj.register_forward_pre_hook(on_c_proj))
+            handles.append(block.attn.c_proj.register_forward_hook(on_c_proj_out))
             handles.append(block.mlp.register_forward_hook(on_mlp))
         handles.append(t.ln_f.register_forward_pre_hook(ln_pre(("final", None), "resid_post")))
         try:
@@ -132,11 +144,13 @@ class HookedGPT2:
 
     def reader_grads(self, seen) -> dict[str, torch.Tensor]:
         """Each reader's input gradient, after backward on a run with grads=True."""
-        out = {"resid_post": seen["ln_in"][("final", None)].grad}
+        def grad(t):  # None when nothing after t reached the metric (a fixed node group)
+            return t.grad if t.grad is not None else torch.zeros_like(t)
+        out = {"resid_post": grad(seen["ln_in"][("final", None)])}
         for layer, block in enumerate(self.t.h):
-            out[f"m{layer}"] = seen["ln_in"][("mlp", layer)].grad
+            out[f"m{layer}"] = grad(seen["ln_in"][("mlp", layer)])
             x = seen["ln_in"][("attn", layer)].detach()
-            g_qkv = seen["qkv"][layer].grad
+            g_qkv = grad(seen["qkv"][layer])
             w = block.attn.c_attn.weight  # (D, 3D)
             for col, kind in enumerate("qkv"):
                 for h in range(self.H):
@@ -176,7 +190,21 @@ class HookedGPT2:
                 _, grads = self._grad_run(clean, metric, embed_tok=tok)
                 self._contract(delta, grads, 1.0 / (n * len(alphas)), total)
             return total
-        if method == "eap-ig-activations":
+        if method == "eap-ig-activations":  # the EAP-IG package's: one node group fixed at a time
+            groups = [("input", None)] + [(kind, layer) for layer in range(self.L) for kind in ("attn", "mlp")]
+            x_out, c_out = cln["outputs"], corr["outputs"]
+            for group in groups:
+                for k in range(1, steps + 1):
+                    a = k / steps
+                    if group[0] == "input":
+                        tok = c_w["tok_embeds"] + a * (x_w["tok_embeds"] - c_w["tok_embeds"])
+                        _, grads = self._grad_run(clean, metric, embed_tok=tok)
+                    else:
+                        fixed = (c_out[group] + a * (x_out[group] - c_out[group])).detach()
+                        _, grads = self._grad_run(clean, metric, outputs={group: fixed})
+                    self._contract(delta, grads, 1.0 / (n * len(groups) * steps), total)
+            return total
+        if method == "eap-ig-gates":
             corr_in = corr["ln_in"]
             for k in range(1, steps + 1):
                 a = k / steps
