@@ -42,20 +42,81 @@ def test_a_save_replaces_every_file_and_leaves_no_stale_scores(tmp_path):
     # tools that open folder/circuit.json read the current circuit; the old scores are gone
     assert json.load(open(tmp_path / "circuit.json"))["edges"] == [list(e) for e in fixed.edges]
     assert not os.path.exists(tmp_path / "log_alphas.safetensors")
-    assert len([e for e in os.listdir(tmp_path) if e.startswith(folders.PREFIX)]) == 2  # this and the previous
+    assert sorted(os.listdir(tmp_path)) == ["circuit.json", "edges.json"]  # plain files, nothing else
 
 
 def test_a_save_over_an_older_layouts_files_replaces_them(tmp_path):
     old = _circuit(0)
-    old._write(str(tmp_path))  # the files written in place, as earlier versions did
+    old._write(str(tmp_path))  # the files written in place, as the first versions did
     assert _same(Circuit.load(tmp_path), old)
     fixed = _circuit(3, scores=False)
     fixed.save(tmp_path)
     assert _same(Circuit.load(tmp_path), fixed) and not os.path.exists(tmp_path / "log_alphas.safetensors")
 
 
+def _linked_layout(folder, circuit: Circuit) -> None:
+    """A folder as the linked layout wrote it: folder/current -> .v-old/ (mode 700), every name a link
+    through current/, the one the circuit lacks (ablation.safetensors) pointing nowhere."""
+    version = folder / ".v-old"
+    version.mkdir(parents=True, mode=0o700)
+    circuit._write(str(version))
+    os.symlink(".v-old", folder / "current")
+    for name in Circuit.FILES:
+        os.symlink(os.path.join("current", name), folder / name)
+
+
+def test_folders_of_the_linked_layout_load_and_a_save_turns_them_into_plain_files(tmp_path):
+    old = _circuit(0)
+    _linked_layout(tmp_path, old)
+    assert _same(Circuit.load(tmp_path), old)
+    (tmp_path / "drawing.svg").write_text("<svg/>")  # a user's file beside the circuit stays
+    new = _circuit(1)
+    new.save(tmp_path)
+    assert _same(Circuit.load(tmp_path), new)
+    assert sorted(os.listdir(tmp_path)) == ["circuit.json", "drawing.svg", "edges.json", "log_alphas.safetensors"]
+    assert not any(os.path.islink(tmp_path / name) for name in os.listdir(tmp_path))
+
+
+def test_a_circuit_folder_copies_and_archives_with_ordinary_tools(tmp_path):
+    import shutil
+    import subprocess
+    import tarfile
+    folder = tmp_path / "c"
+    _circuit(0).save(folder)
+    _circuit(1).save(folder)  # a second save leaves nothing of the first behind
+    entries = os.listdir(folder)
+    assert not [e for e in entries if e.startswith(".") or os.path.islink(folder / e)]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {e: os.stat(folder / e).st_mode & 0o777 for e in entries} == {e: 0o666 & ~umask for e in entries}
+    if shutil.which("cp"):
+        subprocess.run(["cp", "-rL", str(folder), str(tmp_path / "copy")], check=True)
+        assert _same(Circuit.load(tmp_path / "copy"), _circuit(1))
+    with tarfile.open(tmp_path / "c.tar", "w", dereference=True) as tar:  # tar -h
+        tar.add(folder, arcname="c")
+    with tarfile.open(tmp_path / "c.tar") as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    assert _same(Circuit.load(tmp_path / "unpacked" / "c"), _circuit(1))
+
+
+def test_a_load_that_overlaps_a_save_reads_again_and_never_mixes(tmp_path):
+    old, new = _circuit(0), _circuit(1)
+    old.save(tmp_path)
+    reads = []
+
+    def load(path_of):  # reads circuit.json, then another process saves, then the rest is read
+        circuit = Circuit._read(str(tmp_path), path_of) if reads else None
+        if not reads:
+            json.load(open(path_of("circuit.json")))
+            new.save(tmp_path)
+        reads.append(circuit)
+        return circuit
+    loaded = folders.read(str(tmp_path), "circuit.json", load)
+    assert len(reads) == 2 and _same(loaded, new)
+
+
 def _break(folder, name, content: bytes):
-    path = os.path.join(folders.current(str(folder), "circuit.json"), name)
+    path = os.path.join(str(folder), name)
     os.remove(path)
     with open(path, "wb") as f:
         f.write(content)
@@ -78,7 +139,7 @@ def test_load_names_the_damaged_file(tmp_path, name, content, message):
 def test_load_checks_scores_and_edges_against_the_graph(tmp_path):
     c = _circuit(0)
     c.save(tmp_path)
-    path = os.path.join(folders.current(str(tmp_path), "circuit.json"), "log_alphas.safetensors")
+    path = os.path.join(str(tmp_path), "log_alphas.safetensors")
     from safetensors.torch import load_file, save_file
     tensors = load_file(path)
     tensors["edge.m1"] = tensors["edge.m1"][:, :-1].contiguous()
@@ -141,6 +202,8 @@ def test_a_save_killed_at_any_line_leaves_the_old_circuit_or_the_new(tmp_path):
         loaded = Circuit.load(folder)
         assert _same(loaded, old) or _same(loaded, new), line
         seen.append("new" if _same(loaded, new) else "old")
+        _circuit(2).save(folder)  # the next save finishes or clears what the killed one left
+        assert _same(Circuit.load(folder), _circuit(2)) and not [e for e in os.listdir(folder) if e.startswith(".")]
         if finished:
             break
     assert line > 20 and seen[0] == "old" and seen[-1] == "new"

@@ -81,9 +81,8 @@ def _saved(ctx, circuit=None):
 
 
 def _replace_file(ctx, name: str, content: bytes, circuit=None) -> Path:
-    from edgeprune import folders
     folder = _saved(ctx, circuit)
-    path = Path(folders.current(str(folder), "circuit.json")) / name
+    path = folder / name
     path.unlink()
     path.write_bytes(content)
     return folder
@@ -91,7 +90,7 @@ def _replace_file(ctx, name: str, content: bytes, circuit=None) -> Path:
 
 def _missing_edges(ctx):
     folder = _saved(ctx)
-    (folder / "current" / "edges.json").unlink()
+    (folder / "edges.json").unlink()
     edgeprune.Circuit.load(folder)
 
 
@@ -124,6 +123,48 @@ def _nan_gradient(ctx):
     t.pm.gates.edge_log_alpha.register_hook(lambda grad: grad * float("nan"))
     t.step()
     t.check()
+
+
+def _file(ctx, name: str) -> Path:
+    (ctx.tmp / name).write_text("x")
+    return ctx.tmp / name
+
+
+def _export_twice(ctx):
+    (ctx.tmp / "mib").mkdir()
+    (ctx.tmp / "mib" / "x.json").write_text("{}")
+    circuit = _scored()
+    circuit.d_model = 16
+    _main("export", str(_saved(ctx, circuit)), "--mib", str(ctx.tmp / "mib"))
+
+
+def _other_weights(ctx):
+    circuit = _scored()
+    circuit.weights = "0" * 16
+    edgeprune.evaluate(_gpt2(), circuit, random_pairs(n=2))
+
+
+def _signalled_twice(ctx):
+    import os
+    import signal
+    from edgeprune.interrupts import deferred
+    with deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def _interrupted_trainer(ctx):
+    import os
+    import signal
+    t = _trainer()
+    step = t.step
+
+    def step_then_signal():
+        out = step()
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+    t.step = step_then_signal
+    t.run(progress=False)
 
 
 def _main(*argv):
@@ -302,11 +343,11 @@ CASES = [
          lambda ctx: _scored().at_sparsity(1.5)),
     Case("circuit.py", "Circuit.check", "does not fit", E, r"does not fit .*1 of its edges are not in the graph, "
          r"e\.g\. a9\.h0 -> m9", lambda ctx: edgeprune.Circuit(_graph(), [("a9.h0", "m9")], []).check(_graph())),
-    Case("circuit.py", "Circuit.load", "is not a circuit file", E, r"circuit\.json is not a circuit file",
+    Case("circuit.py", "Circuit._read", "is not a circuit file", E, r"circuit\.json is not a circuit file",
          lambda ctx: edgeprune.Circuit.load(_replace_file(ctx, "circuit.json", b"{}"))),
-    Case("circuit.py", "Circuit.load", "lists other edges", E, r"edges\.json lists other edges than",
+    Case("circuit.py", "Circuit._read", "lists other edges", E, r"edges\.json lists other edges than",
          lambda ctx: edgeprune.Circuit.load(_replace_file(ctx, "edges.json", b'[["a0.h0", "m1"]]'))),
-    Case("circuit.py", "Circuit.load", "{folder}: {error}", E, r"c: the circuit does not fit .*a9\.h0 -> m9",
+    Case("circuit.py", "Circuit._read", "{folder}: {error}", E, r"c: the circuit does not fit .*a9\.h0 -> m9",
          lambda ctx: edgeprune.Circuit.load(_saved(ctx, edgeprune.Circuit(_graph(), [("a9.h0", "m9")], [])))),
     Case("circuit.py", "_read_json", "is missing", M, r"edges\.json is missing", _missing_edges),
     Case("circuit.py", "_read_json", "not valid JSON", E, r"circuit\.json is not valid JSON",
@@ -315,15 +356,35 @@ CASES = [
          lambda ctx: edgeprune.Circuit.load(_replace_file(ctx, "log_alphas.safetensors", b"\x00" * 16))),
     Case("circuit.py", "_read_scores", "the scores", E, r"the scores edge\.\S+ are missing, expected",
          lambda ctx: edgeprune.Circuit.load(_replace_file(ctx, "log_alphas.safetensors", _empty_safetensors()))),
-    Case("folders.py", "current", "no {first_file}", M, "no circuit.json in",
+    Case("folders.py", "read", "no {record}", M, "no circuit.json in",
          lambda ctx: edgeprune.Circuit.load(str(ctx.tmp))),
     Case("graph.py", "Graph.edge_mask", "not in this model's graph", E, r"1 edge\(s\) are not in this model's graph",
          lambda ctx: _graph().edge_mask([("a9.h0", "m9")])),
     # the command line
     Case("cli.py", "_sparsity", "not a number", argparse.ArgumentTypeError, "not a number: 'x'",
          lambda ctx: cli._sparsity("x")),
-    Case("cli.py", "_sparsity", "is outside", argparse.ArgumentTypeError, r"3.0 is outside \[0, 2\)",
+    Case("cli.py", "_sparsity", "str(error)", argparse.ArgumentTypeError, r"3.0 is outside \[0, 1.4\]",
          lambda ctx: cli._sparsity("3")),
+    Case("cli.py", "_budget_fractions", "--budgets takes", E, r"--budgets takes fractions .* got \['x'\]",
+         lambda ctx: _main("prune", "m", "ioi", "--budgets", "x", "--out", str(ctx.tmp))),
+    Case("cli.py", "cmd_export", "already holds", E, r"already holds 1 file\(s\) \(x\.json\)", _export_twice),
+    Case("cli.py", "_d_model", "pass --d-model", E, "does not record its model's width",
+         lambda ctx: _main("export", str(_saved(ctx)), "--mib", str(ctx.tmp / "mib"))),
+    Case("outputs.py", "_check", "is a folder, not a file", E, r"the drawing .* is a folder, not a file",
+         lambda ctx: _main("draw", str(_saved(ctx)), "-o", str(ctx.tmp))),
+    Case("outputs.py", "_check", "is a file, not a folder: remove", E, r"the output folder .*f is a file",
+         lambda ctx: (_file(ctx, "f"), _main("attribute", "m", "ioi", "--out", str(ctx.tmp / "f")))),
+    Case("outputs.py", "_check", "cannot be made below it", E, r"f is a file, not a folder: the output folder .*f/x "
+         "cannot be made", lambda ctx: (_file(ctx, "f"), _main("attribute", "m", "ioi", "--out", str(ctx.tmp / "f/x")))),
+    Case("outputs.py", "_check", "is not writable", E, r"cannot write the circuit folder .*: .* is not writable",
+         lambda ctx: (ctx.mp.setattr("edgeprune.outputs.os.access", lambda path, mode: False),
+                      _scored().save(str(ctx.tmp / "c")))),
+    Case("folders.py", "read", "changed every time", R, "changed every time it was read",
+         lambda ctx: (ctx.mp.setattr("edgeprune.folders._state", lambda folder, record: object()),
+                      edgeprune.Circuit.load(_saved(ctx)))),
+    Case("interrupts.py", "deferred.note", "KeyboardInterrupt", KeyboardInterrupt, "", _signalled_twice),
+    Case("training.py", "Trainer._stop_if_signalled", "Interrupted", KeyboardInterrupt,
+         "interrupted by SIGINT at step 1 of 4: nothing was saved", _interrupted_trainer),
     Case("cli.py", "_check_data", "neither a task", E, "'nope' is neither a task",
          lambda ctx: _main("prune", "m", "nope", "--sparsity", "0.5", "--out", str(ctx.tmp))),
     Case("cli.py", "cmd_eval", "does not say where", E, "does not say where its model",
@@ -338,11 +399,11 @@ CASES = [
                       _main("demo", "--check", "--out", str(ctx.tmp)))),
     Case("cli.py", "cmd_bench", "is not installed with the package", M, "the step benchmark .* is not installed",
          _bench_missing),
-    Case("cli.py", "_load_run", "holds neither a circuit", M, "holds neither a circuit",
+    Case("circuit.py", "load_run", "holds neither a circuit", M, "holds neither a circuit",
          lambda ctx: _main("curve", str(ctx.tmp))),
     # settings
-    Case("config.py", "TrainConfig.validate", "is outside [0, 2)", E, r"edge_sparsity=3 is outside \[0, 2\)",
-         lambda ctx: edgeprune.TrainConfig(edge_sparsity=3).validate()),
+    Case("config.py", "check_target", "is outside", E, r"edge_sparsity=3 is outside \[0, 1.4\]",
+         lambda ctx: edgeprune.TrainConfig(edge_sparsity=3)),
     Case("config.py", "TrainConfig.validate", "must be positive", E, "steps and batch_size must be positive, got 0",
          lambda ctx: edgeprune.TrainConfig(edge_sparsity=0.5, steps=0).validate()),
     Case("config.py", "TrainConfig.validate", "threads must", E, "threads must be at least 1, got 0",
@@ -369,10 +430,14 @@ CASES = [
          lambda ctx: (ctx.mp.setattr("edgeprune.draw.shutil.which", lambda name: "false"),
                       draw.render(_scored(), str(ctx.tmp / "x.svg")))),
     # models
-    Case("loading.py", "load_model", "cannot load the model", E, r"cannot load the model '.*missing' \(",
+    Case("loading.py", "load_model", "cannot load the model", E, r"cannot load the model '.*' \(ValueError: ",
+         lambda ctx: loading.load_model(str(ctx.tmp))),  # a folder without the model's files
+    Case("loading.py", "load_config", "cannot read the config", E, r"cannot read the config of the model '.*' \(",
+         lambda ctx: loading.load_config(str(ctx.tmp))),
+    Case("loading.py", "_check_folder", "does not exist", M, r"the model folder '.*missing' does not exist",
          lambda ctx: loading.load_model(str(ctx.tmp / "missing"))),
-    Case("loading.py", "load_config", "cannot read the config", E, r"cannot read the config of the model '.*missing'",
-         lambda ctx: loading.load_config(str(ctx.tmp / "missing"))),
+    Case("provenance.py", "check_weights", "other weights", E, r"found on other weights than those of the model "
+         r"given .*check_weights=False \(--other-weights\)", _other_weights),
     Case("models/__init__.py", "PrunableModel.__init__", "is not valid for", E,
          r"embedding_nodes=2 is not valid for llama models", lambda ctx: edgeprune.prunable(tiny("llama"),
                                                                                           embedding_nodes=2)),
@@ -660,7 +725,7 @@ CASES = [
     Case("plotting.py", "plot_curves", "needs matplotlib", errors.Unsupported, "plotting needs matplotlib",
          lambda ctx: (ctx.mp.setitem(__import__("sys").modules, "matplotlib", None),
                       plotting.plot_curves([], str(ctx.tmp / "p.png")))),
-    Case("plotting.py", "plot_curves", "use a .png or .svg", E, "use a .png or .svg file name",
+    Case("plotting.py", "check_plot_path", "use a .png or .svg", E, "use a .png or .svg file name",
          lambda ctx: plotting.plot_curves([], str(ctx.tmp / "p.gif"))),
 ]
 

@@ -17,14 +17,15 @@ LAYERS = [
      "edgeprune._version"],
     ["edgeprune.ops"],
     ["edgeprune.graph", "edgeprune.gates", "edgeprune.mib", "edgeprune.circuit", "edgeprune.comparison",
-     "edgeprune.draw", "edgeprune.folders", "edgeprune.warmstart"],
+     "edgeprune.draw", "edgeprune.folders", "edgeprune.warmstart", "edgeprune.outputs", "edgeprune.interrupts",
+     "edgeprune.progress"],
     ["edgeprune.models", "edgeprune.tasks"],
     ["edgeprune.tracr"],
     ["edgeprune.checkpointing", "edgeprune.distributed", "edgeprune.compiling"],
     ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.checkpoints",
      "edgeprune.identity", "edgeprune.evaluation", "edgeprune.curves", "edgeprune.plotting",
      "edgeprune.budgets", "edgeprune.training", "edgeprune.planning", "edgeprune.demo", "edgeprune.info",
-     "edgeprune.bench_kernels", "edgeprune.attribution"],
+     "edgeprune.bench_kernels", "edgeprune.attribution", "edgeprune.provenance"],
     ["edgeprune.cli", "edgeprune.__main__", "edgeprune"],
 ]
 

@@ -91,7 +91,7 @@ def test_final_circuit_threshold_matches_soft_sparsity():
 
 @pytest.mark.parametrize("target", [-0.1, 2.0, float("nan")])
 def test_target_out_of_range(target):
-    with pytest.raises(ValueError, match=r"outside \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"outside \[0, 1\.4\]"):
         _trainer(edge_sparsity=target) if False else TrainConfig(edge_sparsity=target).validate()
 
 

@@ -42,6 +42,8 @@ from .loading import load_model, model_name
 from .models import PrunableModel, WriterRecord, prunable
 from .models.forward import record_writers
 from .node_groups import group_gradients, node_groups
+from .progress import progress_bar
+from .provenance import model_record
 
 METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "eap-ig-gates", "clean-corrupted", "exact")
 STEPPED = ("eap-ig-inputs", "eap-ig-activations", "eap-ig-gates")   # methods with integration steps
@@ -53,7 +55,7 @@ EXACT_EXAMPLES = 512   # exact: examples per gated forward (single-edge ablation
 def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logit_diff",
               ablation: str = "corrupted", steps: int = 5, split: str = "train", n: int | None = None,
               batch_size: int = 16, tokenizer=None, seed: int = 0, device=None,
-              exact_sets: int | None = None, kv_edges: str = "query") -> Circuit:
+              exact_sets: int | None = None, kv_edges: str = "query", progress: bool | None = None) -> Circuit:
     """Score every edge of the model's graph on `data`; returns a Circuit of scores (score_kind "score").
 
     model: a PrunableModel, or a model as edgeprune.train accepts it (built with at least one
@@ -64,7 +66,8 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
     EXACT_EXAMPLES examples per forward; 0: one forward per edge through the mixing kernels). Cut
     the result with `at_edges` / `at_sparsity`, or score it with edgeprune.faithfulness. kv_edges:
     the graph's key and value edges under grouped-query attention, per query head ("query", MIB's)
-    or per KV group ("group"); a PrunableModel keeps its own graph.
+    or per KV group ("group"); a PrunableModel keeps its own graph. progress: a bar per batch (per
+    edge set for "exact"), with a time estimate (None: on a terminal).
     """
     if method not in METHODS:
         raise UserError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
@@ -94,16 +97,21 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
 
     started = time.perf_counter()
     total = torch.zeros(pm.graph.num_edges, dtype=torch.float64, device=device)
+    per_batch = 1 if method != "exact" else -(-pm.graph.num_edges // sets) if sets else pm.graph.num_edges
+    bar = progress_bar(-(-len(dataset) // batch_size) * per_batch, method, progress)
     for start in range(0, len(dataset), batch_size):
         batch = dataset.batch(list(range(start, min(len(dataset), start + batch_size))), pad_to=seq_len).to(device)
-        total += _batch_scores(pm, dataset.task, batch, method, metric, steps, seq_len, sets)
+        total += _batch_scores(pm, dataset.task, batch, method, metric, steps, seq_len, sets, bar)
+        if method != "exact":
+            bar.update(1)
+    bar.close()
     scores = (total / len(dataset)).to(_gate_dtype(pm)).cpu()
     config = {"method": method, "metric": metric, "ablation": pm.ablation, "n": len(dataset),
               "seconds": time.perf_counter() - started, "label": method}
     if method in STEPPED:
         config["steps"] = steps
     return Circuit(pm.graph, list(pm.graph.edges), list(pm.graph.writers), edge_scores=scores, score_kind="score",
-                   model=model_name(pm.model), task=dataset.task.name, config=config)
+                   model=model_name(pm.model), task=dataset.task.name, config=config, **model_record(pm))
 
 
 def _prunable_for(model, tokenizer, device, ablation: str, kv_edges: str = "query") -> tuple[PrunableModel, object]:
@@ -124,7 +132,7 @@ def _prunable_for(model, tokenizer, device, ablation: str, kv_edges: str = "quer
 # ---------------------------------------------------------------------- one batch
 
 def _batch_scores(pm: PrunableModel, task, batch, method: str, metric: str, steps: int, seq_len: int,
-                  sets: int) -> torch.Tensor:
+                  sets: int, bar) -> torch.Tensor:
     """The sum over the batch's examples of every edge's score, (num_edges,) float64."""
     record = pm.ablation_record(batch.corrupted, batch.attention_mask, seq_len)
     full = pm.full_logits(batch.clean, batch.attention_mask, batch.positions)
@@ -158,8 +166,8 @@ def _batch_scores(pm: PrunableModel, task, batch, method: str, metric: str, step
         clean = pm.record(batch.clean, batch.attention_mask)
         return sum(m(leaf(1.0), _interpolated_record(pm, batch, clean, record, a), True) for a in alphas) / len(alphas)
     if sets:
-        return _exact_sets(pm, task, batch, record, full, metric, sets)
-    return _exact(pm, m, ones, record)
+        return _exact_sets(pm, task, batch, record, full, metric, sets, bar)
+    return _exact(pm, m, ones, record, bar)
 
 
 def _gate_dtype(pm: PrunableModel) -> torch.dtype:
@@ -199,7 +207,7 @@ def _interpolated_record(pm: PrunableModel, batch, clean: WriterRecord, corrupte
 
 
 @torch.no_grad()
-def _exact(pm: PrunableModel, m, ones: torch.Tensor, record) -> torch.Tensor:
+def _exact(pm: PrunableModel, m, ones: torch.Tensor, record, bar) -> torch.Tensor:
     """m(every edge) - m(every edge but e), summed over the batch: one gated forward per edge (flat
     gates, through the mixing kernels)."""
     full = m(ones, record, False).double()
@@ -209,11 +217,12 @@ def _exact(pm: PrunableModel, m, ones: torch.Tensor, record) -> torch.Tensor:
         edges[e] = 0.0
         out[e] = (full - m(edges, record, False).double()).sum()
         edges[e] = 1.0
+        bar.update(1)
     return out
 
 
 @torch.no_grad()
-def _exact_sets(pm: PrunableModel, task, batch, record, full_logits, metric: str, sets: int) -> torch.Tensor:
+def _exact_sets(pm: PrunableModel, task, batch, record, full_logits, metric: str, sets: int, bar) -> torch.Tensor:
     """As _exact, with `sets` single-edge ablations per gated forward (gate sets over a repeated batch)."""
     device, B, E = pm.adapter.device, len(batch), pm.graph.num_edges
     nodes = torch.ones(pm.graph.num_writers, device=device, dtype=_gate_dtype(pm))
@@ -230,6 +239,7 @@ def _exact_sets(pm: PrunableModel, task, batch, record, full_logits, metric: str
         logits = pm(rep.clean, rep.attention_mask, rep.positions, edges=edges, nodes=nodes, record=rec)
         values = _metric(metric, task, logits, full_logits.repeat(g, 1, 1), rep).double()
         out[start:start + g] = (full.repeat(g) - values).view(g, B).sum(1)
+        bar.update(1)
     return out
 
 

@@ -7,17 +7,22 @@ Each later stage starts from the last stage's gates and trains `stage_steps` mor
 linearly from the last target to its own over the first half (fresh multipliers and optimiser, a
 short warm-up). A budget is a fraction of edges kept, so its target sparsity is 1 - fraction. Each
 stage's circuit is that budget's circuit; its scores rank the edges for MIB's top-n at that budget.
+
+With path=True it is one run instead (edgeprune.path): its target falls through every budget to half
+the smallest, and each budget's circuit is the top of the run's exit ranking there, so they nest.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import Callable
 
 from .circuit import Circuit
 from .config import TrainConfig
 from .errors import UserError
 from .loading import model_name
 from .mib import BUDGETS
+from .provenance import model_record
 from .training import Trainer, prepare, warm_config
 
 NO_INPUT_NODE = ("budgets rank MIB's edges, input edges included, and this model's default graph has no embedding "
@@ -35,14 +40,18 @@ def parse_budgets(budgets) -> list[float]:
 
 def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None, *, stage_steps: int | None = None,
                   tokenizer=None, validation=None, n: int | None = None, device=None, dtype=None,
-                  checkpoint_dir: str | None = None, progress: bool = True, init=None,
-                  **overrides) -> dict[float, Circuit]:
+                  checkpoint_dir: str | None = None, progress: bool = True, init=None, overwrite: bool = False,
+                  on_circuit: Callable[[float, Circuit], None] | None = None, **overrides) -> dict[float, Circuit]:
     """Train once through every budget (loosest first); returns {fraction kept: Circuit}.
 
     config / overrides: as edgeprune.train (edge_sparsity is set per stage; kv_edges defaults to
     "query", MIB's graph, for grouped-query models). stage_steps: steps of
     each stage after the first (default: a quarter of `steps`). The fraction 1 (the whole model) is
     the full circuit and is not trained. init: a warm start for the first stage, as edgeprune.train's.
+    checkpoint_dir: each stage checkpoints in its stage-<fraction>/ folder; a rerun keeps the
+    finished stages (their circuits rebuilt from their last checkpoints) and resumes the first
+    unfinished one; overwrite=True starts every stage afresh. on_circuit(fraction, circuit) is
+    called as soon as each budget's circuit is ready (the command line writes its folder then).
     """
     fractions = parse_budgets(budgets)
     overrides.setdefault("edge_sparsity", 1 - fractions[-1])
@@ -54,6 +63,9 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
                                            device=device, dtype=dtype, init=init)
     if config.embedding_nodes is None and pm.graph.embedding_nodes == 0:  # before any training, not after
         raise UserError(NO_INPUT_NODE)
+    if config.path:
+        return _path(pm, dataset, config, fractions, init, validation=validation, checkpoint_dir=checkpoint_dir,
+                     run=run, progress=progress, overwrite=overwrite, on_circuit=on_circuit)
     config, start = warm_config(config, pm, init)
     circuits: dict[float, Circuit] = {}
     previous = config.ramp_from
@@ -66,10 +78,12 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
         trainer = Trainer(pm, dataset, stage_config, validation, folder, dist=run)
         if start is not None and trainer.identity is not None:  # every stage follows from the warm start
             trainer.identity["init"] = start
-        trainer.maybe_resume()
+        trainer.maybe_resume(overwrite, reuse_finished=True)
         circuit = trainer.run(progress)
         circuit.config |= {"budget": fraction, "stage": stage} | ({"init": start} if start else {})
         circuits[fraction] = circuit
+        if on_circuit is not None:
+            on_circuit(fraction, circuit)
         previous = target
     if 1.0 in fractions:
         g = pm.gates
@@ -77,8 +91,32 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
                                 edge_scores=g.edge_log_alpha.detach().float().cpu().clone(),
                                 node_scores=g.node_log_alpha.detach().float().cpu().clone(),
                                 model=model_name(pm.model), task=dataset.task.name, config={"budget": 1.0},
-                                seed=config.seed)
+                                seed=config.seed, **model_record(pm, sharded=run is not None))
+        if on_circuit is not None:
+            on_circuit(1.0, circuits[1.0])
     return dict(sorted(circuits.items()))
+
+
+def _path(pm, dataset, config, fractions, init, *, validation, checkpoint_dir, run, progress, overwrite,
+          on_circuit) -> dict[float, Circuit]:
+    """path=True: one run from the start to half the smallest budget (edgeprune.path); each budget's
+    circuit is the top of its ranking as MIB cuts it, so the circuits are nested."""
+    config = replace(config, edge_sparsity=1 - fractions[0] / 2, ramp_steps=min(config.ramp_steps, config.steps))
+    config, start = warm_config(config, pm, init)
+    trainer = Trainer(pm, dataset, config, validation, os.path.join(checkpoint_dir, "path") if checkpoint_dir else None,
+                      dist=run)
+    if start is not None and trainer.identity is not None:
+        trainer.identity["init"] = start
+    trainer.maybe_resume(overwrite, reuse_finished=True)
+    ranked = trainer.run(progress)
+    circuits = {}
+    for fraction in fractions:
+        circuit = ranked.at_budget(fraction)
+        circuit.config |= {"budget": fraction} | ({"init": start} if start else {})
+        circuits[fraction] = circuit
+        if on_circuit is not None:
+            on_circuit(fraction, circuit)
+    return circuits
 
 
 __all__ = ["parse_budgets", "train_budgets"]

@@ -38,8 +38,8 @@ def load(folder: str | None, device) -> dict | None:
                         "pass overwrite=True (--overwrite) to start the run afresh there") from error
 
 
-def check(state: dict, identity: dict, folder: str) -> None:
-    """Refuse a checkpoint of another run, naming each difference, or of a finished one."""
+def check(state: dict, identity: dict, folder: str, finished_ok: bool = False) -> None:
+    """Refuse a checkpoint of another run, naming each difference, or of a finished one (unless finished_ok)."""
     ways_out = ("use another checkpoint folder, or pass overwrite=True (--overwrite) to start this run afresh "
                 f"in {folder}")
     if "identity" not in state:
@@ -50,7 +50,7 @@ def check(state: dict, identity: dict, folder: str) -> None:
         raise UserError(f"the checkpoint in {folder} belongs to another run: {'; '.join(diffs)}. To keep it, "
                         f"{ways_out}")
     steps = identity["settings"]["steps"]
-    if state["step"] >= steps:
+    if state["step"] >= steps and not finished_ok:
         raise RunFinished(f"the run in {folder} has finished ({state['step']} of {steps} steps); its circuit was "
                           f"returned when it ended. To train again, {ways_out}")
 

@@ -1,13 +1,15 @@
 """The result of a pruning run: a set of edges, with everything needed to reproduce and compare it.
 
-Files written by Circuit.save(folder), all at once (edgeprune.folders: a versioned folder behind
-an atomically replaced link, so a reader sees the old circuit or the new one, never a mix):
+Files written by Circuit.save(folder), all at once (edgeprune.folders: plain files, replaced as a
+whole, so a killed save leaves the old circuit or the new one and a load never mixes two):
   circuit.json            edges, nodes, sparsities, metrics, model, source, task, config, seed, graph
   edges.json              the reference's bare [[writer, reader], ...] list, for other tools
   log_alphas.safetensors  learned gate log-alphas, valid entries only, one tensor per gate group:
                           "edge.a{l}.q|k|v" (readers, prefix), "edge.m{l}" (1, prefix), "edge.resid_post"
                           (1, W); "node.tok_embeds" | "node.pos_embeds" | "node.embeds" (1, 1),
                           "node.a{l}" (1, H), "node.m{l}" (1, 1) (an attribution's scores: edges only)
+  path.safetensors        a pruning path's ranking (edgeprune.path), when trained with path=True:
+                          "ranking" (N,) in (0, 1], graph order, higher = left the circuit later
   ablation.safetensors    optimal ablation's learned constants, when trained with them:
                           "embeds.{i}" (S, D), "ctx.{l}" (S, H, dh), "mlp.{l}" (S, D)
 """
@@ -44,10 +46,13 @@ class Circuit:
     seed: int | None = None
     raw_edges: int | None = None              # edges above the threshold before the node filter
     score_kind: str = "log_alpha"             # edge_scores: learned "log_alpha", or a "score" (higher: more important)
-    source: str = ""                          # the hub id or folder of its model ("": built in Python)
+    source: str = ""                          # the hub id or absolute folder of its model ("": built in Python)
+    weights: str = ""                         # its model's weights fingerprint (edgeprune.provenance; "": unknown)
+    d_model: int | None = None                # its model's width (MIB's files record it)
     ablation_values: dict | None = None       # optimal ablation's constants (models.AblationConstants.tensors())
+    ranking: torch.Tensor | None = None       # a pruning path's exit ranking (edgeprune.path): ranks the edges
 
-    FILES = ("circuit.json", "edges.json", "log_alphas.safetensors", "ablation.safetensors")
+    FILES = ("circuit.json", "edges.json", "log_alphas.safetensors", "path.safetensors", "ablation.safetensors")
 
     @classmethod
     def from_log_alphas(cls, graph: Graph, edge_log_alpha: torch.Tensor, node_log_alpha: torch.Tensor,
@@ -86,34 +91,56 @@ class Circuit:
         return 1 - sum(w in kept for w, _ in self.edges) / self.graph.num_edges
 
     @property
+    def target_edge_sparsity(self) -> float | None:
+        """The edge sparsity this circuit was trained for (or cut at); None for scores and fixed lists."""
+        return self.config.get("target", self.config.get("edge_sparsity"))
+
+    @property
     def node_sparsity(self) -> float:
         return 1 - len(self.nodes) / self.graph.num_writers
 
     # ------------------------------------------------------------------ cuts of the learned ranking
     def at_edges(self, k: int) -> "Circuit":
-        """The k edges with the largest learned log-alpha (ties broken by edge index)."""
+        """The k top edges of the ranking: a pruning path's exit order, else the largest learned
+        log-alpha (ties broken by edge index)."""
         self.check(self.graph)
-        if self.edge_scores is None:
+        if self.edge_scores is None and self.ranking is None:
             raise UserError("this circuit has no learned scores to rank edges by (it was built from a fixed list)")
         if not 0 <= k <= self.graph.num_edges:
             raise UserError(f"k={k} is outside [0, {self.graph.num_edges}] (the graph's edge count)")
-        order = torch.sort(self.edge_scores, descending=True, stable=True).indices[:k].sort().values
+        ranks = self.ranking if self.ranking is not None else self.edge_scores
+        order = torch.sort(ranks, descending=True, stable=True).indices[:k].sort().values
         all_edges = self.graph.edges
         return replace(self, edges=[all_edges[i] for i in order.tolist()], metrics={}, raw_edges=None)
+
+    def at_budget(self, fraction: float) -> "Circuit":
+        """The circuit MIB evaluates at a budget: the top floor(fraction x MIB's edge count) edges of the
+        ranking on MIB's graph, pruned of dangling edges (edgeprune.mib), on this circuit's graph."""
+        self.check(self.graph)
+        mib = MIBGraph(self.graph)
+        in_graph = mib.top_edges(self.mib_scores(mib), mib.budget_edges(fraction))
+        mask = mib.edge_mask(in_graph)
+        return replace(self, edges=[self.graph.edges[i] for i in mask.nonzero().flatten().tolist()], metrics={},
+                       raw_edges=None, config=dict(self.config) | {"budget": fraction})
 
     def at_sparsity(self, sparsity: float) -> "Circuit":
         """Keep round((1 - sparsity) N) edges of the learned ranking."""
         if not 0 <= sparsity <= 1:
             raise UserError(f"sparsity must lie in [0, 1], got {sparsity}")
-        return self.at_edges(round((1 - sparsity) * self.graph.num_edges))
+        cut = self.at_edges(round((1 - sparsity) * self.graph.num_edges))
+        cut.config = dict(self.config) | {"target": sparsity}
+        return cut
 
     # ------------------------------------------------------------------ scores
     def keep_scores(self) -> torch.Tensor:
         """Per edge (graph order), higher = more important, for rankings and MIB's files.
 
         Learned gates give the probability that a sampled gate keeps the edge and its writer,
-        P(z_edge != 0) P(z_writer != 0): comparable across edges, never raw log alpha.
+        P(z_edge != 0) P(z_writer != 0): comparable across edges, never raw log alpha. A pruning
+        path gives its exit ranking (edgeprune.path) instead.
         """
+        if self.ranking is not None:
+            return self.ranking.float()
         if self.edge_scores is None:
             raise UserError("this circuit has no scores to rank edges by (it was built from a fixed list)")
         if self.score_kind != "log_alpha":
@@ -126,16 +153,18 @@ class Circuit:
     # ------------------------------------------------------------------ MIB
     def mib_scores(self, graph: MIBGraph) -> torch.Tensor:
         """keep_scores on MIB's graph (dense), combined as their kind must be (MIBGraph.scores_from)."""
+        if self.ranking is not None:  # ranks: MIB's input edge is as good as the better embedding edge
+            return graph.scores_from(self.ranking, probabilities=False, combine="max")
         return graph.scores_from(self.keep_scores(), probabilities=self.score_kind == "log_alpha")
 
-    def to_mib(self, path: str, format: str = "json", budgets=None, d_model: int = 0) -> list[str]:
+    def to_mib(self, path: str, format: str = "json", budgets=None, d_model: int | None = None) -> list[str]:
         """Write the circuit in MIB's format; returns the files written.
 
         budgets None: one scored file at `path` (keep_scores, this circuit's edges in the graph).
         budgets (fractions of MIB's edges, e.g. mib.BUDGETS): `path` is a folder (one per task and
         model, e.g. ioi_gpt2) holding one binary circuit per budget below 1, `{percent}.{format}`.
         """
-        graph = MIBGraph(self.graph, d_model)
+        graph = MIBGraph(self.graph, d_model or self.d_model or 0)
         if budgets is None:
             scores = self.mib_scores(graph) if self.edge_scores is not None else \
                 graph.membership_from(self.graph.edge_mask(self.edges)).float()
@@ -197,10 +226,12 @@ class Circuit:
     # ------------------------------------------------------------------ files
     def summary(self) -> dict:
         return {
-            "model": self.model, "source": self.source, "task": self.task, "seed": self.seed,
+            "model": self.model, "source": self.source, "weights": self.weights, "d_model": self.d_model,
+            "task": self.task, "seed": self.seed,
             "graph": asdict(self.graph),
             "num_edges": len(self.edges), "raw_edges": self.raw_edges, "total_edges": self.graph.num_edges,
-            "edge_sparsity": self.edge_sparsity, "effective_edge_sparsity": self.effective_edge_sparsity,
+            "edge_sparsity": self.edge_sparsity, "target_edge_sparsity": self.target_edge_sparsity,
+            "effective_edge_sparsity": self.effective_edge_sparsity,
             "num_nodes": len(self.nodes), "total_nodes": self.graph.num_writers, "node_sparsity": self.node_sparsity,
             "metrics": self.metrics, "config": self.config, "score_kind": self.score_kind,
         }
@@ -219,6 +250,10 @@ class Circuit:
             from safetensors.torch import save_file
             save_file(_score_tensors(self.graph, self.edge_scores, self.node_scores),
                       os.path.join(folder, "log_alphas.safetensors"))
+        if self.ranking is not None:
+            from safetensors.torch import save_file
+            save_file({"ranking": self.ranking.detach().float().cpu().contiguous()},
+                      os.path.join(folder, "path.safetensors"))
         if self.ablation_values is not None:
             from safetensors.torch import save_file
             save_file(self.ablation_values, os.path.join(folder, "ablation.safetensors"))
@@ -226,25 +261,35 @@ class Circuit:
     @classmethod
     def load(cls, folder: str) -> "Circuit":
         """The circuit saved in `folder`, every file parsed and checked; an error names its file."""
-        base = folders.current(folder, "circuit.json")
-        path = os.path.join(base, "circuit.json")
+        return folders.read(folder, "circuit.json", lambda path_of: cls._read(folder, path_of))
+
+    @classmethod
+    def _read(cls, folder: str, path_of) -> "Circuit":
+        path = path_of("circuit.json") or os.path.join(folder, "circuit.json")
         data = _read_json(path)
         try:
             graph = Graph(**data["graph"])
             circuit = cls(graph, [tuple(e) for e in data["edges"]], list(data["nodes"]), metrics=data["metrics"],
-                          model=data["model"], source=data.get("source", ""), task=data["task"],
+                          model=data["model"], source=data.get("source", ""), weights=data.get("weights", ""),
+                          d_model=data.get("d_model"), task=data["task"],
                           config=data["config"], seed=data["seed"], raw_edges=data["raw_edges"],
                           score_kind=data.get("score_kind", "log_alpha"))
         except (KeyError, TypeError) as error:
             raise UserError(f"{path} is not a circuit file ({type(error).__name__}: {error})") from None
-        edges_path = os.path.join(base, "edges.json")
+        edges_path = path_of("edges.json") or os.path.join(folder, "edges.json")
         if [tuple(e) for e in _read_json(edges_path)] != circuit.edges:
             raise UserError(f"{edges_path} lists other edges than {path}: the folder holds two circuits' files")
-        scores = os.path.join(base, "log_alphas.safetensors")
-        if os.path.exists(scores):
+        scores = path_of("log_alphas.safetensors")
+        if scores:
             circuit.edge_scores, circuit.node_scores = _read_scores(scores, graph)
-        ablation = os.path.join(base, "ablation.safetensors")
-        if os.path.exists(ablation):
+        ranking = path_of("path.safetensors")
+        if ranking:
+            circuit.ranking = _read_tensors(ranking).get("ranking")
+            if circuit.ranking is None or circuit.ranking.shape != (graph.num_edges,):
+                raise UserError(f"{ranking}: 'ranking' must hold one score per edge ({graph.num_edges}) of the graph "
+                                "in circuit.json")
+        ablation = path_of("ablation.safetensors")
+        if ablation:
             circuit.ablation_values = _read_tensors(ablation)
         try:
             return circuit.check(graph)
@@ -260,6 +305,18 @@ class Circuit:
         return (f"Circuit({len(self.edges)} of {self.graph.num_edges} edges, effective sparsity "
                 f"{self.effective_edge_sparsity:.4f}{raw}, {len(self.nodes)} of {self.graph.num_writers} nodes, "
                 f"task={self.task!r})")
+
+
+def load_run(path: str) -> "Circuit | dict[float, Circuit]":
+    """A circuit folder, or a budget sweep's folder ({fraction kept: Circuit} from its budget-<f>/
+    folders), as `edgeprune prune` writes them."""
+    if os.path.exists(os.path.join(path, "circuit.json")) or os.path.isdir(os.path.join(path, folders.COMMIT)):
+        return Circuit.load(path)
+    stages = {float(name[len("budget-"):]): Circuit.load(os.path.join(path, name))
+              for name in sorted(os.listdir(path)) if name.startswith("budget-")} if os.path.isdir(path) else {}
+    if not stages:
+        raise MissingFile(f"{path!r} holds neither a circuit (circuit.json) nor a budget sweep (budget-<f>/)")
+    return stages
 
 
 def _jsonable(value):

@@ -3,13 +3,14 @@ consensus circuit (edges kept by at least k of N runs)."""
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from dataclasses import dataclass
 from itertools import combinations
 
 import torch
 
-from .circuit import Circuit
+from .circuit import Circuit, load_run
 from .errors import UserError
 from .mib import BUDGETS, MIBGraph, for_budget
 
@@ -43,11 +44,13 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.nan if union == 0 else int((a & b).sum()) / union
 
 
-def compare(*runs: Circuit | dict, budgets="mib") -> Comparison:
+def compare(*runs: Circuit | dict | str, budgets="mib") -> Comparison:
     """Pairwise IoU of the runs' edges at each budget, each cut from its own ranking on MIB's graph.
 
-    A run is a Circuit, or {budget: Circuit} from a budget sweep (each budget from its own stage).
+    A run is a Circuit, {budget: Circuit} from a budget sweep (each budget from its own stage), or
+    the folder of either (circuit.load_run).
     """
+    runs = tuple(load_run(r) if isinstance(r, (str, os.PathLike)) else r for r in runs)
     if len(runs) < 2:
         raise UserError(f"compare needs at least two circuits, got {len(runs)}")
     first = [r if isinstance(r, Circuit) else r[max(r)] for r in runs]

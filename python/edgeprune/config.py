@@ -10,8 +10,35 @@ import math
 from dataclasses import dataclass, field, fields
 from .errors import UserError
 
+MAX_TARGET = 1.4          # the largest sparsity target: the paper's "as sparse as possible" targets are 1.01-1.4
 CACHE_BYTES = 4 << 30     # targets and ablation records are cached per example up to this size
 RECOMPUTE_READERS = True  # the attention readers' mixtures are recomputed in backward (edgeprune.planning reads it)
+
+
+def check_target(name: str, value) -> None:
+    """A sparsity target is a fraction of edges removed, in [0, 1]; above 1, up to MAX_TARGET, it means
+    "as sparse as possible" (it can never be met, so the pressure keeps growing), as in the paper."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= MAX_TARGET):
+        raise UserError(f"{name}={value} is outside [0, {MAX_TARGET:g}]: a target sparsity is the fraction of edges "
+                        f"removed, in [0, 1]; targets above 1, up to the paper's {MAX_TARGET:g}, mean 'as sparse as "
+                        "possible'")
+
+
+def schedule_warnings(config: "TrainConfig") -> list[str]:
+    """What a run of these settings will not do: reach its target (the ramp outlasts the run) or
+    finish its learning-rate warm-up. Said before the first step, with the settings that would."""
+    out = []
+    target = config.edge_sparsity
+    if config.steps < config.ramp_steps and target > config.ramp_from:
+        last = config.ramp_from + (target - config.ramp_from) * config.steps / config.ramp_steps
+        out.append(f"this run never reaches its target {target:g}: the target ramps up over ramp_steps="
+                   f"{config.ramp_steps} and the run stops at steps={config.steps}, where the target is {last:.3g}. "
+                   f"Pass ramp_steps <= {config.steps} (--ramp-steps; the paper ramps over 2500 of 3000 steps) or "
+                   f"steps >= {config.ramp_steps} (--steps)")
+    if config.steps <= config.warmup_steps:
+        out.append(f"the learning rate never finishes its warm-up: warmup_steps={config.warmup_steps} and steps="
+                   f"{config.steps}. Pass warmup_steps < {config.steps} (--warmup-steps)")
+    return out
 
 
 def option(default, help: str, *, cli: bool = True, choices=None, flag: str | None = None):
@@ -31,10 +58,15 @@ class TrainConfig:
     node_lr: float | None = option(None, "node-gate learning rate (default: --lr)")
     lambda_lr: float = option(0.8, "the Lagrange multipliers' learning rate (gradient ascent)")
     warmup_steps: int = option(200, "linear learning-rate warm-up steps (then linear decay to 0)")
-    ramp_steps: int = option(2500, "steps over which the sparsity target rises linearly from --ramp-from")
+    ramp_steps: int = option(2500, "steps over which the sparsity target rises linearly from 0 to its final value "
+                             "(a run shorter than this never reaches its target)")
     ramp_from: float = option(0.0, "the sparsity target at step 0 (a budget sweep's stage starts from the last "
                               "stage's target)", cli=False)
-    weight_decay: float = option(0.01, "AdamW weight decay on every group, multipliers included")
+    weight_decay: float = option(0.01, "AdamW weight decay on the gates (and on the multipliers unless "
+                                 "--lambda-weight-decay says otherwise)")
+    lambda_weight_decay: float | None = option(None, "AdamW weight decay on the Lagrange multipliers (default: "
+                                               "--weight-decay, the paper's). Decay holds a multiplier below about "
+                                               "1/decay, which can stop a run short of its target; 0 lifts that cap")
     max_grad_norm: float = option(1.0, "global gradient-norm clip")
     ablation: str = option("corrupted", "what a pruned edge carries: the writer's output on the corrupted input, "
                            "its mean, zero, or a constant learned with the gates from the mean (optimal)",
@@ -54,6 +86,12 @@ class TrainConfig:
                                   "per query head, MIB's graph ('query'); default: 'query' for budget sweeps "
                                   "(train_budgets, prune --budgets), 'group' otherwise. The same graph without "
                                   "grouping", choices=("group", "query"))
+    path: bool = option(False, "a pruning path: the target falls geometrically in edges kept from the start to "
+                        "edge_sparsity over ramp_steps, a steered penalty keeps the circuit on it, and the step at "
+                        "which each edge leaves ranks the edges: every prefix a circuit trained at that size "
+                        "(edgeprune.path; docs/method.md 11.5)")
+    path_rate: float = option(0.05, "a path run's penalty weight is multiplied by e^rate after each step with more "
+                              "edges in than the target, by e^-rate after each with fewer")
     seed: int = option(0, "seed of the gates' initialisation, the data order and the gate noise")
     eval_every: int = option(64, "steps between evaluations on the validation split (0: never)")
     log_every: int = option(8, "steps between log lines in metrics.jsonl", cli=False)
@@ -72,14 +110,20 @@ class TrainConfig:
     threads: int | None = option(None, "CPU threads for the run (default: 1 for small per-step work, else "
                                  "torch's); fixed for the run and recorded with it")
 
+    def __post_init__(self):
+        self.validate()
+
     def validate(self):
         for name in ("edge_sparsity", "node_sparsity"):
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and 0 <= value < 2):
-                raise UserError(f"{name}={value} is outside [0, 2): a target sparsity is a fraction of edges "
-                                 "removed (values above 1 mean 'as sparse as possible', as in the paper)")
+            if value is not None:
+                check_target(name, value)
         if self.steps < 1 or self.batch_size < 1:
             raise UserError(f"steps and batch_size must be positive, got {self.steps} and {self.batch_size}")
+        if self.path and self.node_sparsity is not None:
+            raise UserError("a path run (path=True) ranks edges and has no node target: leave node_sparsity unset")
+        if self.path and not self.path_rate > 0:
+            raise UserError(f"path_rate must be positive, got {self.path_rate}")
         if self.threads is not None and self.threads < 1:
             raise UserError(f"threads must be at least 1, got {self.threads}")
         choices = {f.name: f.metadata.get("choices") for f in fields(self)}

@@ -25,6 +25,7 @@ from .errors import UserError
 from .loading import load_model
 from .mib import BUDGETS, MIBGraph, cumulative_area, for_budget
 from .models import PrunableModel, prunable
+from .progress import progress_bar
 
 METRICS = ("logit_diff", "kl")
 
@@ -86,7 +87,7 @@ def metric_values(metric: str, task, logits: torch.Tensor, full: torch.Tensor, b
 @torch.no_grad()
 def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets="mib", metric: str = "logit_diff",
                  split: str = "test", n: int | None = None, batch_size: int = 16, tokenizer=None, seed: int = 0,
-                 device=None, label: str = "", ablation: str = "corrupted") -> Curve:
+                 device=None, label: str = "", ablation: str = "corrupted", progress: bool | None = None) -> Curve:
     """The circuit's faithfulness at each budget (fractions of MIB's edges kept), with CPR and CMD.
 
     model: a PrunableModel or anything edgeprune.train accepts. circuit: a Circuit with scores (a
@@ -94,7 +95,8 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
     cut from its own stage's ranking), or a tensor of per-edge scores in graph order (higher: more
     important). budgets: "mib" (MIB's ten fractions) or a list of fractions in [0, 1]. ablation:
     what pruned edges carry, "corrupted" (MIB's patching), "mean" (over the evaluated data) or
-    "optimal" (the circuit's learned constants).
+    "optimal" (the circuit's learned constants). progress: a bar over the batches and budgets, with
+    a time estimate (None: on a terminal).
     """
     if metric not in METRICS:
         raise UserError(f"unknown metric {metric!r}; choose one of {METRICS}")
@@ -122,7 +124,9 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
             masks[absolute, frac] = target.edge_mask(in_graph)
             counts[absolute, frac] = int(in_graph.sum())
     ends = {"full": torch.ones(pm.graph.num_edges), "empty": torch.zeros(pm.graph.num_edges)}
-    sums = _evaluate(pm, dataset, metric, {**masks, **ends}, batch_size)
+    sums = _evaluate(pm, dataset, metric, {**masks, **ends}, batch_size,
+                     progress_bar(-(-len(dataset) // batch_size) * (len(masks) + len(ends)),
+                                  f"curve {label or circuit.task}", progress))
     full, empty = sums["full"]["m"], sums["empty"]["m"]
     denom = full - empty
     if abs(denom) < 1e-12:
@@ -176,8 +180,9 @@ def _prunable_for(model, circuit, tokenizer, device, ablation: str = "corrupted"
     return pm, tokenizer
 
 
-def _evaluate(pm: PrunableModel, dataset, metric: str, masks: dict, batch_size: int) -> dict:
-    """Mean m, KL and accuracy of every mask over the dataset; one corrupted record per batch."""
+def _evaluate(pm: PrunableModel, dataset, metric: str, masks: dict, batch_size: int, bar=None) -> dict:
+    """Mean m, KL and accuracy of every mask over the dataset; one corrupted record per batch (bar: a
+    progress bar, one unit per batch and mask)."""
     device = pm.adapter.device
     nodes = torch.ones(pm.graph.num_writers, device=device)
     masks = {k: v.to(device) for k, v in masks.items()}
@@ -195,4 +200,8 @@ def _evaluate(pm: PrunableModel, dataset, metric: str, masks: dict, batch_size: 
             t["kl"] += float(dataset.task.kl(logits, full, batch).sum())
             if bool((batch.answers >= 0).all()):
                 t["accuracy"] += float((logits[:, 0].argmax(-1) == batch.answers).float().sum())
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     return {k: {name: value / len(dataset) for name, value in t.items()} for k, t in totals.items()}

@@ -32,16 +32,25 @@ def weights_fingerprint(model: torch.nn.Module) -> str | None:
     None when the weights are not here (a meta-device model: the ranks that receive rank 0's weights).
     """
     h = hashlib.sha256()
-    tensors = list(model.state_dict().items())  # sharded (FSDP2 DTensors): this rank's shards
-    if any(t.is_meta for _, t in tensors):
-        return None
-    for name, t in tensors:
-        flat = (t.to_local() if hasattr(t, "to_local") else t).detach().reshape(-1)  # FSDP: this rank's shard
-        idx = torch.linspace(0, max(flat.numel() - 1, 0), min(SAMPLE, flat.numel())).long().to(flat.device)
-        sample = flat[idx].float().cpu()
+    for name, t, sample in sampled_values(model, SAMPLE):
+        if sample is None:
+            return None
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
         h.update(sample.numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def sampled_values(model: torch.nn.Module, n: int):
+    """(name, tensor, n evenly spaced values as float32 on the CPU) for every parameter and buffer;
+    the values are None for every tensor when any is on the meta device (the weights are not here)."""
+    tensors = list(model.state_dict().items())  # sharded (FSDP2 DTensors): this rank's shards
+    if any(t.is_meta for _, t in tensors):
+        yield from ((name, t, None) for name, t in tensors)
+        return
+    for name, t in tensors:
+        flat = (t.to_local() if hasattr(t, "to_local") else t).detach().reshape(-1)  # FSDP: this rank's shard
+        idx = torch.linspace(0, max(flat.numel() - 1, 0), min(n, flat.numel())).long().to(flat.device)
+        yield name, t, flat[idx].float().cpu()
 
 
 def data_fingerprint(task_name: str, tensors: list[torch.Tensor]) -> str:

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from .errors import UserError
+from .errors import MissingFile, UserError
 
 
 def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = True):
@@ -18,6 +18,7 @@ def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = T
         from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
         name = str(model)
+        _check_folder(name)
         try:
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(name)
             if weights:
@@ -28,9 +29,11 @@ def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = T
                 with torch.device("meta"):
                     model = AutoModelForCausalLM.from_config(load_config(name), dtype=dtype or torch.float32)
                 return model, tokenizer
-        except (OSError, SafetensorError) as error:  # not found, unreachable, unreadable or corrupted files
-            raise UserError(f"cannot load the model {name!r} ({type(error).__name__}: {error}); give a Hugging Face "
-                            "hub id or a folder with the model and its tokenizer") from error
+        except (OSError, ValueError, SafetensorError) as error:  # not found, unreachable, unreadable, corrupted, or
+            # a folder that holds no model (transformers: "Unrecognized model", no tokenizer files)
+            raise UserError(f"cannot load the model {name!r}{_not_here(name)} ({type(error).__name__}: "
+                            f"{_first_line(error)}); give a Hugging Face hub id or a folder with the model and its "
+                            "tokenizer") from error
     if tokenizer is None:
         tokenizer = getattr(model, "tokenizer", None)
     if dtype is not None:
@@ -41,8 +44,9 @@ def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = T
 
 
 def model_source(model) -> str:
-    """Where a model was loaded from (hub id or folder), or "" for one built in Python."""
-    return getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    """Where a model was loaded from: its hub id or absolute folder, or "" for one built in Python."""
+    source = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    return os.path.abspath(source) if source and os.path.isdir(source) else source
 
 
 def model_name(model) -> str:
@@ -53,8 +57,30 @@ def model_name(model) -> str:
 def load_config(name: str):
     """The Hugging Face config of a hub id or folder; an unknown or unreadable one is a UserError."""
     from transformers import AutoConfig
+    _check_folder(name)
     try:
         return AutoConfig.from_pretrained(name)
-    except OSError as error:
-        raise UserError(f"cannot read the config of the model {name!r} ({error}); give a Hugging Face hub id or a "
-                        "folder with a config.json") from error
+    except (OSError, ValueError) as error:  # ValueError: a folder whose config names no model type
+        raise UserError(f"cannot read the config of the model {name!r}{_not_here(name)} ({_first_line(error)}); give a "
+                        "Hugging Face hub id or a folder with a config.json") from error
+
+
+def _check_folder(name: str) -> None:
+    """A name that can only be a folder (absolute, ./ or ../, or more than one /) must exist: it is
+    reported missing here rather than tried as a hub id."""
+    if os.path.isdir(name):
+        return
+    if os.path.isabs(name) or name.startswith(("./", "../", "~")) or name.count("/") > 1 or \
+            (os.sep != "/" and os.sep in name):
+        raise MissingFile(f"the model folder {name!r} does not exist ({os.path.abspath(name)}): give the folder the "
+                          "model was saved in, or a Hugging Face hub id")
+
+
+def _not_here(name: str) -> str:
+    """For a name tried as a hub id: that it is no folder here either."""
+    return "" if os.path.exists(name) else f": there is no folder {os.path.abspath(name)}, and as a hub id it failed"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

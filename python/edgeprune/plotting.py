@@ -5,6 +5,14 @@ import os
 
 from .errors import Unsupported, UserError
 
+INSTALL = 'pip install matplotlib; from a source checkout, pip install --no-build-isolation ".[plot]"'
+
+
+def check_plot_path(path: str) -> None:
+    """Refuse a plot file name matplotlib will not write here (said before the curves are computed)."""
+    if os.path.splitext(path)[1].lower() not in (".png", ".svg"):
+        raise UserError(f"cannot plot to {path!r}: use a .png or .svg file name")
+
 
 def plot_curves(curves, path: str, title: str = "") -> list[str]:
     """Draw every curve (edgeprune.curves.Curve) on one log-x plot; writes path and its .png/.svg twin.
@@ -13,15 +21,14 @@ def plot_curves(curves, path: str, title: str = "") -> list[str]:
 
     Returns the files written.
     """
-    base, ext = os.path.splitext(path)
-    if ext.lower() not in (".png", ".svg"):
-        raise UserError(f"cannot plot to {path!r}: use a .png or .svg file name")
+    check_plot_path(path)
+    base = os.path.splitext(path)[0]
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise Unsupported("plotting needs matplotlib: pip install 'edgeprune[plot]' (or matplotlib)") from None
+        raise Unsupported(f"plotting needs matplotlib: {INSTALL}") from None
     fig, ax = plt.subplots(figsize=(10.5, 4.6))
     for curve in curves:
         x = [100 * f for f in curve.fractions]

@@ -18,18 +18,21 @@ from dataclasses import asdict, replace
 
 import torch
 
-from . import checkpoints, distributed, ops, tasks
+from . import checkpoints, distributed, interrupts, ops, tasks
 from .batches import TrainingData
 from .checkpointing import CheckpointedLayers, checkpointed
 from .compiling import adamw_step, compiled, use_compile
 from .circuit import Circuit
-from .config import TrainConfig
+from .config import TrainConfig, schedule_warnings
 from .errors import RunError, UserError
 from .evaluation import evaluate_circuit, evaluate_gates
 from .identity import run_identity
-from .loading import load_model, model_name, model_source
+from .loading import load_model, model_name
 from .models import PrunableModel, prunable
 from .objective import Lagrangian, logit_diff_gap, sampled_sparsity, task_kl
+from .path import IN, ExitRecorder, PathPenalty
+from .outputs import check_file, check_folder
+from .provenance import model_record
 from .warmstart import init_log_alpha, init_scores, summary
 
 SMALL_STEP = 1 << 22  # delta-stack elements per step below which a run uses one CPU thread
@@ -46,6 +49,12 @@ class Trainer:
                  checkpoint_dir: str | None = None, log_file: str | None = None,
                  dist: distributed.Distributed | None = None):
         config.validate()
+        if checkpoint_dir:  # refused now, not when the first checkpoint is due
+            check_folder(checkpoint_dir, "checkpoint folder")
+        if log_file:
+            check_file(log_file, "log file")
+        for message in schedule_warnings(config):  # before the first step: the run is not what it seems
+            warnings.warn(f"edgeprune: {message}", UserWarning, stacklevel=2)
         if len(dataset) == 0:
             raise UserError("the training dataset is empty: give at least one clean/corrupted example")
         self.pm, self.dataset, self.config, self.dist = model, dataset, config, dist
@@ -73,7 +82,10 @@ class Trainer:
                 raise UserError(f"objective='logit_diff' reads answers within the {self.task.name} task's vocabulary, "
                                 f"and answer tokens {sorted(outside)[:5]} are not in it; add them to the task's vocab "
                                 "or use objective='kl'")
-        self.lagrangian = Lagrangian(config, self.device)
+        # a pruning path (edgeprune.path): its own sparsity pressure, and the step each edge leaves at
+        self.lagrangian = PathPenalty(config, model.gates, self.device) if config.path else \
+            Lagrangian(config, self.device)
+        self.exits = ExitRecorder(model.graph, self.device) if config.path else None
         self.optimizer = self._optimizer()
         # optimal ablation's constants are clipped on their own: their gradient must not scale the gates'
         self._params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -101,13 +113,15 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _optimizer(self):
         c, g, lam = self.config, self.pm.gates, self.lagrangian.multipliers
+        lam_decay = c.weight_decay if c.lambda_weight_decay is None else c.lambda_weight_decay
         groups = [
             {"params": [g.edge_log_alpha], "lr": c.lr},
             {"params": [g.node_log_alpha], "lr": c.node_lr if c.node_lr is not None else c.lr},
-            {"params": [lam["edge1"], lam["edge2"]], "lr": c.lambda_lr, "maximize": True},
+            {"params": [lam["edge1"], lam["edge2"]], "lr": c.lambda_lr, "maximize": True, "weight_decay": lam_decay},
         ]
         if c.node_sparsity is not None:
-            groups.append({"params": [lam["node1"], lam["node2"]], "lr": c.lambda_lr, "maximize": True})
+            groups.append({"params": [lam["node1"], lam["node2"]], "lr": c.lambda_lr, "maximize": True,
+                           "weight_decay": lam_decay})
         if self.pm.constants is not None and c.ablation == "optimal":  # no decay: it would pull them to zero ablation
             groups.append({"params": list(self.pm.constants.parameters()), "lr": c.ablation_lr, "weight_decay": 0.0,
                            "name": "ablation"})
@@ -118,6 +132,8 @@ class Trainer:
         c = self.config
         if step < c.warmup_steps:
             return step / max(1, c.warmup_steps)
+        if c.path:  # flat: the gates must still move when the circuit is smallest
+            return 1.0
         return max(0.0, (c.steps - step) / max(1, c.steps - c.warmup_steps))
 
     def _set_lr(self, step: int) -> None:
@@ -269,6 +285,9 @@ class Trainer:
             finite, norm = self._update(loss.detach())
             if self.compiled:
                 finite, norm = finite.clone(), norm.clone()
+            if self.exits is not None:
+                g = self.pm.gates
+                self.lagrangian.follow(self.exits.update(step, g.edge_log_alpha, g.node_log_alpha), step)
         self._unchecked.append((step, finite, terms["loss"], norm.detach()))
         self.step_index += 1
         return terms
@@ -317,9 +336,28 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self, progress: bool = True) -> Circuit:
+        """Train to the last step and return the circuit. SIGINT / SIGTERM stop it after the current
+        step, checkpointed (edgeprune.interrupts.Interrupted); a run already at its last step (a
+        finished checkpoint, resumed) only extracts its circuit."""
+        with interrupts.deferred(self.dist is None) as self._signal:
+            circuit = self._run(progress)
+        self._stop_if_signalled(None)  # a signal during the final evaluation: the run finished, say so
+        return circuit
+
+    def _stop_if_signalled(self, bar) -> None:
+        if self._signal.signum is None:
+            return
+        if bar is not None:
+            bar.close()
+        if self.checkpoint_dir:
+            self.save_checkpoint()
+        raise interrupts.Interrupted(self._signal.signum, self.step_index, self.config.steps, self.checkpoint_dir)
+
+    def _run(self, progress: bool) -> Circuit:
         c = self.config
         main = self.dist is None or self.dist.is_main
-        bar = _progress(c.steps, self.step_index, progress and main)
+        finished = self.step_index >= c.steps
+        bar = _progress(c.steps, self.step_index, progress and main and not finished)
         started = time.perf_counter()
         while self.step_index < c.steps:
             logs = self.step()
@@ -337,13 +375,17 @@ class Trainer:
                 self.save_checkpoint()
             if bar is not None:
                 bar.update(1)
+            self._stop_if_signalled(bar)
         if bar is not None:
             bar.close()
         self.check()
-        if self.checkpoint_dir:
+        if self.checkpoint_dir and not finished:
             self.save_checkpoint()
         circuit = self.circuit()
-        circuit.config["train_seconds"] = time.perf_counter() - started
+        if finished:  # nothing trained now: the circuit of the finished checkpoint, rebuilt
+            circuit.config["from_finished_checkpoint"] = True
+        else:
+            circuit.config["train_seconds"] = time.perf_counter() - started
         return circuit
 
     @torch.no_grad()
@@ -366,10 +408,11 @@ class Trainer:
         """The final circuit of the learned gates (Circuit.from_log_alphas), evaluated on validation."""
         g = self.pm.gates
         circuit = Circuit.from_log_alphas(self.pm.graph, g.edge_log_alpha, g.node_log_alpha, g.eps,
-                                          model=model_name(self.pm.model), source=model_source(self.pm.model),
-                                          task=self.task.name,
+                                          model=model_name(self.pm.model), task=self.task.name,
+                                          **model_record(self.pm, sharded=self.dist is not None),
                                           config=asdict(self.config) | {"threads": self.threads},
                                           seed=self.config.seed,
+                                          ranking=self.exits.ranking(g.edge_log_alpha) if self.exits else None,
                                           ablation_values=self.pm.constants.tensors() if self.pm.constants else None)
         if self.validation is not None:
             with _threads(self.threads):
@@ -385,6 +428,8 @@ class Trainer:
                  "identity": self.identity}
         if self.pm.constants is not None:
             state["ablation"] = self.pm.constants.state_dict()
+        if self.exits is not None:
+            state["path"] = self.exits.state_dict()
         return state
 
     def load_state_dict(self, state: dict):
@@ -393,6 +438,8 @@ class Trainer:
         if "ablation" in state:
             self.pm.constants.load_state_dict(state["ablation"])
         self.lagrangian.multipliers.load_state_dict(state["lambdas"])
+        if self.exits is not None:
+            self.exits.load_state_dict(state["path"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self._written_adamw:
             self._set_lr(self.step_index)
@@ -408,9 +455,10 @@ class Trainer:
             self.dist.barrier()
         self.last_checkpoint = path
 
-    def maybe_resume(self, overwrite: bool = False) -> bool:
+    def maybe_resume(self, overwrite: bool = False, reuse_finished: bool = False) -> bool:
         """Continue from the checkpoint in checkpoint_dir if this run made it (edgeprune.identity);
-        a checkpoint of another run or of a finished one is refused. overwrite=True starts afresh."""
+        a checkpoint of another run is refused, and of a finished one too unless reuse_finished
+        (then `run` only rebuilds its circuit). overwrite=True starts afresh."""
         if not self.checkpoint_dir:
             return False
         main = self.dist is None or self.dist.is_main
@@ -420,7 +468,7 @@ class Trainer:
             self.dist.barrier()
         state = None if overwrite else checkpoints.load(self.checkpoint_dir, self.device)
         if state is not None:
-            checkpoints.check(state, self.identity, self.checkpoint_dir)
+            checkpoints.check(state, self.identity, self.checkpoint_dir, finished_ok=reuse_finished)
             self.load_state_dict(state)
             self.last_checkpoint = os.path.join(self.checkpoint_dir, checkpoints.FILE)
         if main:  # the steps after the checkpoint are logged again: drop their old rows
@@ -508,7 +556,8 @@ def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None
 
 def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, validation=None, n: int | None = None,
           device=None, dtype=None, checkpoint_dir: str | None = None, log_file: str | None = None,
-          overwrite: bool = False, progress: bool = True, init=None, **overrides) -> Circuit:
+          overwrite: bool = False, progress: bool = True, init=None, reuse_finished: bool = False,
+          **overrides) -> Circuit:
     """Prune `model` on `data` and return the Circuit.
 
     model: a Hugging Face causal LM instance (pass tokenizer=), a hub id or local folder with model
@@ -517,7 +566,9 @@ def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, val
     its fields by name (edge_sparsity=0.98, steps=..., ...); the defaults are the paper's GPT-2 runs
     (docs/method.md 4.2). With checkpoint_dir, the run checkpoints and resumes from it exactly; a
     checkpoint of another run (model, data, settings, version, dtype, backend, world size) or of a
-    finished one is refused unless overwrite=True, which starts afresh there.
+    finished one is refused unless overwrite=True, which starts afresh there, or reuse_finished=True,
+    which returns the finished run's circuit again (rebuilt from its last checkpoint). SIGINT or
+    SIGTERM stop the run after its current step, checkpointed (edgeprune.interrupts.Interrupted).
     init: a warm start, a Circuit with scores (edgeprune.attribute's) or per-edge scores: the edge
     gates start from them (edgeprune.warmstart, TrainConfig.init_sparsity / init_temperature) and
     the sparsity target ramps from the sparsity they start at.
@@ -529,7 +580,7 @@ def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, val
     trainer = Trainer(pm, dataset, config, validation, checkpoint_dir, log_file, dist=run)
     if start is not None and trainer.identity is not None:  # a resume must start from the same scores
         trainer.identity["init"] = start
-    trainer.maybe_resume(overwrite)
+    trainer.maybe_resume(overwrite, reuse_finished)
     circuit = trainer.run(progress)
     if start is not None:
         circuit.config["init"] = start
@@ -542,7 +593,10 @@ def warm_config(config: TrainConfig, pm: PrunableModel, init) -> tuple[TrainConf
     if init is None:
         return config, None
     start = summary(init, config.init_sparsity, config.init_temperature, pm.gates.edge_log_alpha)
-    if config.ramp_from == 0.0:
+    if config.ramp_from == 0.0 and config.path:  # the path follows the edges in (edgeprune.path)
+        out = float((pm.gates.edge_log_alpha.detach() <= IN).float().mean())
+        config = replace(config, ramp_from=min(out, config.edge_sparsity))
+    elif config.ramp_from == 0.0:
         config = replace(config, ramp_from=min(start["expected_sparsity"], config.edge_sparsity))
     return config, start
 
