@@ -200,3 +200,25 @@ def test_command_line_options():
     assert parser.parse_args(prune + ["--kv-edges", "group"]).kv_edges == "group"
     with pytest.raises(SystemExit):
         parser.parse_args(prune + ["--kv-edges", "heads"])
+
+
+def test_curves_evaluate_on_mibs_graph_where_a_grouped_circuit_is_itself():
+    """faithfulness builds the per-query-head graph: a grouped circuit's K/V edge is kept there on
+    every query head of its group, which is the grouped circuit itself."""
+    from edgeprune.curves import circuit_faithfulness
+    model = tiny("llama", dtype=torch.float64)
+    data = answer_data()[0]
+    scored = attribution.attribute(model, data, "eap", batch_size=3, kv_edges="group")
+    circuit = scored.at_edges(scored.graph.num_edges // 3)
+    assert any(r.endswith(".k") for _, r in circuit.edges)
+    on_query = circuit_faithfulness(model, circuit, data)
+    on_group = circuit_faithfulness(edgeprune.prunable(model, embedding_nodes=1), circuit, data)
+    assert on_query == pytest.approx(on_group, abs=1e-10) and abs(on_query) > 1e-3
+    # a per-head ranking: the default curve is the one on the per-query-head graph, not the grouped one
+    from edgeprune.curves import faithfulness
+    per_head = attribution.attribute(model, data, "eap", batch_size=3)
+    curves = [faithfulness(m, per_head, data, budgets=[0.1, 0.3]).faithfulness for m in
+              (model, edgeprune.prunable(model, embedding_nodes=1, kv_edges="query"),
+               edgeprune.prunable(model, embedding_nodes=1, kv_edges="group"))]
+    assert curves[0] == pytest.approx(curves[1], abs=1e-10)
+    assert curves[0] != pytest.approx(curves[2], abs=1e-6)
