@@ -103,22 +103,25 @@ class MIBGraph:
         return [f"{self.forward_names[f]}->{self.backward_names[b]}" for f, b in self.real.nonzero().tolist()]
 
     # ------------------------------------------------------------------ edgeprune -> MIB
-    def scores_from(self, edge_scores: torch.Tensor, probabilities: bool = True) -> torch.Tensor:
+    def scores_from(self, edge_scores: torch.Tensor, probabilities: bool = True, combine: str = "") -> torch.Tensor:
         """Dense MIB scores from edgeprune's per-edge scores (graph order).
 
         With two embedding nodes, MIB's one input edge is kept when either embedding edge is: keep
         probabilities combine as 1 - (1 - p_tok)(1 - p_pos). Attribution scores (probabilities=False)
         add up instead: the input edge's ablation delta is the sum of the two embeddings' deltas.
+        combine="max": ranks (a pruning path's), where the input edge ranks as its better embedding edge.
         A graph without embedding nodes has no input scores: refused (NO_INPUT_SCORES), never made up.
         """
         if self.graph.embedding_nodes == 0:
             raise UserError(NO_INPUT_SCORES)
-        return self._dense(edge_scores, probabilities)
+        return self._dense(edge_scores, probabilities, combine)
 
-    def _dense(self, edge_scores: torch.Tensor, probabilities: bool) -> torch.Tensor:
+    def _dense(self, edge_scores: torch.Tensor, probabilities: bool, combine: str = "") -> torch.Tensor:
         p = edge_scores.detach().float().cpu()
         mapped = torch.where(self.edge_map >= 0, p[self.edge_map.clamp(min=0)], torch.zeros(()))
-        if self.graph.embedding_nodes == 2 and probabilities:
+        if self.graph.embedding_nodes == 2 and combine == "max":
+            input_row = torch.maximum(mapped[0, :, 0], mapped[0, :, 1])
+        elif self.graph.embedding_nodes == 2 and probabilities:
             input_row = 1 - (1 - mapped[0, :, 0]) * (1 - mapped[0, :, 1])
         elif self.graph.embedding_nodes == 2:
             input_row = mapped[0, :, 0] + mapped[0, :, 1]
