@@ -213,3 +213,23 @@ def test_attribute_then_warm_started_prune(model_folder, tmp_path, capsys):  # n
     assert json.load(open(out / "sparsity-0.9" / "circuit.json"))["config"]["init"]["source"] == "eap-ig-inputs"
     assert main(["attribute", model_folder, "ioi", "--method", "eap-ig", "--out", str(tmp_path / "x")]) == 1
     assert "unknown attribution method 'eap-ig'" in capsys.readouterr().err
+
+
+def test_a_path_writes_nested_budget_circuits_with_its_ranking(model_folder, tmp_path, capsys):  # noqa: F811
+    import edgeprune
+    out = tmp_path / "path"
+    code = main(["prune", model_folder, "ioi", "--budgets", "0.05", "0.2", "0.5", "--path", "--out", str(out),
+                 "--steps", "6", "--batch-size", "8", "--n", "8", "--warmup-steps", "1", "--eval-every", "0",
+                 "--no-progress"])
+    assert code == 0, capsys.readouterr()
+    circuits = [edgeprune.Circuit.load(str(out / f"budget-{f}")) for f in ("0.05", "0.2", "0.5")]
+    assert all(c.ranking is not None and c.config["path"] for c in circuits)
+    assert all(torch_equal(c.ranking, circuits[0].ranking) for c in circuits)   # one run, one ranking
+    for small, large in zip(circuits, circuits[1:]):
+        assert set(small.edges) <= set(large.edges)                            # nested
+    assert circuits[0].config["edge_sparsity"] == 1 - 0.05 / 2                  # to half the smallest budget
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return torch.equal(a, b)
