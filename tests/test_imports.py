@@ -18,7 +18,7 @@ LAYERS = [
     ["edgeprune.ops"],
     ["edgeprune.graph", "edgeprune.gates", "edgeprune.mib", "edgeprune.circuit", "edgeprune.comparison",
      "edgeprune.draw", "edgeprune.folders", "edgeprune.warmstart", "edgeprune.outputs", "edgeprune.interrupts",
-     "edgeprune.progress"],
+     "edgeprune.progress", "edgeprune.path"],
     ["edgeprune.models", "edgeprune.tasks"],
     ["edgeprune.tracr"],
     ["edgeprune.checkpointing", "edgeprune.distributed", "edgeprune.compiling"],
