@@ -62,7 +62,7 @@ def path_run():
     model, tok = ioi_gpt2()
     data = edgeprune.tasks.get("ioi", tok, split="train", n=32, seed=0)
     config = edgeprune.TrainConfig(edge_sparsity=0.995, steps=60, batch_size=16, warmup_steps=4, ramp_steps=50,
-                                   path=True, path_rate=0.3, eval_every=0, embedding_nodes=1, threads=1)
+                                   path=True, path_rate=0.5, eval_every=0, embedding_nodes=1, threads=1)
     pm, dataset, _, _ = prepare(model, data, config, tokenizer=tok)
     config, _ = warm_config(config, pm, None)
     trainer = Trainer(pm, dataset, config)

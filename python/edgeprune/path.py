@@ -11,7 +11,7 @@ the circuit is smallest.
 
 The pressure that makes the circuit follow the target is not the paper's Lagrangian (whose
 multipliers grow by one Adam step at a time, and under weight decay never past about 1/decay) but a
-penalty lambda * sum P(z > 0) on the expected number of edges kept, with lambda steered by the
+penalty lambda * mean P(z > 0) on the expected fraction of edges kept, with lambda steered by the
 run itself: after each step it is multiplied by e^rate when more edges are in than the target keeps,
 and by e^-rate when fewer. So lambda finds the objective's own scale within tens of steps, whatever
 that scale is (KL, or the logit difference's squared gap), and the circuit keeps pace with the target.
@@ -69,7 +69,7 @@ class PathPenalty(nn.Module):
         return path_target(step, c.ramp_from, c.edge_sparsity, c.ramp_steps), None
 
     def forward(self, s_edge: torch.Tensor, s_node: torch.Tensor, step) -> torch.Tensor:
-        kept = torch.sigmoid(self._gates[0].edge_log_alpha - IN).sum()
+        kept = torch.sigmoid(self._gates[0].edge_log_alpha - IN).mean()
         return self.multipliers["edge1"] * kept
 
     @torch.no_grad()
