@@ -116,9 +116,9 @@ def _budget_fractions(args) -> list[float]:
 
 
 def _report(label: str, circuit, folder: str) -> None:
-    """Save `circuit` in `folder` (a circuit rebuilt from a finished run keeps the folder it has) and
-    print its size and sparsity against its target."""
-    kept = circuit.config.get("from_finished_checkpoint") and os.path.exists(os.path.join(folder, "circuit.json"))
+    """Save `circuit` in `folder` (a circuit rebuilt from a finished run keeps the folder that holds
+    it already) and print its size and sparsity against its target."""
+    kept = bool(circuit.config.get("from_finished_checkpoint")) and _holds(folder, circuit)
     if not kept:
         circuit.save(folder)
     reached, target = circuit.edge_sparsity, circuit.target_edge_sparsity
@@ -132,6 +132,15 @@ def _report(label: str, circuit, folder: str) -> None:
         against = f" (target {target:g})"
     note = " (finished earlier; kept)" if kept else ""
     print(f"{label}: {len(circuit.edges)} edges, sparsity {reached:.4f}{against}{note} -> {folder}")
+
+
+def _holds(folder: str, circuit) -> bool:
+    """Whether `folder` holds a readable circuit with `circuit`'s edges."""
+    from .circuit import Circuit
+    try:
+        return Circuit.load(folder).edges == circuit.edges
+    except UserError:  # missing or damaged: written again
+        return False
 
 
 def cmd_prune(args):

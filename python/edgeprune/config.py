@@ -35,7 +35,7 @@ def schedule_warnings(config: "TrainConfig") -> list[str]:
                    f"{config.ramp_steps} and the run stops at steps={config.steps}, where the target is {last:.3g}. "
                    f"Pass ramp_steps <= {config.steps} (--ramp-steps; the paper ramps over 2500 of 3000 steps) or "
                    f"steps >= {config.ramp_steps} (--steps)")
-    if config.steps <= config.warmup_steps:
+    if config.steps < config.warmup_steps:
         out.append(f"the learning rate never finishes its warm-up: warmup_steps={config.warmup_steps} and steps="
                    f"{config.steps}. Pass warmup_steps < {config.steps} (--warmup-steps)")
     return out
