@@ -24,6 +24,7 @@ import edgeprune.tasks.custom
 import edgeprune.tasks.encoding
 import edgeprune.tasks.greater_than
 import edgeprune.tasks.metrics
+import edgeprune.tasks.mib
 import edgeprune.tasks.splits
 import edgeprune.tracr.tasks
 from edgeprune import cli, curves, distributed, draw, errors, loading, mib, plotting, training
@@ -291,6 +292,16 @@ def _warm(init, **kw):
                            eval_every=0, progress=False, **kw)
 
 
+def _mib_ioi(prompt, corrupted):
+    return {"prompt": prompt, "metadata": {"indirect_object": "Mary", "subject": "John"},
+            "s2_io_flip_counterfactual": {"prompt": corrupted}}
+
+
+def _mib_rows(ctx, rows, split="train"):
+    (ctx.tmp / "ioi").mkdir()
+    (ctx.tmp / "ioi" / f"{split}.jsonl").write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+
+
 def _optimal_too_short(ctx):
     pm = _pm(ablation="optimal")
     pm.set_mean_ablation(torch.randint(2, 60, (2, 4)))
@@ -548,6 +559,27 @@ CASES = [
     Case("tasks/metrics.py", "kl_per_example", "reduction must be", E, "reduction must be 'mean' or 'sum', got 'x'",
          lambda ctx: edgeprune.tasks.metrics.kl_per_example(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2),
                                                             torch.ones(1, 1, dtype=torch.bool), "x")),
+    Case("tasks/mib.py", "dataset", "unknown MIB task", E, "unknown MIB task 'sva'; choose one of ioi",
+         lambda ctx: edgeprune.tasks.mib.dataset("sva", _words(), path=ctx.tmp)),
+    Case("tasks/mib.py", "dataset", "n must be", E, "n must be a positive number of examples, got 0",
+         lambda ctx: edgeprune.tasks.mib.dataset("ioi", _words(), n=0, path=ctx.tmp)),
+    Case("tasks/mib.py", "dataset", "usable examples", E, r"MIB ioi \(train\): 0 usable examples, none \(1 x clean",
+         lambda ctx: (_mib_rows(ctx, [_mib_ioi("Then Mary went home", "Then Mary")]),
+                      edgeprune.tasks.mib.dataset("ioi", _words(), path=ctx.tmp))),
+    Case("tasks/mib.py", "_root", "ENVIRONMENT", E, "set EDGEPRUNE_MIB_DATA to the folder holding them",
+         lambda ctx: (ctx.mp.delenv("EDGEPRUNE_MIB_DATA", raising=False), edgeprune.tasks.load("mib-ioi", _words()))),
+    Case("tasks/mib.py", "read_rows", "no MIB dataset folder", errors.MissingFile, "no MIB dataset folder .*ioi",
+         lambda ctx: edgeprune.tasks.mib.dataset("ioi", _words(), path=ctx.tmp)),
+    Case("tasks/mib.py", "read_rows", "rows for MIB", edgeprune.tasks.MissingSplit,
+         "no test rows for MIB's ioi under .*: expected test.jsonl",
+         lambda ctx: (_mib_rows(ctx, []), edgeprune.tasks.mib.dataset("ioi", _words(), split="test", path=ctx.tmp))),
+    Case("tasks/mib.py", "_parquet", "needs pyarrow", E, "is a parquet file, which needs pyarrow",
+         lambda ctx: ((ctx.tmp / "ioi").mkdir(), (ctx.tmp / "ioi" / "train.parquet").write_bytes(b"PAR1"),
+                      ctx.mp.setitem(__import__("sys").modules, "pyarrow.parquet", None),
+                      edgeprune.tasks.mib.dataset("ioi", _words(), path=ctx.tmp))),
+    Case("tasks/mib.py", "_example", "lacks what MIB reads", E, "lacks what MIB reads .KeyError: 's2_io_flip_counterfactual'",
+         lambda ctx: (_mib_rows(ctx, [{"prompt": "Then Mary"}]), edgeprune.tasks.mib.dataset("ioi", _words(),
+                                                                                                path=ctx.tmp))),
     Case("tasks/registry.py", "register", "already registered", E, "a task named 'ioi' is already registered",
          lambda ctx: edgeprune.tasks.register("ioi", lambda *a, **k: None)),
     Case("tasks/registry.py", "factory", "unknown task", E, "unknown task 'nope'; known tasks: ",

@@ -25,7 +25,7 @@ LAYERS = [
     ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.checkpoints",
      "edgeprune.identity", "edgeprune.evaluation", "edgeprune.curves", "edgeprune.plotting",
      "edgeprune.budgets", "edgeprune.training", "edgeprune.planning", "edgeprune.demo", "edgeprune.info",
-     "edgeprune.bench_kernels", "edgeprune.attribution", "edgeprune.provenance"],
+     "edgeprune.bench_kernels", "edgeprune.attribution", "edgeprune.node_groups", "edgeprune.provenance"],
     ["edgeprune.cli", "edgeprune.__main__", "edgeprune"],
 ]
 

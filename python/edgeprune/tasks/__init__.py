@@ -21,6 +21,9 @@ register("greater-than", "edgeprune.tasks.greater_than:dataset")
 register("gendered-pronoun", "edgeprune.tasks.gendered_pronoun:dataset")
 register("boolean-expressions", "edgeprune.tasks.boolean_expressions:dataset")
 register("boolean-expressions-instr", "edgeprune.tasks.boolean_expressions:dataset_instr")
+for _name in ("ioi", "mcqa", "arithmetic-addition", "arithmetic-subtraction", "arc-easy", "arc-challenge"):
+    register(f"mib-{_name}", f"edgeprune.tasks.mib:{_name.replace('-', '_')}")   # MIB's own files (tasks/mib.py)
+del _name
 
 
 def get(name: str, tokenizer, split: str = "train", n: int | None = None, seed: int = 0) -> TaskDataset:
