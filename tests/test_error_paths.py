@@ -304,8 +304,14 @@ def _mib_rows(ctx, rows, split="train"):
 
 def _optimal_too_short(ctx):
     pm = _pm(ablation="optimal")
-    pm.set_mean_ablation(torch.randint(2, 60, (2, 4)))
+    pm.set_mean_ablation(torch.randint(2, 60, (2, 4)), per_position=True)
     pm.ablation_record(seq_len=6)
+
+
+def _optimal_without_length(ctx):
+    pm = _pm(ablation="optimal")
+    pm.set_mean_ablation(torch.randint(2, 60, (2, 4)))
+    pm.ablation_record()
 
 
 def _gate_sets_with_grad(ctx):
@@ -386,14 +392,15 @@ CASES = [
     Case("outputs.py", "_check", "is a file, not a folder: remove", E, r"the output folder .*f is a file",
          lambda ctx: (_file(ctx, "f"), _main("attribute", "m", "ioi", "--out", str(ctx.tmp / "f")))),
     Case("outputs.py", "_check", "cannot be made below it", E, r"f is a file, not a folder: the output folder .*f/x "
-         "cannot be made", lambda ctx: (_file(ctx, "f"), _main("attribute", "m", "ioi", "--out", str(ctx.tmp / "f/x")))),
+         "cannot be made",
+         lambda ctx: (_file(ctx, "f"), _main("attribute", "m", "ioi", "--out", str(ctx.tmp / "f" / "x")))),
     Case("outputs.py", "_check", "is not writable", E, r"cannot write the circuit folder .*: .* is not writable",
          lambda ctx: (ctx.mp.setattr("edgeprune.outputs.os.access", lambda path, mode: False),
                       _scored().save(str(ctx.tmp / "c")))),
     Case("folders.py", "read", "changed every time", R, "changed every time it was read",
          lambda ctx: (ctx.mp.setattr("edgeprune.folders._state", lambda folder, record: object()),
                       edgeprune.Circuit.load(_saved(ctx)))),
-    Case("interrupts.py", "deferred.note", "KeyboardInterrupt", KeyboardInterrupt, "", _signalled_twice),
+    Case("interrupts.py", "deferred.note", "KeyboardInterrupt", KeyboardInterrupt, "^$", _signalled_twice),
     Case("training.py", "Trainer._stop_if_signalled", "Interrupted", KeyboardInterrupt,
          "interrupted by SIGINT at step 1 of 4: nothing was saved", _interrupted_trainer),
     Case("cli.py", "_check_data", "neither a task", E, "'nope' is neither a task",
@@ -403,10 +410,10 @@ CASES = [
     Case("cli.py", "cmd_demo", "--seeds must be", E, "--seeds must be at least 1, got 0",
          lambda ctx: _main("demo", "--seeds", "0")),
     Case("cli.py", "cmd_demo", "fewer than two seeds", R, "recovered for fewer than two seeds",
-         lambda ctx: (ctx.mp.setattr("edgeprune.demo.recovery_rate", lambda n, steps: {"reverse": [0]}),
+         lambda ctx: (ctx.mp.setattr("edgeprune.demo.recovery_rate", lambda n, steps, mode: {"reverse": [0]}),
                       _main("demo", "--seeds", "1", "--check"))),
     Case("cli.py", "cmd_demo", "not recovered exactly", R, "was not recovered exactly",
-         lambda ctx: (ctx.mp.setattr("edgeprune.demo.run_demo", lambda out, seed, steps: False),
+         lambda ctx: (ctx.mp.setattr("edgeprune.demo.run_demo", lambda out, seed, steps, mode: False),
                       _main("demo", "--check", "--out", str(ctx.tmp)))),
     Case("cli.py", "cmd_bench", "is not installed with the package", M, "the step benchmark .* is not installed",
          _bench_missing),
@@ -607,6 +614,8 @@ CASES = [
          lambda ctx: edgeprune.tracr.load_model("nope")),
     Case("tracr/programs.py", "_read", "package data", M, "the package data for Tracr program 'reverse' is missing",
          _tracr_data_missing),
+    Case("tracr/settings.py", "check_mode", "unknown Tracr demo mode", E, "unknown Tracr demo mode 'hot'",
+         lambda ctx: edgeprune.tracr.settings.train_settings("reverse", "hot")),
     Case("tracr/tasks.py", "dataset", "unknown split", E, "unknown split 'dev' for tracr-reverse",
          lambda ctx: edgeprune.tracr.tasks.dataset("reverse", split="dev")),
     Case("tracr/tasks.py", "dataset", "must lie in", E, r"lengths \(99,\) must lie in 1\.\.",
@@ -728,6 +737,8 @@ CASES = [
          "optimal ablation starts from the means", lambda ctx: _pm(ablation="optimal").ablation_record(seq_len=4)),
     Case("models/__init__.py", "PrunableModel.ablation_record", "has constants for", E,
          "has constants for 4 positions but the input has 6", _optimal_too_short),
+    Case("models/__init__.py", "PrunableModel.ablation_record", "needs a length", E,
+         "optimal ablation's record needs a length", _optimal_without_length),
     Case("models/delta_stack.py", "read_sets", "gate sets", E, "are for forwards without gradients",
          _gate_sets_with_grad),
     Case("training.py", "Trainer.__init__", "objective='logit_diff' needs", E, "needs a counterfactual answer",

@@ -1,6 +1,7 @@
 """Every job that can take minutes shows a progress bar with a time estimate: attribution (per batch,
 per edge set for exact), curves (per batch and budget), evaluation (per batch); none when asked not
 to, or when stderr is not a terminal."""
+import functools
 import re
 
 import pytest
@@ -10,6 +11,7 @@ from helpers.data import answer_pairs
 from helpers.models import tiny
 
 
+@functools.lru_cache(maxsize=None)
 def _pm():
     return edgeprune.prunable(tiny("gpt2"), embedding_nodes=1)  # loading prints the loader's own bars
 

@@ -14,7 +14,9 @@ STEPS = 4
 
 
 def _budgets(model, out):
-    return main(["prune", model, "ioi", "--budgets", "0.1", "0.5", "--out", str(out), "--steps", str(STEPS),
+    """A sweep of stages, one per budget (not a pruning path: that is one run)."""
+    return main(["prune", model, "ioi", "--budgets", "0.1", "0.5", "--no-path", "--init", "none", "--objective", "kl",
+                 "--out", str(out), "--steps", str(STEPS),
                  "--stage-steps", str(STEPS), "--batch-size", "4", "--n", "4", "--warmup-steps", "1",
                  "--ramp-steps", "2", "--eval-every", "0", "--no-progress", "--device", "cpu"])
 

@@ -90,7 +90,8 @@ def _file(path, text="x"):
 
 
 @pytest.mark.parametrize("blocked", ["out", "out/sparsity-0.5", "out/run-0.5"])
-def test_prune_refuses_output_paths_that_are_files_before_training(model_folder, tmp_path, capsys, blocked):  # noqa: F811
+def test_prune_refuses_output_paths_that_are_files_before_training(model_folder, tmp_path, capsys,  # noqa: F811
+                                                                  blocked):
     _file(str(tmp_path / blocked))
     assert main(["prune", model_folder, "ioi", "--sparsity", "0.5", "--out", str(tmp_path / "out")] + QUICK) == 1
     err = capsys.readouterr().err

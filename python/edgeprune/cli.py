@@ -95,8 +95,8 @@ def _prune_folders(args) -> list[str]:
         else [args.out]
     if args.budgets:
         fractions = _budget_fractions(args)
-        below = ["run"] + [os.path.join("run", f"stage-{f:g}") for f in fractions if f < 1] + \
-            [f"budget-{f:g}" for f in fractions]
+        stages = [os.path.join("run", f"stage-{f:g}") for f in fractions if f < 1]
+        below = ["run", os.path.join("run", "path")] + stages + [f"budget-{f:g}" for f in fractions]
     else:
         below = [f"sparsity-{t:g}" for t in args.sparsity] + \
             (["run"] if args.one_run else [f"run-{t:g}" for t in args.sparsity])
@@ -362,8 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="a task name or a JSONL file of {clean, corrupted} pairs")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--sparsity", type=_sparsity, nargs="+",
-                      help=f"edge-sparsity targets: fractions of edges REMOVED, in [0, 1] (one run each, or --one-run); "
-                           f"above 1, up to {MAX_TARGET:g}, 'as sparse as possible' as in the paper")
+                      help=f"edge-sparsity targets: fractions of edges REMOVED, in [0, 1] (one run each, or "
+                           f"--one-run); above 1, up to {MAX_TARGET:g}, 'as sparse as possible' as in the paper")
     what.add_argument("--budgets", nargs="+", metavar="FRACTION",
                       help="fractions of edges KEPT, or 'mib' for MIB's ten: one run sweeping from the loosest to "
                            "the tightest, a circuit per budget")
