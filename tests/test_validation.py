@@ -128,3 +128,19 @@ def test_a_refused_run_leaves_no_output_folder(tmp_path, capsys):
     missing = str(tmp_path / "no-model")
     assert main(["prune", missing, "ioi", "--sparsity", "0.5", "--out", str(tmp_path / "out")] + QUICK) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_circuit_states_the_target_it_answers_to():
+    """A cut answers to its cut, a budget's circuit to 1 - its budget (a pruning path's run trains
+    further than any one budget), a trained circuit to its run's target; scores to none."""
+    import torch
+
+    from edgeprune.circuit import Circuit
+    from edgeprune.graph import Graph
+    g = Graph(2, 4, 4, 2)
+    trained = Circuit.from_log_alphas(g, torch.randn(g.num_edges), torch.randn(g.num_writers),
+                                      config={"edge_sparsity": 0.9})
+    assert trained.target_edge_sparsity == 0.9 and trained.at_sparsity(0.5).target_edge_sparsity == 0.5
+    trained.config |= {"budget": 0.25, "edge_sparsity": 0.9995}
+    assert trained.target_edge_sparsity == 0.75
+    assert Circuit(g, [], [], edge_scores=torch.zeros(g.num_edges), score_kind="score").target_edge_sparsity is None

@@ -92,8 +92,13 @@ class Circuit:
 
     @property
     def target_edge_sparsity(self) -> float | None:
-        """The edge sparsity this circuit was trained for (or cut at); None for scores and fixed lists."""
-        return self.config.get("target", self.config.get("edge_sparsity"))
+        """The edge sparsity this circuit was cut at, or trained for (a budget's: 1 - the budget);
+        None for scores and fixed lists."""
+        if "target" in self.config:
+            return self.config["target"]
+        if "budget" in self.config:
+            return 1 - self.config["budget"]
+        return self.config.get("edge_sparsity")
 
     @property
     def node_sparsity(self) -> float:
