@@ -112,6 +112,8 @@ def test_export_and_attribute_refuse_a_file_as_their_folder(model_folder, tmp_pa
     assert main(["attribute", model_folder, "ioi", "--method", "eap", "--n", "2",
                  "--out", str(tmp_path / "f" / "below")]) == 1
     assert f"{tmp_path / 'f'} is a file, not a folder" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "f")]) == 1  # before a run, not at its drawings
+    assert f"{tmp_path / 'f'} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(model_folder, tmp_path):  # noqa: F811

@@ -327,6 +327,8 @@ def cmd_demo(args):
         if args.check and not all(len(seeds) >= 2 for seeds in recovered.values()):
             raise RunError("a Tracr program was recovered for fewer than two seeds (see above)")
         return
+    from .outputs import check_folder
+    check_folder(args.out)
     ok = run_demo(args.out, seed=args.seed, steps=args.steps)
     if args.check and not ok:
         raise RunError("a Tracr circuit was not recovered exactly (see above)")
