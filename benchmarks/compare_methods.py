@@ -11,7 +11,8 @@ Per seed (a seed draws its own training examples and seeds the gates):
   the first --n-exact training examples: one forward per edge and example);
 - Edge Pruning on the same split, --steps per run: cold (the paper's start and KL), warm (started
   from that seed's eap-ig-inputs scores, edgeprune.warmstart), matched (objective="logit_diff"),
-  warm+matched, and optimal ablation (scored twice: with its own constants, and with patching);
+  warm+matched, and optimal ablation, Li and Janson's default (one constant per component) and per
+  position (each scored twice: with its own constants, and with patching);
   the pruning path (edgeprune.path: warm, matched, one run through every budget, --path-steps), and
   the same path at the paper's length (--paper-steps; the seeds' IoU of its circuits is reported).
   --ep cut trains one run at --target and cuts its learned ranking at every budget; --ep sweep
@@ -56,6 +57,7 @@ PRUNING = {  # label: (train() options, warm start)
     "EP matched": ({"objective": "logit_diff"}, False),
     "EP warm+matched": ({"objective": "logit_diff"}, True),
     "EP optimal": ({"ablation": "optimal"}, False),
+    "EP optimal per position": ({"ablation": "optimal", "optimal_per_position": True}, False),
     "EP path": ({"objective": "logit_diff", "path": True}, True),
     "EP path (paper length)": ({"objective": "logit_diff", "path": True}, True),
 }
@@ -78,7 +80,8 @@ def prune(label, args, train, seed, tok, init, pad_to):
         run = edgeprune.train(model, train, edge_sparsity=PATH_END, log_file=log, init_sparsity=args.path_init,
                               **(common | {"ramp_steps": steps}))
     elif args.ep == "sweep":
-        run = train_budgets(model, train, budgets="mib", stage_steps=max(1, args.steps // 4), **common)
+        run = train_budgets(model, train, budgets="mib", stage_steps=max(1, args.steps // 4), path=False,
+                            init_sparsity=0.9, **({"objective": "kl"} | common))
     else:
         run = edgeprune.train(model, train, edge_sparsity=args.target, log_file=log, **common)
     seconds = time.perf_counter() - started
@@ -170,12 +173,12 @@ def main():
             runs[label] = (run, rows)
             if PRUNING[label][0].get("path"):
                 circuits.setdefault(label, []).append(run)
-            if label == "EP optimal":
+            if label.startswith("EP optimal"):
                 own = edgeprune.prunable(model, ablation="optimal")
                 tightest = run[min(run)] if isinstance(run, dict) else run   # a sweep: its last stage's constants
                 own.set_optimal_ablation(tightest.ablation_values)
-                record("EP optimal (own ablation)", run, seconds, seed, model=own, ablation="optimal")
-                record("EP optimal (patching)", run, seconds, seed)
+                record(f"{label} (own ablation)", run, seconds, seed, model=own, ablation="optimal")
+                record(f"{label} (patching)", run, seconds, seed)
             else:
                 record(label, run, seconds, seed)
         if args.ep == "cut" and "EP cold" in runs and "EP warm" in runs:

@@ -51,7 +51,8 @@ def run_method(method: str, seed: int, args, tok) -> tuple[object, int, float]:
         return circuits, args.steps * (len(BUDGETS) - 1), time.perf_counter() - started
     if method == "sweep":
         stage = max(1, args.steps // 4)
-        circuits = train_budgets(ioi_gpt2()[0], "ioi", budgets="mib", steps=args.steps, stage_steps=stage, **common)
+        circuits = train_budgets(ioi_gpt2()[0], "ioi", budgets="mib", steps=args.steps, stage_steps=stage, path=False,
+                                 init=None, objective="kl", init_sparsity=0.9, **common)
         return circuits, args.steps + stage * (len(BUDGETS) - 2), time.perf_counter() - started
     circuit = edgeprune.train(ioi_gpt2()[0], "ioi", edge_sparsity=args.cut_target, steps=args.steps, **common)
     return circuit, args.steps, time.perf_counter() - started

@@ -70,7 +70,7 @@ def test_budget_sweep_runs_every_stage_from_the_last(tmp_path):
     from helpers.data import random_pairs
     from helpers.models import tiny
     circuits = train_budgets(tiny("gpt2"), random_pairs(n=8), budgets=[0.1, 0.5, 1.0], steps=12, stage_steps=6,
-                             batch_size=4, warmup_steps=2, ramp_steps=6, eval_every=0, progress=False,
+                             path=False, init=None, objective="kl", batch_size=4, warmup_steps=2, ramp_steps=6, eval_every=0, progress=False,
                              checkpoint_dir=str(tmp_path))
     assert sorted(circuits) == [0.1, 0.5, 1.0]
     assert circuits[0.5].config["stage"] == 0 and circuits[0.5].config["ramp_from"] == 0.0

@@ -1,15 +1,19 @@
-"""Circuits at every budget from one training process: a sweep from the loosest budget to the tightest.
+"""Circuits at every budget from one training process.
 
     circuits = edgeprune.train_budgets(model, "ioi", budgets="mib")    # {fraction kept: Circuit}
 
-The first stage trains to the loosest budget below 1 with the full schedule (`steps`, `ramp_steps`).
+By default it is the recipe measured most faithful on MIB's curve (benchmarks/RESULTS.md, "Attribution
+against Edge Pruning"): a pruning path (edgeprune.path) warm-started from EAP-IG-inputs scores with
+half the edges open, on the objective matched to the logit difference (KL where the examples have
+no counterfactual answer). Its target falls through every budget to half the smallest, and each
+budget's circuit is the top of the run's exit ranking there, so the circuits nest. Passing a config,
+or path=False, objective=..., init=... or init_sparsity=..., sets those by hand.
+
+With path=False it is a sweep from the loosest budget to the tightest. The first stage trains to the loosest budget below 1 with the full schedule (`steps`, `ramp_steps`).
 Each later stage starts from the last stage's gates and trains `stage_steps` more, its target ramping
 linearly from the last target to its own over the first half (fresh multipliers and optimiser, a
 short warm-up). A budget is a fraction of edges kept, so its target sparsity is 1 - fraction. Each
 stage's circuit is that budget's circuit; its scores rank the edges for MIB's top-n at that budget.
-
-With path=True it is one run instead (edgeprune.path): its target falls through every budget to half
-the smallest, and each budget's circuit is the top of the run's exit ranking there, so they nest.
 """
 from __future__ import annotations
 
@@ -18,12 +22,12 @@ from dataclasses import replace
 from typing import Callable
 
 from .circuit import Circuit
-from .config import TrainConfig
+from .config import CURVE, CURVE_INIT, TrainConfig
 from .errors import UserError
 from .loading import model_name
 from .mib import BUDGETS
 from .provenance import model_record
-from .training import Trainer, prepare, warm_config
+from .training import Trainer, prepare, start_from, warm_config
 
 NO_INPUT_NODE = ("budgets rank MIB's edges, input edges included, and this model's default graph has no embedding "
                  "node (embedding_nodes=0) to score them: pass embedding_nodes=1 (--embedding-nodes 1), or "
@@ -40,14 +44,15 @@ def parse_budgets(budgets) -> list[float]:
 
 def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None, *, stage_steps: int | None = None,
                   tokenizer=None, validation=None, n: int | None = None, device=None, dtype=None,
-                  checkpoint_dir: str | None = None, progress: bool = True, init=None, overwrite: bool = False,
+                  checkpoint_dir: str | None = None, progress: bool = True, init=CURVE_INIT, overwrite: bool = False,
                   on_circuit: Callable[[float, Circuit], None] | None = None, **overrides) -> dict[float, Circuit]:
     """Train once through every budget (loosest first); returns {fraction kept: Circuit}.
 
     config / overrides: as edgeprune.train (edge_sparsity is set per stage; kv_edges defaults to
     "query", MIB's graph, for grouped-query models). stage_steps: steps of
     each stage after the first (default: a quarter of `steps`). The fraction 1 (the whole model) is
-    the full circuit and is not trained. init: a warm start for the first stage, as edgeprune.train's.
+    the full circuit and is not trained. init: a warm start, as edgeprune.train's (an attribution
+    method's name, scores, or None for the paper's cold start).
     checkpoint_dir: each stage checkpoints in its stage-<fraction>/ folder; a rerun keeps the
     finished stages (their circuits rebuilt from their last checkpoints) and resumes the first
     unfinished one; overwrite=True starts every stage afresh. on_circuit(fraction, circuit) is
@@ -55,14 +60,21 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
     """
     fractions = parse_budgets(budgets)
     overrides.setdefault("edge_sparsity", 1 - fractions[-1])
+    fitted = config is None and "objective" not in overrides   # the curve's objective, unless there is none
+    if config is None:
+        overrides = CURVE | overrides
     config = TrainConfig.with_overrides(config, overrides)
     if config.kv_edges is None:  # budgets are fractions of MIB's edges: MIB's graph, K/V edges per query head
         config = replace(config, kv_edges="query")
     stage_steps = stage_steps or max(1, config.steps // 4)
     pm, dataset, validation, run = prepare(model, data, config, tokenizer=tokenizer, validation=validation, n=n,
-                                           device=device, dtype=dtype, init=init)
+                                           device=device, dtype=dtype)
     if config.embedding_nodes is None and pm.graph.embedding_nodes == 0:  # before any training, not after
         raise UserError(NO_INPUT_NODE)
+    if init is not None:
+        start_from(pm, dataset, init, config)
+    if fitted and config.objective == "logit_diff" and not _counterfactuals(dataset):
+        config = replace(config, objective="kl")
     if config.path:
         return _path(pm, dataset, config, fractions, init, validation=validation, checkpoint_dir=checkpoint_dir,
                      run=run, progress=progress, overwrite=overwrite, on_circuit=on_circuit)
@@ -95,6 +107,11 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
         if on_circuit is not None:
             on_circuit(1.0, circuits[1.0])
     return dict(sorted(circuits.items()))
+
+
+def _counterfactuals(dataset) -> bool:
+    batch = dataset.batch(list(range(len(dataset))))
+    return bool((batch.answers >= 0).all() & (batch.distractors >= 0).all())
 
 
 def _path(pm, dataset, config, fractions, init, *, validation, checkpoint_dir, run, progress, overwrite,

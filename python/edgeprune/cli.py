@@ -16,7 +16,7 @@ import sys
 import warnings
 from dataclasses import fields
 
-from .config import MAX_TARGET, TrainConfig, check_target
+from .config import CURVE, CURVE_INIT, MAX_TARGET, TrainConfig, check_target
 from .errors import MissingFile, RunError, UserError
 
 
@@ -41,16 +41,20 @@ def add_config_options(p: argparse.ArgumentParser):
         flag = "--" + f.name.replace("_", "-")
         kind = _option_type(f)
         help_text = f.metadata["help"]
+        # options whose default differs for --budgets stay None until the run resolves them
+        curve = f.name in CURVE
         if kind is bool:
             shown = flag if f.default else "--no-" + flag[2:]
-            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                           help=f"{help_text} (default: {shown})")
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None if curve else f.default,
+                           help=f"{help_text} (default: {shown}" + (
+                               f"; with --budgets: {flag if CURVE[f.name] else '--no-' + flag[2:]})" if curve else ")"))
             continue
         if f.name.endswith("sparsity"):
             kind = _sparsity
         choices = f.metadata.get("choices")
-        g.add_argument(flag, type=kind, default=f.default, choices=choices,
-                       help=help_text + ("" if f.default is None else f" (default: {f.default})"))
+        shown = "" if f.default is None else f" (default: {f.default}" + (
+            f"; with --budgets: {CURVE[f.name]})" if curve else ")")
+        g.add_argument(flag, type=kind, default=None if curve else f.default, choices=choices, help=help_text + shown)
     g.add_argument("--n", type=int, default=None, help="training examples (default: the task's size)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
@@ -67,8 +71,15 @@ def _option_type(f):
     raise TypeError(f"TrainConfig.{f.name}: no command-line type for {f.type!r}")
 
 
+def _attribution_methods() -> tuple[str, ...]:
+    from .attribution import METHODS
+    return METHODS
+
+
 def _config_overrides(args) -> dict:
-    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.metadata.get("cli", True)}
+    """The training options given; those left to the run (None where TrainConfig has a default) are left out."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.metadata.get("cli", True)
+            and (getattr(args, f.name) is not None or f.default is None)}
 
 
 def _run_kwargs(args) -> dict:
@@ -162,7 +173,11 @@ def cmd_prune(args):
                        kv_edges=args.kv_edges or ("query" if args.budgets else "group")))
         except ValueError as no_plan:  # a family the planner has no calibration for: prune anyway
             print(f"(no memory plan: {no_plan})")
-    if args.init:  # a warm start from an attribution's (or any scored circuit's) folder
+    if args.init == "none":   # the paper's cold start
+        kwargs["init"] = None
+    elif args.init in _attribution_methods():  # attributed on the training data first
+        kwargs["init"] = args.init
+    elif args.init:  # a warm start from an attribution's (or any scored circuit's) folder
         from .circuit import Circuit
         kwargs["init"] = Circuit.load(args.init)
     seeds = range(args.seed, args.seed + args.seeds) if args.seeds else [args.seed]
@@ -323,13 +338,13 @@ def cmd_demo(args):
     if args.seeds is not None:
         if args.seeds < 1:
             raise UserError(f"--seeds must be at least 1, got {args.seeds}")
-        recovered = recovery_rate(args.seeds, steps=args.steps)
+        recovered = recovery_rate(args.seeds, steps=args.steps, mode=args.mode)
         if args.check and not all(len(seeds) >= 2 for seeds in recovered.values()):
             raise RunError("a Tracr program was recovered for fewer than two seeds (see above)")
         return
     from .outputs import check_folder
     check_folder(args.out)
-    ok = run_demo(args.out, seed=args.seed, steps=args.steps)
+    ok = run_demo(args.out, seed=args.seed, steps=args.steps, mode=args.mode)
     if args.check and not ok:
         raise RunError("a Tracr circuit was not recovered exactly (see above)")
 
@@ -380,9 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "written as soon as its run ends, and the runs' checkpoints")
     p.add_argument("--overwrite", action="store_true", help="start afresh over the runs in --out (by default a rerun "
                    "keeps the finished circuits and resumes the unfinished runs; another run's checkpoint is refused)")
-    p.add_argument("--init", default=None, metavar="DIR",
-                   help="warm start: the edge gates start from the scores of this circuit folder (from attribute); "
-                        "see --init-sparsity and --init-temperature (default: a cold start)")
+    p.add_argument("--init", default=None, metavar="DIR|METHOD|none",
+                   help="warm start: the edge gates start from the scores of this circuit folder (from attribute), "
+                        "or of an attribution method run first on the training data (a method name, as attribute "
+                        "takes it); none: the paper's cold start. See --init-sparsity and --init-temperature (default: "
+                        f"none; with --budgets: {CURVE_INIT})")
     add_config_options(p)
     p.set_defaults(fn=cmd_prune)
 
@@ -454,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="the runs' seed (default: 0)")
     p.add_argument("--steps", type=int, default=None,
                    help="override the demo's step counts (default: edgeprune.tracr.settings')")
+    p.add_argument("--mode", choices=("cold", "warm-exact"), default="cold",
+                   help="where the gates start: every edge open, as in the paper, or from exact attribution, "
+                        "which recovers both programs for every seed measured (default: cold)")
     p.add_argument("--seeds", type=int, default=None,
                    help="instead: train each program on seeds 0..N-1 and report how many recover (no drawings; "
                         "default: one run, --seed)")

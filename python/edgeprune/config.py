@@ -11,6 +11,10 @@ from dataclasses import dataclass, field, fields
 from .errors import UserError
 
 MAX_TARGET = 1.4          # the largest sparsity target: the paper's "as sparse as possible" targets are 1.01-1.4
+# train_budgets' defaults (prune --budgets): the recipe measured most faithful on MIB's curve, a pruning path
+# warm-started from EAP-IG-inputs with half the edges open, on the objective matched to the logit difference
+CURVE = {"path": True, "objective": "logit_diff", "init_sparsity": 0.5}
+CURVE_INIT = "eap-ig-inputs"
 CACHE_BYTES = 4 << 30     # targets and ablation records are cached per example up to this size
 RECOMPUTE_READERS = True  # the attention readers' mixtures are recomputed in backward (edgeprune.planning reads it)
 
@@ -71,8 +75,10 @@ class TrainConfig:
     ablation: str = option("corrupted", "what a pruned edge carries: the writer's output on the corrupted input, "
                            "its mean, zero, or a constant learned with the gates from the mean (optimal)",
                            choices=("corrupted", "zero", "mean", "optimal"))
-    ablation_lr: float = option(0.01, "learning rate of optimal ablation's constants (no weight decay, no sparsity "
-                                "penalty)")
+    ablation_lr: float = option(2e-3, "learning rate of optimal ablation's constants (Li and Janson's; no weight "
+                                "decay, no sparsity penalty)")
+    optimal_per_position: bool = option(False, "optimal ablation: one constant per component and position (Li and "
+                                        "Janson's variant) instead of one per component")
     objective: str = option("kl", "what the circuit fits: KL(full || circuit) (the paper's), or the squared gap "
                             "between its logit difference and the full model's", choices=("kl", "logit_diff"))
     init_sparsity: float = option(0.9, "warm start (--init): the fraction of edges starting closed")

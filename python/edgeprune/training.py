@@ -542,16 +542,37 @@ def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None
     torch.manual_seed(config.seed)
     pm.gates.reset_parameters(torch.Generator().manual_seed(config.seed))
     if init is not None:
-        with torch.no_grad():
-            pm.gates.edge_log_alpha.copy_(init_log_alpha(init_scores(init, pm.graph), config.init_sparsity,
-                                                         config.init_temperature))
+        start_from(pm, dataset, init, config)
     if run is not None:
         distributed.apply_fsdp(pm, run, cpu_offload=config.cpu_offload, from_rank0=from_rank0)
     if config.ablation in ("mean", "optimal"):
         batch = dataset.batch(list(range(len(dataset))), pad_to=config.pad_to)
         where = distributed.local_device_of(pm, run)
-        pm.set_mean_ablation(batch.clean.to(where), batch.attention_mask.to(where))
+        pm.set_mean_ablation(batch.clean.to(where), batch.attention_mask.to(where),
+                             per_position=config.optimal_per_position)
     return pm, dataset, validation, run
+
+
+def start_from(pm: PrunableModel, dataset, init, config: TrainConfig) -> None:
+    """The edge gates of a warm start (edgeprune.warmstart): from scores, or from an attribution
+    method's, run on the training data first."""
+    if isinstance(init, str):
+        init = warm_scores(pm, dataset, init, config)
+    with torch.no_grad():
+        pm.gates.edge_log_alpha.copy_(init_log_alpha(init_scores(init, pm.graph), config.init_sparsity,
+                                                     config.init_temperature))
+
+
+def warm_scores(pm: PrunableModel, dataset, method: str, config: TrainConfig):
+    """A warm start's scores by attribution on the training data (the logit difference where every
+    example has a counterfactual answer, else KL)."""
+    from .attribution import attribute
+    if config.ablation != "corrupted":
+        raise UserError(f"init={method!r} attributes with interchange ablation, and this run ablates with "
+                        f"{config.ablation!r}: pass init=None or scores of your own")
+    batch = dataset.batch(list(range(len(dataset))))
+    metric = "logit_diff" if bool((batch.answers >= 0).all() & (batch.distractors >= 0).all()) else "kl"
+    return attribute(pm, dataset, method, metric=metric, seed=config.seed, progress=False)
 
 
 def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, validation=None, n: int | None = None,
@@ -569,7 +590,8 @@ def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, val
     finished one is refused unless overwrite=True, which starts afresh there, or reuse_finished=True,
     which returns the finished run's circuit again (rebuilt from its last checkpoint). SIGINT or
     SIGTERM stop the run after its current step, checkpointed (edgeprune.interrupts.Interrupted).
-    init: a warm start, a Circuit with scores (edgeprune.attribute's) or per-edge scores: the edge
+    init: a warm start, a Circuit with scores (edgeprune.attribute's), per-edge scores, or the name of
+    an attribution method (e.g. "eap-ig-inputs", run on the training data first): the edge
     gates start from them (edgeprune.warmstart, TrainConfig.init_sparsity / init_temperature) and
     the sparsity target ramps from the sparsity they start at.
     """

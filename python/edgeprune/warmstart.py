@@ -82,7 +82,8 @@ def expected_sparsity(log_alpha: torch.Tensor, points: int = 256) -> float:
 def summary(init, sparsity: float, temperature: float, log_alpha: torch.Tensor) -> dict:
     """What a circuit's config (and a checkpoint's run identity) records about its warm start; the
     fingerprint is a hash of the initial log alphas."""
-    source = init.config.get("method", init.score_kind) if isinstance(init, Circuit) else "scores"
+    source = init if isinstance(init, str) else \
+        init.config.get("method", init.score_kind) if isinstance(init, Circuit) else "scores"
     values = log_alpha.detach().float().cpu().contiguous().numpy().tobytes()
     return {"source": source, "sparsity": sparsity, "temperature": temperature, "ranking": "|score|",
             "expected_sparsity": expected_sparsity(log_alpha), "fingerprint": hashlib.sha256(values).hexdigest()[:16]}
