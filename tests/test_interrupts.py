@@ -80,3 +80,14 @@ def test_sigterm_stops_the_command_in_one_line(model_folder, tmp_path, capsys, m
         "the same command again to resume"]
     assert _step(tmp_path / "run-0.5") == 2 and not (tmp_path / "sparsity-0.5").exists()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the process's own handlers are back
+
+
+def test_ctrl_c_before_training_is_one_line(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the model loads (no run to checkpoint yet): one line, exit 130, no traceback."""
+    from edgeprune.cli import main
+
+    def load_model(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("edgeprune.training.load_model", load_model)
+    assert main(["prune", "m", "ioi", "--sparsity", "0.5", "--out", str(tmp_path), "--device", "cpu"]) == 130
+    assert capsys.readouterr().err.strip() == "edgeprune prune: interrupted"
