@@ -73,18 +73,6 @@ def test_bad_warm_starts():
 
 # ---------------------------------------------------------------------- optimal ablation
 
-def test_optimal_ablation_starts_at_the_mean():
-    model, data = tiny("gpt2"), random_pairs(n=6)
-    batch = data.batch(range(len(data)))
-    gates = (torch.rand(137, generator=torch.Generator().manual_seed(0)).round(), torch.ones(12))
-    outs = []
-    for ablation in ("mean", "optimal"):
-        pm = edgeprune.prunable(model, ablation=ablation)
-        pm.set_mean_ablation(batch.clean, batch.attention_mask)
-        outs.append(pm(batch.clean, edges=gates[0], nodes=gates[1], record=pm.ablation_record(seq_len=6)))
-    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
-
-
 def _closed_run(ablation, data, steps, lr=0.002):
     """Every edge gate closed and frozen (lr 0, log alpha -20): only optimal ablation's constants learn."""
     model = tiny("gpt2")
@@ -100,17 +88,10 @@ def _closed_run(ablation, data, steps, lr=0.002):
     return pm, trainer, evaluate_gates(pm, dataset, *closed)["kl"]
 
 
-def test_training_the_constants_alone_beats_mean_ablation(tmp_path):
-    """With every edge closed the output is one distribution per position; the best one is the
-    examples' mean distribution. Learned constants close most of mean ablation's gap to it."""
+def test_a_circuit_keeps_its_constants(tmp_path):
+    """(Li and Janson's rule, start and first position: tests/test_optimal_ablation.py.)"""
     data = random_pairs(n=16)
-    _, _, mean_kl = _closed_run("mean", data, steps=1)
-    pm, trainer, optimal_kl = _closed_run("optimal", data, steps=30)
-    batch = data.batch(range(len(data)))
-    full = torch.log_softmax(pm.full_logits(batch.clean, positions=batch.positions)[:, 0].double(), -1)
-    best = full.exp().mean(0).log()
-    floor = float((full.exp() * (full - best)).sum(-1).mean())
-    assert optimal_kl < mean_kl - 0.5 * (mean_kl - floor), (floor, optimal_kl, mean_kl)
+    pm, trainer, _ = _closed_run("optimal", data, steps=4)
     # the saved circuit carries its constants and evaluates with them
     circuit = trainer.circuit()
     circuit.save(str(tmp_path / "run"))

@@ -59,8 +59,10 @@ class PrunableModel(nn.Module):
         """The unpruned model's writer outputs on `input_ids` (no gradient)."""
         return record_writers(self.adapter, input_ids, attention_mask, self.layer_runner)
 
-    def set_mean_ablation(self, input_ids, attention_mask=None, batch_size: int = 32):
-        """Mean ablation's values: each writer's mean output per position over these inputs."""
+    def set_mean_ablation(self, input_ids, attention_mask=None, batch_size: int = 32, per_position: bool = False):
+        """Mean ablation's values: each writer's mean output per position over these inputs. Under
+        optimal ablation, the constants' start: one per component, its mean over every real position
+        after the first; per_position, one per component and position, these means."""
         total, count = None, 0
         for i in range(0, len(input_ids), batch_size):
             mask = None if attention_mask is None else attention_mask[i:i + batch_size]
@@ -68,8 +70,14 @@ class PrunableModel(nn.Module):
             total = part if total is None else WriterRecord.cat([total, part]).map(lambda t: t.sum(0, keepdim=True))
             count += len(input_ids[i:i + batch_size])
         self.mean_record = total.map(lambda t: (t / count).to(self.adapter.dtype))
-        if self.ablation == "optimal":  # optimal ablation starts at the means
+        if self.ablation == "optimal" and per_position:
             self.constants = AblationConstants.from_record(self.mean_record).to(self.adapter.device)
+        elif self.ablation == "optimal":
+            batches = ((self.record(input_ids[i:i + batch_size], None if attention_mask is None else
+                                    attention_mask[i:i + batch_size]),
+                        None if attention_mask is None else attention_mask[i:i + batch_size])
+                       for i in range(0, len(input_ids), batch_size))
+            self.constants = AblationConstants.component_means(batches).to(self.adapter.device)
 
     def set_optimal_ablation(self, tensors: dict[str, torch.Tensor]):
         """Optimal ablation's constants from a circuit (Circuit.ablation_values), to evaluate it with them."""
@@ -86,7 +94,9 @@ class PrunableModel(nn.Module):
         """The ablated writers' values for a batch: the one place the ablation modes differ.
 
         corrupted: the unpruned model's record on the corrupted inputs; mean: the stored means, cut
-        to seq_len positions; optimal: the learned constants' record (differentiable in them); zero: None.
+        to seq_len positions; optimal: the learned constants' record over seq_len positions (default:
+        the corrupted inputs' length), held fixed (they learn through forward's reader term; its
+        first position is the clean run's, which forward puts in); zero: None.
         """
         if self.ablation == "zero":
             return None
@@ -94,7 +104,11 @@ class PrunableModel(nn.Module):
             if self.constants is None:
                 raise RunError("optimal ablation starts from the means: call set_mean_ablation(input_ids), or "
                                    "set_optimal_ablation(circuit.ablation_values) to evaluate a trained circuit")
-            if seq_len is not None and seq_len > self.constants.positions:
+            if seq_len is None and corrupted_input_ids is None and not self.constants.per_position:
+                raise UserError("optimal ablation's record needs a length: pass seq_len (or the corrupted inputs)")
+            seq_len = seq_len if seq_len is not None else (
+                corrupted_input_ids.shape[1] if corrupted_input_ids is not None else self.constants.positions)
+            if seq_len > self.constants.positions:
                 raise UserError(f"optimal ablation has constants for {self.constants.positions} positions but the "
                                 f"input has {seq_len}; train on inputs padded to at least that length")
             return self.constants.record(self.adapter, seq_len)
@@ -117,14 +131,22 @@ class PrunableModel(nn.Module):
         """Logits of the model gated by `edges` and `nodes` (flat, graph order), ablated with `record`.
 
         (B, S, V), or (B, P, V) at `positions` (B, P): the unembedding runs only where it is read.
-        backend: the kernels' backend for this call (default: the model's).
+        backend: the kernels' backend for this call (default: the model's). Under optimal ablation
+        the first position is never ablated (its record values are the clean run's, computed here),
+        and with gradients the constants learn by Li and Janson's rule (models/optimal.py).
         """
         if record is not None and record.resid_final.shape[1] != input_ids.shape[1]:
             raise UserError(f"the ablation record covers {record.resid_final.shape[1]} positions but the input has "
                             f"{input_ids.shape[1]}; pad the clean and corrupted inputs to the same length")
+        term = None
+        if self.ablation == "optimal" and self.constants is not None and record is not None:
+            first = self.record(input_ids[:, :1], None if attention_mask is None else attention_mask[:, :1])
+            record = self.constants.with_first(record, first)
+            if torch.is_grad_enabled() and any(p.requires_grad for p in self.constants.parameters()):
+                term = self.constants.reader_term(self.adapter, self.graph, input_ids.shape[1])
         return gated_forward(self.adapter, self.graph, input_ids, edges=edges, nodes=nodes, record=record,
                              attention_mask=attention_mask, positions=positions, backend=backend or self.backend,
-                             recompute_readers=recompute_readers, runner=self.layer_runner)
+                             recompute_readers=recompute_readers, runner=self.layer_runner, reader_term=term)
 
     @torch.no_grad()
     def full_logits(self, input_ids, attention_mask=None, positions=None):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache, partial
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -218,6 +219,13 @@ class _Pass:
     masks: list
     pos: torch.Tensor
     recompute_readers: bool
+    # f(gates (R, P)) -> (R, 1, S, D) added to those readers' inputs: optimal ablation's gradient
+    # path to its constants (models/optimal.py, AblationConstants.reader_term); None elsewhere
+    reader_term: Callable | None = None
+
+    def term(self, gates: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The reader term for a read under `gates`, as a tuple (empty when there is none)."""
+        return () if self.reader_term is None else (self.reader_term(gates),)
 
     def base(self, stream: torch.Tensor | None) -> torch.Tensor:
         """A reader group's base: the ablated prefix sum (a residual stream of the record), shaped (B, S, D)."""
@@ -229,7 +237,8 @@ class _Pass:
 
 def gated_forward(adapter: Adapter, graph: Graph, input_ids, *, edges: torch.Tensor, nodes: torch.Tensor,
                   record: WriterRecord | None, attention_mask=None, positions=None, backend=None,
-                  recompute_readers: bool = True, runner: LayerRunner = DIRECT) -> torch.Tensor:
+                  recompute_readers: bool = True, runner: LayerRunner = DIRECT,
+                  reader_term: Callable | None = None) -> torch.Tensor:
     """Logits of the gated model: (B, S, V), or (B, P, V) at `positions` (B, P).
 
     edges / nodes: flat gate values in graph order. record None means zero ablation. Without
@@ -237,13 +246,14 @@ def gated_forward(adapter: Adapter, graph: Graph, input_ids, *, edges: torch.Ten
     examples, block g run under gate set g (single-edge ablations batched, edgeprune.attribution).
     recompute_readers: recompute the attention readers' mixtures and norms in backward rather than
     keep them (H + 2K full-width tensors per layer); costs one more mixing pass per layer.
+    reader_term: f(gates (R, P)) -> (R, 1, S, D), added to every reader's input (_Pass.reader_term).
     """
     return runner.run_model(_gated_forward, adapter, graph, input_ids, edges, nodes, record, attention_mask,
-                            positions, backend, recompute_readers, runner)
+                            positions, backend, recompute_readers, runner, reader_term)
 
 
 def _gated_forward(adapter, graph, input_ids, edges, nodes, record, attention_mask, positions, backend,
-                   recompute_readers, runner):
+                   recompute_readers, runner, reader_term=None):
     B, S = input_ids.shape
     D = adapter.d_model
     if torch.compiler.is_compiling():  # a traced step: the functional stack (models/delta_stack.py)
@@ -262,7 +272,7 @@ def _gated_forward(adapter, graph, input_ids, edges, nodes, record, attention_ma
         order = stack.write(order, 0, torch.stack([r.expand(B, S, D) for r in rows]))
     run = _Pass(adapter, graph, stack, record, clean_base,
                 attention_masks(adapter, attention_mask, S, input_ids.device), position_ids(input_ids),
-                recompute_readers)
+                recompute_readers, reader_term)
 
     for layer in range(graph.num_layers):
         start, stop = graph.attn_segment(layer)
@@ -273,15 +283,20 @@ def _gated_forward(adapter, graph, input_ids, edges, nodes, record, attention_ma
     seg = graph.final_segment
     gates = edges[..., seg.start:seg.stop].unsqueeze(-2) * nodes
     base = run.base(record.resid_final if record is not None else None)
+    term = run.term(gates)
     if positions is None:
-        return adapter.unembed(stack.read(order, gates, base)[0])
+        final = stack.read(order, gates, base)[0]
+        return adapter.unembed(final + term[0][0] if term else final)
     flat = (torch.arange(B, device=positions.device)[:, None] * S + positions).reshape(-1)
     final = stack.read(order, gates, base.reshape(B * S, D)[flat], positions=flat)[0]
+    if term:
+        final = final + term[0][0, 0][flat % S]
     return adapter.unembed(final).view(B, positions.shape[1], -1)
 
 
-def _attention_readers(run: _Pass, layer: int, order, gates, base):
-    return run.adapter.attention_inputs(layer, run.stack.read(order, gates, base), run.pos)
+def _attention_readers(run: _Pass, layer: int, order, gates, base, *term):
+    mixed = run.stack.read(order, gates, base)
+    return run.adapter.attention_inputs(layer, mixed + term[0] if term else mixed, run.pos)
 
 
 def _gated_layer(run: _Pass, layer: int, order, attn_edges, mlp_edges, nodes):
@@ -291,16 +306,17 @@ def _gated_layer(run: _Pass, layer: int, order, attn_edges, mlp_edges, nodes):
     gates = attn_edges.unflatten(-1, (graph.attn_readers_per_layer, p)) * nodes[:p]
     base = run.base(record.resid_pre[layer] if record is not None else None)
     readers = partial(_attention_readers, run, layer)
+    term = run.term(gates)
     if run.recompute_readers and torch.is_grad_enabled():
         # The H + 2K mixtures and their norms are recomputed in backward instead of being saved:
         # R full-width tensors per layer, more than the delta stack itself holds. Traced, checkpoint's
         # region tells the compiler's partitioner to recompute them.
         if torch.compiler.is_compiling():
-            q, k, v = checkpoint(readers, order, gates, base, use_reentrant=False)
+            q, k, v = checkpoint(readers, order, gates, base, *term, use_reentrant=False)
         else:
-            q, k, v = _Recomputed.apply(readers, order, gates, base)
+            q, k, v = _Recomputed.apply(readers, order, gates, base, *term)
     else:
-        q, k, v = readers(order, gates, base)
+        q, k, v = readers(order, gates, base, *term)
     ctx = adapter.head_contexts(layer, attend(adapter, layer, q, k, v, run.masks))
     w_o, b_o = adapter.output_projection(layer)
     diff = ctx - record.ctx[layer] if record is not None else ctx
@@ -316,15 +332,17 @@ def _gated_layer(run: _Pass, layer: int, order, attn_edges, mlp_edges, nodes):
 
     gates = mlp_edges.unsqueeze(-2) * nodes[:graph.mlp_prefix(layer)]
     mlp_in = stack.read(order, gates, run.base(record.resid_mid[layer] if record is not None else None))[0]
+    term = run.term(gates)
+    mlp_in = mlp_in + term[0][0] if term else mlp_in
     out = adapter.mlp(layer, mlp_in)
     return stack.write(order, graph.mlp_writer(layer), (out - record.mlp[layer] if record is not None else out)[None])
 
 
 class _Recomputed(torch.autograd.Function):
-    """fn(order, gates, base) run without keeping its intermediates; rerun in backward.
+    """fn(order, gates, base, *extra) run without keeping its intermediates; rerun in backward.
 
     A lean torch.utils.checkpoint for the attention readers, whose hooks on every saved tensor cost
-    more host time than the rerun itself at GPT-2 small's size; it keeps only its three inputs. Its
+    more host time than the rerun itself at GPT-2 small's size; it keeps only its inputs. Its
     order input places it like a read of the delta stack: its backward, which accumulates into the
     stack's gradient through the rerun's reads, runs before the backward of the writes before it.
     Unlike checkpoint, the rerun's outputs (q, k, v) and their incoming gradients stay alive through
@@ -332,19 +350,19 @@ class _Recomputed(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, fn, order, gates, base):
+    def forward(ctx, fn, order, gates, base, *extra):
         ctx.fn = fn
-        ctx.save_for_backward(order, gates, base)
+        ctx.save_for_backward(order, gates, base, *extra)
         with torch.no_grad():
-            return fn(order, gates, base)
+            return fn(order, gates, base, *extra)
 
     @staticmethod
     def backward(ctx, *grads):
-        order, gates, base = ctx.saved_tensors
+        order, *tensors = ctx.saved_tensors
         # the order handle always takes part, so the rerun's reads reach the delta stack's gradient
         # even when neither the gates nor the base need one
-        leaves = (order.detach().requires_grad_(), gates.detach().requires_grad_(ctx.needs_input_grad[2]),
-                  base.detach().requires_grad_(ctx.needs_input_grad[3]))
+        leaves = (order.detach().requires_grad_(),) + tuple(
+            t.detach().requires_grad_(need) for t, need in zip(tensors, ctx.needs_input_grad[2:]))
         with torch.enable_grad():
             outs = ctx.fn(*leaves)
         used = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
@@ -352,4 +370,4 @@ class _Recomputed(torch.autograd.Function):
             torch.autograd.backward([o for o, _ in used], [g for _, g in used],
                                     inputs=[t for t in leaves if t.requires_grad])
         order_grad = order.new_empty(0) if ctx.needs_input_grad[1] else None
-        return None, order_grad, leaves[1].grad, leaves[2].grad
+        return (None, order_grad, *[t.grad for t in leaves[1:]])
