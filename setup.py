@@ -24,12 +24,35 @@ Install with `pip install --no-build-isolation .` so the extension builds agains
 already have (build isolation would fetch another, multi-GB torch).
 """
 import glob
+import importlib
 import os
 import re
+import runpy
 import shutil
 import subprocess
+import sys
 
+import setuptools
 from setuptools import setup
+
+
+def _wheels_buildable() -> bool:
+    """setuptools 70.1 and newer have bdist_wheel; older ones need the wheel package for it."""
+    for module in ("setuptools.command.bdist_wheel", "wheel.bdist_wheel"):
+        try:
+            importlib.import_module(module)
+            return True
+        except ImportError:
+            pass
+    return False
+
+
+# pip builds a wheel (dist_info, then bdist_wheel) with the setuptools already installed when
+# --no-build-isolation is given. A new venv of Python 3.10 or 3.11 has setuptools 65, without
+# bdist_wheel, and torch 2.11 keeps it: pip would stop at "invalid command 'bdist_wheel'".
+if {"bdist_wheel", "dist_info", "editable_wheel"} & set(sys.argv[1:]) and not _wheels_buildable():
+    raise SystemExit(f"edgeprune: setuptools {setuptools.__version__} cannot build a wheel: "
+                     "`pip install -U 'setuptools>=70.1'`, then `pip install --no-build-isolation .` again")
 
 try:
     import torch
@@ -133,6 +156,9 @@ def _skipped(why: str) -> dict:
 
 MODE = _mode()
 PLAN = _plan()
+# The oldest versions a test run has passed (python/edgeprune/_versions.py, also read by
+# `python -m edgeprune.info`).
+TESTED = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "python", "edgeprune", "_versions.py"))
 
 from torch.utils import cpp_extension  # noqa: E402  (reads CUDA_HOME when imported: after _plan())
 
@@ -190,8 +216,8 @@ setup(
     package_data={"edgeprune.tracr": ["data/*"]},
     ext_modules=[_extension(PLAN["cuda"])],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    python_requires=">=3.10",
-    install_requires=["torch>=2.11", "triton>=3.6", "transformers>=4.57", "numpy", "tqdm", "safetensors"],
+    python_requires=f">={TESTED['PYTHON']}",
+    install_requires=[f"{name}>={version}" for name, version in TESTED["MINIMUMS"].items()] + ["tqdm", "safetensors"],
     # Drawing needs Graphviz's `dot` program, not a Python package. tracr-pypi (with jax, about
     # 650 MB) lets the test that recompiles the shipped Tracr programs run.
     extras_require={"tracr": ["tracr-pypi"], "plot": ["matplotlib"], "test": ["pytest", "tracr-pypi"]},
