@@ -384,6 +384,10 @@ CASES = [
          lambda ctx: cli._sparsity("3")),
     Case("cli.py", "_budget_fractions", "--budgets takes", E, r"--budgets takes fractions .* got \['x'\]",
          lambda ctx: _main("prune", "m", "ioi", "--budgets", "x", "--out", str(ctx.tmp))),
+    Case("cli.py", "_check_no_foreign_circuits", "did not", E, r"sparsity-0\.5 holds a circuit that this command's "
+         r"run \(.*run\) did not make", lambda ctx: (_scored().save(str(ctx.tmp / "sparsity-0.5")),
+                                                   _main("prune", "m", "ioi", "--sparsity", "0.5", "--one-run",
+                                                         "--out", str(ctx.tmp)))),
     Case("cli.py", "cmd_export", "already holds", E, r"already holds 1 file\(s\) \(x\.json\)", _export_twice),
     Case("cli.py", "_d_model", "pass --d-model", E, "does not record its model's width",
          lambda ctx: _main("export", str(_saved(ctx)), "--mib", str(ctx.tmp / "mib"))),

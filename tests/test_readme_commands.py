@@ -79,3 +79,23 @@ def test_readme_python_examples_run_as_written(model_folder, tmp_path, monkeypat
     for i, block in enumerate(blocks):
         exec(compile(block.replace('"gpt2"', repr(model_folder)), f"README.md python block {i + 1}", "exec"), names)
     assert isinstance(names["circuit"], edgeprune.Circuit) and names["circuit"].task == "ioi"
+
+
+def test_readme_command_lines_parse():
+    """Every `edgeprune ...` line of README's ```bash blocks is a command the parser accepts (its
+    flags exist, its values are legal), and no two prune commands share an output folder (a rerun
+    there would be refused as another run's)."""
+    import re
+    import shlex
+
+    from edgeprune.cli import build_parser
+    lines = [line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(),
+                                                                  re.S)
+             for line in block.splitlines() if line.strip().startswith("edgeprune ")]
+    assert len(lines) >= 10
+    outs = []
+    for line in lines:
+        args = build_parser().parse_args(shlex.split(line)[1:])
+        if args.command == "prune":
+            outs.append(args.out)
+    assert len(outs) == len(set(outs)), outs

@@ -49,3 +49,9 @@ def test_one_run_cut_at_each_target_is_kept_on_a_rerun(model_folder, tmp_path, c
     again = capsys.readouterr().out
     assert again.count("(finished earlier; kept)") == 2
     assert again.replace(" (finished earlier; kept)", "") == first
+    before = (tmp_path / "sparsity-0.5" / "circuit.json").read_bytes()
+    assert main([a for a in argv if a != "--one-run"]) == 1  # one run per target would replace these circuits
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'sparsity-0.5'} holds a circuit that this command's run ({tmp_path / 'run-0.5'}) did not " \
+           "make" in err and "--overwrite" in err
+    assert (tmp_path / "sparsity-0.5" / "circuit.json").read_bytes() == before and not (tmp_path / "run-0.5").exists()

@@ -114,6 +114,26 @@ def _prune_folders(args) -> list[str]:
     return [args.out] + [os.path.join(top, name) for top in tops for name in [""] + below]
 
 
+def _check_no_foreign_circuits(args) -> None:
+    """Refuse to write over circuits that no run in --out made (another command's, e.g. --one-run's
+    over one run per target): without --overwrite, a circuit folder is only replaced by its own run."""
+    if args.overwrite:
+        return
+    tops = [os.path.join(args.out, f"seed-{s}") for s in range(args.seed, args.seed + args.seeds)] if args.seeds \
+        else [args.out]
+    if args.budgets:
+        pairs = [(f"budget-{f:g}", "run") for f in _budget_fractions(args)]
+    else:
+        pairs = [(f"sparsity-{t:g}", "run" if args.one_run else f"run-{t:g}") for t in args.sparsity]
+    for top in tops:
+        for circuit, run in pairs:
+            folder = os.path.join(top, circuit)
+            if os.path.exists(os.path.join(folder, "circuit.json")) and not os.path.isdir(os.path.join(top, run)):
+                raise UserError(f"{folder} holds a circuit that this command's run ({os.path.join(top, run)}) did not "
+                                "make (another command wrote it, or the run's folder was removed). Give another --out, "
+                                "or pass --overwrite to train again and replace it")
+
+
 def _budget_fractions(args) -> list[float]:
     from .budgets import parse_budgets
     if args.budgets == ["mib"]:
@@ -160,6 +180,7 @@ def cmd_prune(args):
     _check_data(args.data)
     for folder in _prune_folders(args):
         check_folder(folder)
+    _check_no_foreign_circuits(args)
     kwargs = _run_kwargs(args) | _config_overrides(args)
     kwargs["overwrite"] = args.overwrite
     if str(kwargs["device"]).startswith("cuda"):  # say before a large run whether it will fit
