@@ -96,7 +96,10 @@ class TrainConfig:
                         "edge_sparsity over ramp_steps, a steered penalty keeps the circuit on it, and the step at "
                         "which each edge leaves ranks the edges: every prefix a circuit trained at that size "
                         "(edgeprune.path; docs/method.md 11.5)")
-    path_rate: float = option(0.05, "a path run's penalty weight is multiplied by e^rate after each step with more "
+    steer: bool = option(False, "hold the run on its target with the path's steered penalty on the expected edges "
+                         "kept instead of the paper's Lagrangian, whose multipliers grow too slowly to reach tight "
+                         "targets in short runs (docs/method.md 11.5; no node target)")
+    path_rate: float = option(0.05, "a path or steered run's penalty weight is multiplied by e^rate after each step with more "
                               "edges in than the target, by e^-rate after each with fewer")
     seed: int = option(0, "seed of the gates' initialisation, the data order and the gate noise")
     eval_every: int = option(64, "steps between evaluations on the validation split (0: never)")
@@ -126,9 +129,10 @@ class TrainConfig:
                 check_target(name, value)
         if self.steps < 1 or self.batch_size < 1:
             raise UserError(f"steps and batch_size must be positive, got {self.steps} and {self.batch_size}")
-        if self.path and self.node_sparsity is not None:
-            raise UserError("a path run (path=True) ranks edges and has no node target: leave node_sparsity unset")
-        if self.path and not self.path_rate > 0:
+        if (self.path or self.steer) and self.node_sparsity is not None:
+            raise UserError("a path or steered run (path=True, steer=True) steers edges only and has no node target: "
+                            "leave node_sparsity unset")
+        if (self.path or self.steer) and not self.path_rate > 0:
             raise UserError(f"path_rate must be positive, got {self.path_rate}")
         if self.threads is not None and self.threads < 1:
             raise UserError(f"threads must be at least 1, got {self.threads}")

@@ -50,14 +50,15 @@ def path_target(step, start: float, end: float, ramp_steps: int):
     return 1.0 - k0 * (k1 / k0) ** min(1.0, step / ramp_steps)
 
 
-class PathPenalty(nn.Module):
+class SteeredPenalty(nn.Module):
     """The path's sparsity pressure (module docstring), in the place of the Lagrangian: same call,
-    same logged multipliers ("edge1" holds lambda; none is trained by the optimiser)."""
+    same logged multipliers ("edge1" holds lambda; none is trained by the optimiser). A run that is
+    not a path (TrainConfig.steer) follows the paper's linear ramp with it instead."""
 
     def __init__(self, config, gates, device=None):
         super().__init__()
         if config.node_sparsity is not None:
-            raise ValueError("a path run has no node target")
+            raise ValueError("a steered run has no node target")
         self.config = config
         self._gates = [gates]   # not a submodule: the gates are the model's
         self.multipliers = nn.ParameterDict({k: nn.Parameter(torch.zeros((), device=device), requires_grad=False)
@@ -66,7 +67,11 @@ class PathPenalty(nn.Module):
 
     def sparsity_targets(self, step):
         c = self.config
-        return path_target(step, c.ramp_from, c.edge_sparsity, c.ramp_steps), None
+        if c.path:
+            return path_target(step, c.ramp_from, c.edge_sparsity, c.ramp_steps), None
+        frac = 1.0 if c.ramp_steps <= 0 else (step / c.ramp_steps).clamp(max=1.0) if isinstance(
+            step, torch.Tensor) else min(1.0, step / c.ramp_steps)
+        return c.ramp_from + (min(c.edge_sparsity, 1.0) - c.ramp_from) * frac, None
 
     def forward(self, s_edge: torch.Tensor, s_node: torch.Tensor, step) -> torch.Tensor:
         kept = torch.sigmoid(self._gates[0].edge_log_alpha - IN).mean()
@@ -76,9 +81,14 @@ class PathPenalty(nn.Module):
     def follow(self, inside: torch.Tensor, step) -> None:
         """lambda after a step with `inside` edges in (a device tensor: nothing waits for the device)."""
         c = self.config
-        want = (1 - path_target(step + 1, c.ramp_from, c.edge_sparsity, c.ramp_steps)) * self._gates[0].graph.num_edges
+        want = (1 - self.sparsity_targets(step + 1)[0]) * self._gates[0].graph.num_edges
         sign = (inside > want).float() * 2 - 1
         self.multipliers["edge1"].mul_(torch.exp(sign * c.path_rate))
+
+
+def inside(edge_log_alpha: torch.Tensor, node_log_alpha: torch.Tensor, writer: torch.Tensor) -> torch.Tensor:
+    """Which edges are in: their gate and their writer's each keep them with probability above 1/2."""
+    return (edge_log_alpha.detach().float() > IN) & (node_log_alpha.detach().float()[writer] > IN)
 
 
 class ExitRecorder:
@@ -92,11 +102,10 @@ class ExitRecorder:
     @torch.no_grad()
     def update(self, step: int, edge_log_alpha: torch.Tensor, node_log_alpha: torch.Tensor) -> torch.Tensor:
         """Record the edges in after this step; returns how many (a device tensor)."""
-        la = edge_log_alpha.detach().float()
-        inside = (la > IN) & (node_log_alpha.detach().float()[self.writer] > IN)
-        self.last_in.masked_fill_(inside, step)
-        self.at_exit.copy_(torch.where(inside, la, self.at_exit))
-        return inside.sum()
+        now = inside(edge_log_alpha, node_log_alpha, self.writer)
+        self.last_in.masked_fill_(now, step)
+        self.at_exit.copy_(torch.where(now, edge_log_alpha.detach().float(), self.at_exit))
+        return now.sum()
 
     @torch.no_grad()
     def ranking(self, final_edge_log_alpha: torch.Tensor) -> torch.Tensor:
@@ -123,4 +132,4 @@ def exit_ranking(last_in: torch.Tensor, at_exit: torch.Tensor, final: torch.Tens
     return 1 - rank / n
 
 
-__all__ = ["ExitRecorder", "IN", "PathPenalty", "exit_ranking", "path_target"]
+__all__ = ["ExitRecorder", "IN", "SteeredPenalty", "exit_ranking", "inside", "path_target"]

@@ -30,7 +30,7 @@ from .identity import run_identity
 from .loading import load_model, model_name
 from .models import PrunableModel, prunable
 from .objective import Lagrangian, logit_diff_gap, sampled_sparsity, task_kl
-from .path import IN, ExitRecorder, PathPenalty
+from .path import IN, ExitRecorder, SteeredPenalty, inside
 from .outputs import check_file, check_folder
 from .provenance import model_record
 from .warmstart import init_log_alpha, init_scores, summary
@@ -83,9 +83,10 @@ class Trainer:
                                 f"and answer tokens {sorted(outside)[:5]} are not in it; add them to the task's vocab "
                                 "or use objective='kl'")
         # a pruning path (edgeprune.path): its own sparsity pressure, and the step each edge leaves at
-        self.lagrangian = PathPenalty(config, model.gates, self.device) if config.path else \
+        self.lagrangian = SteeredPenalty(config, model.gates, self.device) if config.path or config.steer else \
             Lagrangian(config, self.device)
         self.exits = ExitRecorder(model.graph, self.device) if config.path else None
+        self._writer = model.graph.edge_writer_indices().to(self.device)
         self.optimizer = self._optimizer()
         # optimal ablation's constants are clipped on their own: their gradient must not scale the gates'
         self._params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -285,9 +286,11 @@ class Trainer:
             finite, norm = self._update(loss.detach())
             if self.compiled:
                 finite, norm = finite.clone(), norm.clone()
+            g = self.pm.gates
             if self.exits is not None:
-                g = self.pm.gates
                 self.lagrangian.follow(self.exits.update(step, g.edge_log_alpha, g.node_log_alpha), step)
+            elif self.config.steer:
+                self.lagrangian.follow(inside(g.edge_log_alpha, g.node_log_alpha, self._writer).sum(), step)
         self._unchecked.append((step, finite, terms["loss"], norm.detach()))
         self.step_index += 1
         return terms
