@@ -759,6 +759,8 @@ CASES = [
          lambda ctx: edgeprune.train_budgets(_gpt2(), random_pairs(n=2), budgets=[0.0])),
     Case("budgets.py", "train_budgets", "NO_INPUT_NODE", E, "no embedding node .* pass embedding_nodes=1",
          lambda ctx: edgeprune.train_budgets(tiny("llama"), random_pairs(n=2), budgets=[0.5], steps=1)),
+    Case("mib.py", "MIBGraph.read", "to hold them", E, "this graph has no embedding node to hold them",
+         lambda ctx: edgeprune.Circuit.from_mib(str(ctx.tmp / "none.json"), edgeprune.Graph(1, 2, 2, 0))),
     Case("mib.py", "MIBGraph.scores_from", "NO_INPUT_SCORES", E, r"without embedding nodes .*\(embedding_nodes=1",
          lambda ctx: mib.MIBGraph(edgeprune.Graph(1, 2, 2, 0)).scores_from(torch.zeros(1))),
     Case("comparison.py", "compare", "at least two circuits", E, "compare needs at least two circuits, got 1",

@@ -54,6 +54,16 @@ def test_the_membership_of_a_graph_without_embedding_nodes_keeps_every_input_edg
     assert all(e["score"] == float(e["in_graph"]) for e in edges.values())
 
 
+def test_a_mib_file_onto_a_graph_without_embedding_nodes_is_refused(tmp_path):
+    """Its input edges, in or out of the file's circuit, have no edge to stand for them there."""
+    g = Graph(2, 4, 4, 1)
+    (path,) = Circuit(g, list(g.edges[:5]), list(g.writers), edge_scores=torch.rand(g.num_edges),
+                      score_kind="score").to_mib(str(tmp_path / "c.json"))
+    assert len(Circuit.from_mib(path, g).edges) == 5
+    with pytest.raises(ValueError, match=r"no embedding node .* embedding_nodes=1"):
+        Circuit.from_mib(path, Graph(2, 4, 4, 0))
+
+
 def _edgeprune_name(mib_name: str) -> str:
     """'a0.h1->a1.h3<k>' -> 'a0.h1->a1.h3.k'."""
     parent, child = mib_name.split("->")

@@ -242,7 +242,12 @@ class MIBGraph:
         return path
 
     def read(self, path: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(dense scores, membership) from a MIB circuit file (json or pt) made for this graph."""
+        """(dense scores, membership) from a MIB circuit file (json or pt) made for this graph; a graph
+        without embedding nodes is refused (MIB's files score and cut input edges it cannot hold)."""
+        if self.graph.embedding_nodes == 0:
+            raise UserError(f"{path}: MIB's circuit files score and cut input edges, and this graph has no embedding "
+                            "node to hold them (embedding_nodes=0: the clean embeddings reach every reader); load it "
+                            "onto a graph with one, e.g. prunable(model, embedding_nodes=1).graph")
         if not os.path.isfile(path):
             raise MissingFile(f"no MIB circuit file at {path!r}")
         if path.endswith(".pt"):
