@@ -105,7 +105,8 @@ class AblationConstants(nn.Module):
 
         Returns f(gates (R, P)) -> (R, 1, S, D), for the gated forward (models/forward.py).
         """
-        rows = self._writer_rows(adapter, graph, seq_len)   # (W, S, D): c_w - c_w.detach() per writer
+        # (W, S or 1, D): c_w - c_w.detach() per writer, one row for every position when per component
+        rows = self._writer_rows(adapter, graph, seq_len if self.per_position else 1)
         keep = torch.ones(seq_len, 1, dtype=rows.dtype, device=rows.device)
         keep[0] = 0                                          # the first position is never ablated
 
@@ -116,7 +117,8 @@ class AblationConstants(nn.Module):
         return term
 
     def _writer_rows(self, adapter: Adapter, graph, S: int) -> torch.Tensor:
-        """Each graph writer's constant in the residual stream, minus itself held fixed: (W, S, D)."""
+        """Each graph writer's constant in the residual stream over S positions, minus itself held
+        fixed: (W, S, D)."""
         def zero(name):
             return [v - v.detach() for v in self._values(name, adapter, S, detach=False)]
         embeds, ctxs, mlps = zero("embeds"), zero("ctx"), zero("mlp")
