@@ -124,3 +124,32 @@ def test_a_steered_run_ends_on_its_target():
     out = 1 - float((pm.gates.edge_log_alpha > IN).float().mean())
     assert abs(out - 0.95) < 0.015, out
     assert abs(sum(sampled[-5:]) / 5 - 0.95) < 0.015, sampled[-5:]
+
+
+def test_a_path_resumes_exactly():
+    """A path checkpointed halfway and resumed ends bitwise where an uninterrupted one does: the
+    steered weight and every edge's exit are part of the run's state."""
+    from helpers.data import answer_pairs
+    from helpers.models import tiny
+    model, data = tiny("gpt2"), answer_pairs(n=8)
+    config = edgeprune.TrainConfig(edge_sparsity=0.99, steps=12, batch_size=4, warmup_steps=2, ramp_steps=10,
+                                   path=True, path_rate=0.5, eval_every=0, threads=1)
+
+    def trainer():
+        pm, dataset, _, _ = prepare(model, data, config)
+        return Trainer(pm, dataset, warm_config(config, pm, None)[0])
+    whole = trainer()
+    for _ in range(12):
+        whole.step()
+    first = trainer()
+    for _ in range(6):
+        first.step()
+    state = first.state_dict()
+    second = trainer()
+    second.load_state_dict(state)
+    for _ in range(6):
+        second.step()
+    assert torch.equal(second.exits.last_in, whole.exits.last_in) and (whole.exits.last_in >= 0).any()
+    assert torch.equal(second.pm.gates.edge_log_alpha, whole.pm.gates.edge_log_alpha)
+    assert torch.equal(second.lagrangian.multipliers["edge1"], whole.lagrangian.multipliers["edge1"])
+    assert torch.equal(second.circuit().ranking, whole.circuit().ranking)

@@ -133,7 +133,7 @@ class TrainConfig:
             raise UserError("a path or steered run (path=True, steer=True) steers edges only and has no node target: "
                             "leave node_sparsity unset")
         if (self.path or self.steer) and not self.path_rate > 0:
-            raise UserError(f"path_rate must be positive, got {self.path_rate}")
+            raise UserError(f"path_rate is the steered weight's step in log space and must be above 0, got {self.path_rate}")
         if self.threads is not None and self.threads < 1:
             raise UserError(f"threads must be at least 1, got {self.threads}")
         choices = {f.name: f.metadata.get("choices") for f in fields(self)}
