@@ -23,7 +23,10 @@ def test_readme_opens_with_the_install_and_the_test_command():
 def test_ci_runs_the_extracted_commands():
     run = (ROOT / ".ci" / "run").read_text()
     assert "$(python .ci/readme_commands.py)" in run and 'bash -euo pipefail -c "${COMMANDS[$i]}"' in run
-    assert "python3 -m venv" in run and "torch==" not in run
+    # README's commands take what pip resolves; only the GPU machines' stack after them is pinned.
+    readme_part, gpu_stack_part = run.split("\nGPU_STACK=")
+    assert "python3 -m venv" in readme_part and "torch==" not in readme_part
+    assert 'bash -euo pipefail -c "${COMMANDS[1]}"' in gpu_stack_part
 
 
 @pytest.mark.parametrize("text", ["# x\n```bash\npip install .\n```\n",
