@@ -27,6 +27,13 @@ def test_demo_seeds_reports_each_run_and_the_rate(capsys):
     assert "fewer than two seeds" in capsys.readouterr().err
 
 
+def test_demo_mode_warm_exact_reaches_the_runs(capsys):
+    # the same 30 steps from exact attribution's start keep the circuits that cold runs cannot reach
+    assert main(["demo", "--seeds", "1", "--steps", "30", "--mode", "warm-exact"]) == 0
+    out = capsys.readouterr().out
+    assert "reverse: recovered for 1 of 1 seeds [0]" in out and "xproportion: recovered for 1 of 1 seeds [0]" in out
+
+
 def test_demo_seeds_must_be_positive(capsys):
     assert main(["demo", "--seeds", "0"]) == 1
     assert "--seeds must be at least 1, got 0" in capsys.readouterr().err
