@@ -15,8 +15,8 @@ import pytest
 
 from edgeprune import tracr
 from edgeprune.demo import recover, start_scores
-from edgeprune.warmstart import LOG_ALPHA_HALF, init_log_alpha
 from edgeprune.tracr.settings import train_settings
+from edgeprune.warmstart import LOG_ALPHA_HALF, init_log_alpha
 
 SEEDS = range(6)
 # reverse's ground-truth edges that carry only BOS / "one" plumbing, not needed under zero ablation
@@ -40,6 +40,7 @@ def test_recovered_for_two_seeds(name):
     assert len(recovered) == 2, f"{name}: recovered for seeds {recovered} only; failures: {failures}"
 
 
+@pytest.mark.slow  # two 1,000-step reverse runs, about 20 s
 def test_warm_exact_recovers_seeds_its_neighbours_lose():
     program = tracr.load("reverse")
     scores = start_scores(program, "warm-exact")
