@@ -95,6 +95,15 @@ def _missing_edges(ctx):
     edgeprune.Circuit.load(folder)
 
 
+def _short_ranking(ctx):
+    from dataclasses import replace as with_fields
+
+    from safetensors.torch import save
+    circuit = _scored()
+    ranked = with_fields(circuit, ranking=torch.rand(circuit.graph.num_edges))
+    edgeprune.Circuit.load(_replace_file(ctx, "path.safetensors", save({"ranking": torch.rand(3)}), ranked))
+
+
 def _trainer(**kw):
     from edgeprune.training import TrainConfig, Trainer
     config = TrainConfig(**({"edge_sparsity": 0.5, "steps": 4, "batch_size": 4, "eval_every": 0} | kw))
@@ -432,6 +441,12 @@ CASES = [
          lambda ctx: edgeprune.TrainConfig(edge_sparsity=0.5, threads=0).validate()),
     Case("config.py", "TrainConfig.validate", "is not one of", E, "ablation='x' is not one of",
          lambda ctx: edgeprune.TrainConfig(edge_sparsity=0.5, ablation="x").validate()),
+    Case("config.py", "TrainConfig.validate", "no node target", E, "steers edges only and has no node target",
+         lambda ctx: edgeprune.TrainConfig(edge_sparsity=0.9, path=True, node_sparsity=0.5)),
+    Case("config.py", "TrainConfig.validate", "path_rate is", E, "path_rate is .* must be above 0, got 0",
+         lambda ctx: edgeprune.TrainConfig(edge_sparsity=0.9, steer=True, path_rate=0)),
+    Case("circuit.py", "Circuit._read", "must hold one score per edge", E, r"'ranking' must hold one score per edge",
+         _short_ranking),
     Case("config.py", "TrainConfig.with_overrides", "unknown training option", T, "unknown training option.s. nope",
          lambda ctx: edgeprune.TrainConfig.with_overrides(None, {"edge_sparsity": 0.5, "nope": 1})),
     Case("config.py", "TrainConfig.with_overrides", "give the edge-sparsity", T, "give the edge-sparsity target",

@@ -57,9 +57,7 @@ class SteeredPenalty(nn.Module):
 
     def __init__(self, config, gates, device=None):
         super().__init__()
-        if config.node_sparsity is not None:
-            raise ValueError("a steered run has no node target")
-        self.config = config
+        self.config = config   # TrainConfig.validate refuses a node target with it
         self._gates = [gates]   # not a submodule: the gates are the model's
         self.multipliers = nn.ParameterDict({k: nn.Parameter(torch.zeros((), device=device), requires_grad=False)
                                              for k in ("edge1", "edge2", "node1", "node2")})

@@ -567,15 +567,13 @@ def start_from(pm: PrunableModel, dataset, init, config: TrainConfig) -> None:
 
 
 def warm_scores(pm: PrunableModel, dataset, method: str, config: TrainConfig):
-    """A warm start's scores by attribution on the training data (the logit difference where every
-    example has a counterfactual answer, else KL)."""
+    """A warm start's scores by attribution on the training data, with the run's ablation (the
+    logit difference where every example has a counterfactual answer, else KL); attribute refuses
+    a method that cannot use that ablation."""
     from .attribution import attribute
-    if config.ablation != "corrupted":
-        raise UserError(f"init={method!r} attributes with interchange ablation, and this run ablates with "
-                        f"{config.ablation!r}: pass init=None or scores of your own")
     batch = dataset.batch(list(range(len(dataset))))
     metric = "logit_diff" if bool((batch.answers >= 0).all() & (batch.distractors >= 0).all()) else "kl"
-    return attribute(pm, dataset, method, metric=metric, seed=config.seed, progress=False)
+    return attribute(pm, dataset, method, metric=metric, ablation=config.ablation, seed=config.seed, progress=False)
 
 
 def train(model, data, config: TrainConfig | None = None, *, tokenizer=None, validation=None, n: int | None = None,
