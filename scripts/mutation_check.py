@@ -28,6 +28,18 @@ GOLDEN, PLANTED = "tests/test_golden.py", "tests/test_planted_circuit.py::test_l
 
 # name, file, text, replacement, tests
 BREAKAGES = [
+    ("path exit at the first step in", PKG + "path.py",
+     "        self.last_in.masked_fill_(now, step)",
+     "        self.last_in.masked_fill_(now & (self.last_in < 0), step)",
+     ["tests/test_path.py"]),
+    ("path ranks the earliest exit first", PKG + "path.py",
+     "    order = order[torch.sort(last_in[order], descending=True, stable=True).indices]",
+     "    order = order[torch.sort(last_in[order], descending=False, stable=True).indices]",
+     ["tests/test_path.py"]),
+    ("path steering reversed", PKG + "path.py",
+     "        sign = (inside > want).float() * 2 - 1",
+     "        sign = 1 - (inside > want).float() * 2",
+     ["tests/test_path.py"]),
     ("threshold fixed at 0", PKG + "gates.py",
      "    return lo if abs(sparsity(lo) - target) <= abs(sparsity(hi) - target) else hi",
      "    return 0.0",
