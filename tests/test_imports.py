@@ -14,7 +14,7 @@ PACKAGE = ROOT / "edgeprune"
 # Bottom to top. A name covers the module and, for a package, everything in it.
 LAYERS = [
     ["epkernels", "edgeprune._ext", "edgeprune._C", "edgeprune._build_info", "edgeprune.errors",
-     "edgeprune._version"],
+     "edgeprune._version", "edgeprune._versions"],
     ["edgeprune.ops"],
     ["edgeprune.graph", "edgeprune.gates", "edgeprune.mib", "edgeprune.circuit", "edgeprune.comparison",
      "edgeprune.draw", "edgeprune.folders", "edgeprune.warmstart", "edgeprune.outputs", "edgeprune.interrupts",
