@@ -286,11 +286,11 @@ class Trainer:
             finite, norm = self._update(loss.detach())
             if self.compiled:
                 finite, norm = finite.clone(), norm.clone()
-            g = self.pm.gates
-            if self.exits is not None:
-                self.lagrangian.follow(self.exits.update(step, g.edge_log_alpha, g.node_log_alpha), step)
-            elif self.config.steer:
-                self.lagrangian.follow(inside(g.edge_log_alpha, g.node_log_alpha, self._writer).sum(), step)
+            if isinstance(self.lagrangian, SteeredPenalty):  # steered by the edges in after this update
+                g = self.pm.gates
+                now = self.exits.update(step, g.edge_log_alpha, g.node_log_alpha) if self.exits is not None else \
+                    inside(g.edge_log_alpha, g.node_log_alpha, self._writer).sum()
+                self.lagrangian.follow(now, step)
         self._unchecked.append((step, finite, terms["loss"], norm.detach()))
         self.step_index += 1
         return terms
