@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .edge_names import edge_names, writer_names
+
 
 class HookedGPT2:
     def __init__(self, model):
@@ -34,21 +36,10 @@ class HookedGPT2:
     # ------------------------------------------------------------------ names
     def writers(self, layer_limit: int | None = None, with_own_heads: bool = False) -> list[str]:
         """Writers a reader of `layer_limit` may read (all with None); the MLP also reads its own heads."""
-        names = ["tok_embeds", "pos_embeds"]
-        stop = self.L if layer_limit is None else layer_limit
-        for layer in range(stop):
-            names += [f"a{layer}.h{h}" for h in range(self.H)] + [f"m{layer}"]
-        if with_own_heads:
-            names += [f"a{layer_limit}.h{h}" for h in range(self.H)]
-        return names
+        return writer_names(["tok_embeds", "pos_embeds"], self.L, self.H, layer_limit, with_own_heads)
 
     def edges(self) -> list[tuple[str, str]]:
-        out = []
-        for layer in range(self.L):
-            for kind in "qkv":
-                out += [(w, f"a{layer}.h{h}.{kind}") for h in range(self.H) for w in self.writers(layer)]
-            out += [(w, f"m{layer}") for w in self.writers(layer, with_own_heads=True)]
-        return out + [(w, "resid_post") for w in self.writers()]
+        return edge_names(["tok_embeds", "pos_embeds"], self.L, self.H)
 
     # ------------------------------------------------------------------ one hooked run
     def run(self, ids, *, embed_tok=None, reader_inputs=None, patch=None, grads=False, outputs=None):

@@ -15,6 +15,8 @@ import types
 
 import torch
 
+from helpers.edge_names import edge_names, writer_names
+
 
 def float64_norms(model):
     """Make every RMSNorm of a float64 model compute in float64 (Hugging Face's compute in fp32, whose
@@ -37,22 +39,11 @@ class PerHeadKV:
 
     # ------------------------------------------------------------------ names
     def writers(self, before_layer: int | None = None, own_heads: bool = False) -> list[str]:
-        stop = self.L if before_layer is None else before_layer
-        names = ["embeds"] if self.E else []
-        for layer in range(stop):
-            names += [f"a{layer}.h{h}" for h in range(self.H)] + [f"m{layer}"]
-        if own_heads:
-            names += [f"a{before_layer}.h{h}" for h in range(self.H)]
-        return names
+        return writer_names(["embeds"] if self.E else [], self.L, self.H, before_layer, own_heads)
 
     def edges(self) -> list[tuple[str, str]]:
         """Every (writer, reader) pair: a query, a key and a value reader per query head."""
-        out = []
-        for layer in range(self.L):
-            for kind in "qkv":
-                out += [(w, f"a{layer}.h{h}.{kind}") for h in range(self.H) for w in self.writers(layer)]
-            out += [(w, f"m{layer}") for w in self.writers(layer, own_heads=True)]
-        return out + [(w, "resid_post") for w in self.writers()]
+        return edge_names(["embeds"] if self.E else [], self.L, self.H)
 
     # ------------------------------------------------------------------ pieces
     def _rope(self, x, cos, sin):
