@@ -27,7 +27,7 @@ from .errors import UserError
 from .loading import model_name
 from .mib import BUDGETS
 from .provenance import model_record
-from .training import Trainer, prepare, start_from, warm_config
+from .training import Trainer, has_counterfactuals, prepare, start_from, warm_config
 
 NO_INPUT_NODE = ("budgets rank MIB's edges, input edges included, and this model's default graph has no embedding "
                  "node (embedding_nodes=0) to score them: pass embedding_nodes=1 (--embedding-nodes 1), or "
@@ -73,7 +73,7 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
         raise UserError(NO_INPUT_NODE)
     if init is not None:
         start_from(pm, dataset, init, config)
-    if fitted and config.objective == "logit_diff" and not _counterfactuals(dataset):
+    if fitted and config.objective == "logit_diff" and not has_counterfactuals(dataset):
         config = replace(config, objective="kl")
     if config.path:
         return _path(pm, dataset, config, fractions, init, validation=validation, checkpoint_dir=checkpoint_dir,
@@ -107,11 +107,6 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
         if on_circuit is not None:
             on_circuit(1.0, circuits[1.0])
     return dict(sorted(circuits.items()))
-
-
-def _counterfactuals(dataset) -> bool:
-    batch = dataset.batch(list(range(len(dataset))))
-    return bool((batch.answers >= 0).all() & (batch.distractors >= 0).all())
 
 
 def _path(pm, dataset, config, fractions, init, *, validation, checkpoint_dir, run, progress, overwrite,

@@ -566,13 +566,18 @@ def start_from(pm: PrunableModel, dataset, init, config: TrainConfig) -> None:
                                                      config.init_temperature))
 
 
+def has_counterfactuals(dataset) -> bool:
+    """Whether every example has an answer and a counterfactual answer (the logit difference's terms)."""
+    batch = dataset.batch(list(range(len(dataset))))
+    return bool((batch.answers >= 0).all() & (batch.distractors >= 0).all())
+
+
 def warm_scores(pm: PrunableModel, dataset, method: str, config: TrainConfig):
     """A warm start's scores by attribution on the training data, with the run's ablation (the
     logit difference where every example has a counterfactual answer, else KL); attribute refuses
     a method that cannot use that ablation."""
     from .attribution import attribute
-    batch = dataset.batch(list(range(len(dataset))))
-    metric = "logit_diff" if bool((batch.answers >= 0).all() & (batch.distractors >= 0).all()) else "kl"
+    metric = "logit_diff" if has_counterfactuals(dataset) else "kl"
     return attribute(pm, dataset, method, metric=metric, ablation=config.ablation, seed=config.seed, progress=False)
 
 
