@@ -106,9 +106,10 @@ def test_each_run_compiles_its_own_copy_of_the_step():
 
 # ------------------------------------------------------------------ traced: aot_eager, three families
 
-def _loss(pm, ids, cids, positions, step, backend):
+def _loss(pm, ids, cids, positions, step, backend, stack="blocks"):
     edges, nodes = pm.gates.sample(3, step)
-    logits = pm(ids, None, positions, edges=edges, nodes=nodes, record=pm.ablation_record(cids), backend=backend)
+    logits = pm(ids, None, positions, edges=edges, nodes=nodes, record=pm.ablation_record(cids), backend=backend,
+                stack=stack)
     return logits.float().log_softmax(-1).logsumexp(-1).sum()
 
 
@@ -254,7 +255,7 @@ def _saved_for_backward(pm, ids, cids, recompute_readers: bool) -> int:
     def loss(step):
         edges, nodes = pm.gates.sample(0, step)
         return pm(ids, None, None, edges=edges, nodes=nodes, record=pm.ablation_record(cids), backend="torch",
-                  recompute_readers=recompute_readers).float().logsumexp(-1).sum()
+                  recompute_readers=recompute_readers, stack="blocks").float().logsumexp(-1).sum()
 
     backend = aot_autograd(fw_compiler=forward_compiler, bw_compiler=lambda gm, example_inputs: gm,
                            partition_fn=min_cut_rematerialization_partition)

@@ -127,13 +127,15 @@ class PrunableModel(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, input_ids, attention_mask=None, positions=None, *, edges: torch.Tensor, nodes: torch.Tensor,
-                record: WriterRecord | None, recompute_readers: bool = True, backend: str | None = None):
+                record: WriterRecord | None, recompute_readers: bool = True, backend: str | None = None,
+                stack: str = "delta"):
         """Logits of the model gated by `edges` and `nodes` (flat, graph order), ablated with `record`.
 
         (B, S, V), or (B, P, V) at `positions` (B, P): the unembedding runs only where it is read.
-        backend: the kernels' backend for this call (default: the model's). Under optimal ablation
-        the first position is never ablated (its record values are the clean run's, computed here),
-        and with gradients the constants learn by Li and Janson's rule (models/optimal.py).
+        backend: the kernels' backend for this call (default: the model's). stack: "delta" (eager
+        steps) or "blocks" (the functional stack a compiled step traces; models/forward.py). Under
+        optimal ablation the first position is never ablated (its record values are the clean run's,
+        computed here), and with gradients the constants learn by Li and Janson's rule (models/optimal.py).
         """
         if record is not None and record.resid_final.shape[1] != input_ids.shape[1]:
             raise UserError(f"the ablation record covers {record.resid_final.shape[1]} positions but the input has "
@@ -146,7 +148,8 @@ class PrunableModel(nn.Module):
                 term = self.constants.reader_term(self.adapter, self.graph, input_ids.shape[1])
         return gated_forward(self.adapter, self.graph, input_ids, edges=edges, nodes=nodes, record=record,
                              attention_mask=attention_mask, positions=positions, backend=backend or self.backend,
-                             recompute_readers=recompute_readers, runner=self.layer_runner, reader_term=term)
+                             recompute_readers=recompute_readers, runner=self.layer_runner, reader_term=term,
+                             stack=stack)
 
     @torch.no_grad()
     def full_logits(self, input_ids, attention_mask=None, positions=None):

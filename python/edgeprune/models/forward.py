@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import UserError
 from ..graph import Graph
 from .base import Adapter
 from .delta_stack import BlockStack, DeltaStack
@@ -52,6 +53,12 @@ class LayerRunner:
 
 
 DIRECT = LayerRunner()
+
+# How the gated forward holds the writers' deltas (models/delta_stack.py): "delta", the write-once
+# buffer (DeltaStack) an eager step runs on; "blocks", the functional form (BlockStack) a compiled
+# step traces. Both compute the same function; the caller says which, so that a trace and the
+# eager run of the same code take the same path.
+STACKS = ("delta", "blocks")
 
 
 # ------------------------------------------------------------------------------ attention
@@ -219,6 +226,7 @@ class _Pass:
     masks: list
     pos: torch.Tensor
     recompute_readers: bool
+    blocks: bool                      # BlockStack (its readers recomputed in a checkpoint region)
     # f(gates (R, P)) -> (R, 1, S, D) added to those readers' inputs: optimal ablation's gradient
     # path to its constants (models/optimal.py, AblationConstants.reader_term); None elsewhere
     reader_term: Callable | None = None
@@ -238,7 +246,7 @@ class _Pass:
 def gated_forward(adapter: Adapter, graph: Graph, input_ids, *, edges: torch.Tensor, nodes: torch.Tensor,
                   record: WriterRecord | None, attention_mask=None, positions=None, backend=None,
                   recompute_readers: bool = True, runner: LayerRunner = DIRECT,
-                  reader_term: Callable | None = None) -> torch.Tensor:
+                  reader_term: Callable | None = None, stack: str = "delta") -> torch.Tensor:
     """Logits of the gated model: (B, S, V), or (B, P, V) at `positions` (B, P).
 
     edges / nodes: flat gate values in graph order. record None means zero ablation. Without
@@ -247,16 +255,21 @@ def gated_forward(adapter: Adapter, graph: Graph, input_ids, *, edges: torch.Ten
     recompute_readers: recompute the attention readers' mixtures and norms in backward rather than
     keep them (H + 2K full-width tensors per layer); costs one more mixing pass per layer.
     reader_term: f(gates (R, P)) -> (R, 1, S, D), added to every reader's input (_Pass.reader_term).
+    stack: "delta" (the in-place buffer, for eager steps) or "blocks" (the functional stack a
+    compiled step traces; it also runs eagerly, to the same logits and gradients).
     """
+    if stack not in STACKS:
+        raise UserError(f"stack={stack!r} is not a delta stack kind; choose one of {STACKS} (\"blocks\" for a "
+                        "compiled step)")
     return runner.run_model(_gated_forward, adapter, graph, input_ids, edges, nodes, record, attention_mask,
-                            positions, backend, recompute_readers, runner, reader_term)
+                            positions, backend, recompute_readers, runner, reader_term, stack == "blocks")
 
 
 def _gated_forward(adapter, graph, input_ids, edges, nodes, record, attention_mask, positions, backend,
-                   recompute_readers, runner, reader_term=None):
+                   recompute_readers, runner, reader_term=None, blocks=False):
     B, S = input_ids.shape
     D = adapter.d_model
-    if torch.compiler.is_compiling():  # a traced step: the functional stack (models/delta_stack.py)
+    if blocks:
         stack = BlockStack((B, S, D), adapter.dtype, input_ids.device, backend)
     else:
         stack = DeltaStack(graph.num_writers, (B, S, D), adapter.dtype, input_ids.device, backend)
@@ -272,7 +285,7 @@ def _gated_forward(adapter, graph, input_ids, edges, nodes, record, attention_ma
         order = stack.write(order, 0, torch.stack([r.expand(B, S, D) for r in rows]))
     run = _Pass(adapter, graph, stack, record, clean_base,
                 attention_masks(adapter, attention_mask, S, input_ids.device), position_ids(input_ids),
-                recompute_readers, reader_term)
+                recompute_readers, blocks, reader_term)
 
     for layer in range(graph.num_layers):
         start, stop = graph.attn_segment(layer)
@@ -309,9 +322,10 @@ def _gated_layer(run: _Pass, layer: int, order, attn_edges, mlp_edges, nodes):
     term = run.term(gates)
     if run.recompute_readers and torch.is_grad_enabled():
         # The H + 2K mixtures and their norms are recomputed in backward instead of being saved:
-        # R full-width tensors per layer, more than the delta stack itself holds. Traced, checkpoint's
-        # region tells the compiler's partitioner to recompute them.
-        if torch.compiler.is_compiling():
+        # R full-width tensors per layer, more than the delta stack itself holds. On the functional
+        # stack (a traced step), checkpoint's region tells the compiler's partitioner to recompute them;
+        # _Recomputed's order handle belongs to the in-place buffer.
+        if run.blocks:
             q, k, v = checkpoint(readers, order, gates, base, *term, use_reentrant=False)
         else:
             q, k, v = _Recomputed.apply(readers, order, gates, base, *term)
