@@ -9,6 +9,7 @@ OLMo 2 shape.
 import importlib.util
 import pathlib
 import sys
+from dataclasses import replace
 
 import edgeprune
 import pytest
@@ -16,7 +17,7 @@ import torch
 from edgeprune.checkpointing import SavedTensors, checkpointed
 from edgeprune.planning import layer_saved_bytes
 from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, GPT2Config, GPTNeoXConfig, LlamaConfig,
-                          Olmo2Config)
+                          Olmo2Config, Qwen3Config)
 
 GIB = 2 ** 30
 VOCAB = 61
@@ -53,6 +54,10 @@ SHAPES = {  # (config, batch, seq)
                                         max_position_embeddings=128, **SPECIAL), 2, 64),
     "olmo2": (lambda: Olmo2Config(num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=16, hidden_size=256,
                                   intermediate_size=1024, vocab_size=VOCAB, max_position_embeddings=128, **SPECIAL), 2, 64),
+    # Qwen3-0.6B's proportions (H dh = 2 D, K = H / 2, MLP 3 D): a Llama-family model with per-head q and k norms
+    "qwen3": (lambda: Qwen3Config(num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                                  hidden_size=128, intermediate_size=384, vocab_size=VOCAB, max_position_embeddings=128,
+                                  **SPECIAL), 2, 64),
 }
 
 
@@ -72,7 +77,8 @@ def _ids(batch, seq, seed=0):
 SAVED_CASES = [(f, d, r) for f in ("llama", "gpt2", "gpt_neox") for d in (torch.float32, torch.bfloat16)
                for r in (True, False)] + \
               [("gemma2", torch.float32, True), ("gemma2", torch.bfloat16, False), ("gemma3", torch.bfloat16, True),
-               ("gemma3", torch.float32, False), ("olmo2", torch.float32, True), ("olmo2", torch.bfloat16, False)]
+               ("gemma3", torch.float32, False), ("olmo2", torch.float32, True), ("olmo2", torch.bfloat16, False),
+               ("qwen3", torch.float32, True), ("qwen3", torch.bfloat16, False)]
 
 
 @pytest.mark.parametrize("family,dtype,recompute_readers", SAVED_CASES)
@@ -95,6 +101,21 @@ def test_saved_activations_formula_matches_autograd(family, dtype, recompute_rea
     with SavedTensors(exclude=list(model.parameters()) + list(pm.gates.parameters())) as saved_ck:
         pm(ids, positions=pos, edges=edges, nodes=nodes, record=record, recompute_readers=recompute_readers)
     assert saved_ck.bytes < 0.05 * saved.bytes
+
+
+def test_qwen3_shape_counts_its_query_and_key_norms():
+    """Qwen3 runs on the Llama adapter, whose structure says it norms each head's query and key:
+    the planner counts those norms' fp32 inputs and rms where the readers are saved (a Llama of
+    the same shape has none; recomputed readers recompute them too)."""
+    _, batch, seq = SHAPES["qwen3"]
+    shape = edgeprune.planning.model_shape(SHAPES["qwen3"][0]())
+    assert shape.family == "llama" and shape.structure.qk_norm == "head"
+    assert edgeprune.planning.model_shape(SHAPES["llama"][0]()).structure.qk_norm is None
+    without = replace(shape, structure=replace(shape.structure, qk_norm=None))
+    norms = (shape.heads + shape.kv_heads) * batch * seq * (shape.head_dim + 1) * 4
+    for readers_saved, counted in ((True, norms), (False, 0)):
+        assert layer_saved_bytes(shape, batch, seq, torch.float32, readers_saved) - \
+            layer_saved_bytes(without, batch, seq, torch.float32, readers_saved) == counted
 
 
 def _measured_step_peak(model, batch, seq, checkpointing, recompute_readers):

@@ -36,9 +36,14 @@ from .errors import UserError
 from .graph import num_edges
 from .loading import load_config
 from .models import record_bytes
+from .models.base import LayerStructure
 from .models.families import adapter_class
 
 GIB = 2 ** 30
+# (B, S, intermediate) tensors an MLP's autograd saves, by the kind its family declares (frozen
+# Linears save none): gated, its gate and up projections and their product's activation; GPT-2's
+# composite GELU-tanh, four; exact GELU (or ReLU), its input
+MLP_SAVED = {"gated": 3, "gelu_tanh": 4, "gelu": 1, "relu": 1}
 
 # One layer's working set beyond what autograd saves, in units of its attention readers' norm
 # inputs (R x B x S x D, fp32 for RMSNorm, which upcasts; the model dtype for LayerNorm), keyed by
@@ -89,7 +94,7 @@ CALIBRATED = sorted({key[0] for key in BACKWARD_WORKING_SET})
 
 @dataclass
 class ModelShape:
-    family: str              # "gpt2", "llama", "gpt_neox", "gemma" or "olmo2"
+    family: str              # the adapter's family: the key of the working-set calibration
     layers: int
     heads: int
     kv_heads: int
@@ -103,7 +108,7 @@ class ModelShape:
     parallel: bool = False   # parallel residual (GPT-NeoX): a layer's MLP does not read its own heads
     embedding_outputs: int = 1           # GPT-2: token and position embeddings
     default_embedding_nodes: int = 0
-    qk_norm: bool = False    # per-head query and key norms (Gemma 3)
+    structure: LayerStructure = LayerStructure()   # the norms, MLP and positions the family declares
 
     @property
     def root_params(self) -> int:
@@ -216,12 +221,11 @@ def model_shape(model_or_config) -> ModelShape:
             model = AutoModelForCausalLM.from_config(cfg)
     a = adapter_cls(model)
     layers = a.decoder_layers()
-    qk_norm = a.family == "gemma" and getattr(layers[0].self_attn, "q_norm", None) is not None
     return ModelShape(a.family, a.num_layers, a.num_heads, a.num_kv_heads, a.d_model, a.head_dim,
                       a.intermediate_size, cfg.vocab_size, _count(model), _count(layers[0]),
                       getattr(cfg, "_name_or_path", "") or "", parallel=a.parallel_residual,
                       embedding_outputs=a.embedding_outputs, default_embedding_nodes=a.default_embedding_nodes,
-                      qk_norm=qk_norm)
+                      structure=a.structure)
 
 
 # ---------------------------------------------------------------------------------- the estimate
@@ -240,44 +244,36 @@ def layer_saved_bytes(shape: ModelShape, batch: int, seq: int, dtype: torch.dtyp
     """
     b = torch.finfo(dtype).bits // 8
     s = _per_query_head(shape) if kv_edges == "query" else shape
+    st = s.structure
     bs = batch * seq
     n = bs * s.d_model
     readers = s.heads + 2 * s.kv_heads
     att = (2 * s.heads + 2 * s.kv_heads) * bs * s.head_dim * b + s.heads * bs * 4      # q, k, v, out; lse
-    if s.family in ("llama", "gemma", "olmo2"):
-        # RMSNorm upcasts each reader's mixture to fp32 and saves it, with its rsqrt
-        per_reader = n * 4 + bs * 4
-        attn_reads = readers * per_reader + 2 * bs * s.head_dim * b                    # + rotary cos, sin
-        mlp = 3 * bs * s.intermediate * b                                              # gate, up, act
-        if s.family != "llama":
-            # the norm on the heads' sum: that sum in fp32, the contexts' fp32 copy (half precision
-            # only), the rms; the output projection with the norm's gain folded in
-            ctx_copy = bs * s.heads * s.head_dim * 4 if b < 4 else 0
-            att += n * 4 + ctx_copy + bs * 4 + s.heads * s.head_dim * s.d_model * b
-        if s.family == "gemma":
-            mlp += per_reader                                                          # the norm on the MLP's output
-            if s.qk_norm:
-                attn_reads += (s.heads + s.kv_heads) * bs * (s.head_dim + 1) * 4       # per-head q and k norms
-        if s.family == "olmo2":
-            # no norm on the readers' inputs, nor before the MLP (the per_reader added below is the
-            # norm on the MLP's output); the q and k norms span all heads' projections, in fp32
-            attn_reads = (s.heads + s.kv_heads) * bs * s.head_dim * 4 + 2 * bs * 4 + 2 * bs * s.head_dim * b
-    else:
-        # LayerNorm saves its input (model dtype), mean and rstd
-        per_reader = n * b + 2 * bs * 4
-        attn_reads = readers * per_reader
-        mlp = 4 * bs * s.intermediate * b                                              # GELU-tanh
-        if s.family == "gpt_neox":
-            attn_reads += 2 * bs * s.head_dim * b                                      # + rotary cos, sin
-            mlp = bs * s.intermediate * b                              # exact GELU: its input (frozen Linears save none)
+    # one norm's saved input of width D: RMSNorm upcasts it to fp32 and keeps its rsqrt; LayerNorm
+    # keeps it in the model dtype, with its mean and rstd
+    per_norm = {"rms": n * 4 + bs * 4, "layer": n * b + 2 * bs * 4, None: 0}[st.norm]
+    attn_reads = readers * per_norm if st.reader_norms else 0
+    if st.qk_norm == "head":                                                           # per head, in fp32
+        attn_reads += (s.heads + s.kv_heads) * bs * (s.head_dim + 1) * 4
+    elif st.qk_norm == "projection":                                                   # over all heads, in fp32
+        attn_reads += (s.heads + s.kv_heads) * bs * s.head_dim * 4 + 2 * bs * 4
+    if st.rotary:
+        attn_reads += 2 * bs * s.head_dim * b                                          # cos, sin
+    if st.output_norms:
+        # the norm on the heads' sum: that sum in fp32, the contexts' fp32 copy (half precision
+        # only), the rms; the output projection with the norm's gain folded in
+        ctx_copy = bs * s.heads * s.head_dim * 4 if b < 4 else 0
+        att += n * 4 + ctx_copy + bs * 4 + s.heads * s.head_dim * s.d_model * b
+    mlp = MLP_SAVED[st.mlp] * bs * s.intermediate * b
+    mlp += (int(st.mlp_input_norm) + int(st.output_norms)) * per_norm                 # its input and output norms
     if embedding_nodes is None:
         embedding_nodes = s.default_embedding_nodes
     if readers_saved:
-        return attn_reads + per_reader + att + mlp
+        return attn_reads + att + mlp
     per_layer = (s.heads if attention_writers == "heads" else 1) + 1
     mean_prefix = embedding_nodes + (s.layers - 1) * per_layer / 2
     kept = int(readers * mean_prefix * 4) + (n * b if embedding_nodes == 0 else 0)
-    return kept + per_reader + att + mlp
+    return kept + att + mlp
 
 
 def _per_query_head(shape: ModelShape) -> ModelShape:
@@ -287,7 +283,7 @@ def _per_query_head(shape: ModelShape) -> ModelShape:
 
 def _reader_unit(shape: ModelShape, batch: int, seq: int, dtype: torch.dtype) -> int:
     """Bytes of one layer's attention-reader norm inputs: the unit of the working set."""
-    b = 4 if shape.family in ("llama", "gemma", "olmo2") else torch.finfo(dtype).bits // 8
+    b = 4 if shape.structure.norm == "rms" else torch.finfo(dtype).bits // 8
     return (shape.heads + 2 * shape.kv_heads) * batch * seq * shape.d_model * b
 
 

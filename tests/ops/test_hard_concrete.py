@@ -5,9 +5,8 @@ import pytest
 import torch
 from edgeprune import ops
 from edgeprune.ops import reference as ref
+from edgeprune.ops.constants import EPS
 from ops_cases import ALL_BACKENDS, require
-
-EPS = 1e-6
 
 
 def _reference(log_alpha, seed, offset, eps=EPS):

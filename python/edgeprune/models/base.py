@@ -8,8 +8,24 @@ modeling file. Shapes: B batch, S sequence, D width, H query heads, K key-value 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import torch
+
+from ..ops.constants import EPS
+
+
+@dataclass(frozen=True)
+class LayerStructure:
+    """What a decoder layer holds beside its attention and MLP: the parts whose activations autograd
+    saves, which the memory planner counts (edgeprune.planning). A family declares it once, here."""
+    norm: str | None = "layer"      # "rms" (RMSNorm, which upcasts to fp32 and saves that), "layer" or None
+    reader_norms: bool = True       # each attention reader normalises its own mixture
+    qk_norm: str | None = None      # query and key norms: per head ("head") or over all heads' projection
+    output_norms: bool = False      # norms on the attention's summed output and on the MLP's output
+    mlp_input_norm: bool = True     # a norm on the MLP's input
+    mlp: str = "gelu_tanh"          # "gated" (gate, up, activation), "gelu_tanh" (composite), "gelu" or "relu"
+    rotary: bool = False            # rotary positions (a layer keeps their cos and sin)
 
 
 class Adapter(ABC):
@@ -17,10 +33,11 @@ class Adapter(ABC):
     model_classes: tuple[str, ...] = ()   # the Hugging Face classes it runs, for messages
     embedding_nodes_allowed: tuple[int, ...] = (0, 1)
     default_embedding_nodes: int = 0
-    gate_eps: float = 1e-6           # the hard-concrete noise's eps (docs/method.md 3.1)
+    gate_eps: float = EPS            # the hard-concrete noise's eps (docs/method.md 3.1)
     embedding_outputs: int = 1       # how many tensors embeddings() returns (token and position: 2)
     causal: bool = True
     parallel_residual: bool = False  # the MLP reads the layer's input, not attention's output
+    structure: LayerStructure = LayerStructure()
 
     num_layers: int
     num_heads: int

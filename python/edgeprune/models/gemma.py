@@ -15,13 +15,15 @@ from __future__ import annotations
 import torch
 
 from ..errors import Unsupported
-from .base import gained_projection, rms_scaled_contexts
+from .base import LayerStructure, gained_projection, rms_scaled_contexts
 from .llama import LlamaAdapter
 
 
 class GemmaAdapter(LlamaAdapter):
     family = "gemma"
     model_classes = ("Gemma2ForCausalLM", "Gemma3ForCausalLM (text)")
+    # qk_norm: Gemma 3's, per head (Gemma 2 has none: dropped in LlamaAdapter.__init__)
+    structure = LayerStructure(norm="rms", qk_norm="head", output_norms=True, mlp="gated", rotary=True)
 
     def __init__(self, model):
         super().__init__(model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
-from .base import Adapter, per_head
+from .base import Adapter, LayerStructure, per_head
 
 
 class GPT2Adapter(Adapter):
@@ -13,6 +13,7 @@ class GPT2Adapter(Adapter):
     embedding_nodes_allowed = (0, 1, 2)
     embedding_outputs = 2
     default_embedding_nodes = 2
+    structure = LayerStructure(norm="layer", mlp="gelu_tanh")
 
     def __init__(self, model):
         super().__init__(model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from .base import Adapter, per_head
+from .base import Adapter, LayerStructure, per_head
 
 
 class GPTNeoXAdapter(Adapter):
@@ -16,6 +16,7 @@ class GPTNeoXAdapter(Adapter):
     model_classes = ("GPTNeoXForCausalLM (Pythia)",)
     embedding_nodes_allowed = (0, 1)
     default_embedding_nodes = 0
+    structure = LayerStructure(norm="layer", mlp="gelu", rotary=True)
 
     def __init__(self, model):
         super().__init__(model)

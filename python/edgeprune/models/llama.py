@@ -7,17 +7,21 @@ per layer (config.layer_types).
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
-from .base import Adapter, per_head
+from ..ops.constants import LLAMA_EPS
+from .base import Adapter, LayerStructure, per_head
 
 
 class LlamaAdapter(Adapter):
     family = "llama"
     model_classes = ("LlamaForCausalLM (CodeLlama included)", "MistralForCausalLM", "Qwen2ForCausalLM",
                      "Qwen3ForCausalLM")
-    gate_eps = 1e-8  # the reference's Llama gates (docs/method.md 3.1)
+    gate_eps = LLAMA_EPS  # the reference's Llama gates (docs/method.md 3.1)
     embedding_nodes_allowed = (0, 1)
     default_embedding_nodes = 0
+    # qk_norm: Qwen3's, per head; __init__ drops it for the models without one (Llama, Mistral, Qwen2)
+    structure = LayerStructure(norm="rms", qk_norm="head", mlp="gated", rotary=True)
 
     def __init__(self, model):
         super().__init__(model)
@@ -30,6 +34,8 @@ class LlamaAdapter(Adapter):
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.intermediate_size = cfg.intermediate_size
         attn = self.inner.layers[0].self_attn
+        if getattr(attn, "q_norm", None) is None:
+            self.structure = replace(self.structure, qk_norm=None)
         # The model's own rotary helper, so each family keeps its exact rotary convention.
         self._apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb
         window = getattr(cfg, "sliding_window", None) if getattr(cfg, "use_sliding_window", True) else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import Unsupported
-from .base import gained_projection, rms_scaled_contexts
+from .base import LayerStructure, gained_projection, rms_scaled_contexts
 from .llama import LlamaAdapter
 
 
@@ -26,6 +26,8 @@ def _identity(x):
 class Olmo2Adapter(LlamaAdapter):
     family = "olmo2"
     model_classes = ("Olmo2ForCausalLM",)
+    structure = LayerStructure(norm="rms", reader_norms=False, qk_norm="projection", output_norms=True,
+                               mlp_input_norm=False, mlp="gated", rotary=True)
 
     def __init__(self, model):
         super().__init__(model)

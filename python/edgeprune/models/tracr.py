@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .base import Adapter, per_head
+from .base import Adapter, LayerStructure, per_head
 
 MASK_VALUE = -1e30  # tracr's (Haiku's) masked attention logit
 
@@ -199,6 +199,7 @@ class TracrAdapter(Adapter):
     embedding_nodes_allowed = (2,)
     embedding_outputs = 2
     default_embedding_nodes = 2
+    structure = LayerStructure(norm=None, reader_norms=False, mlp_input_norm=False, mlp="relu")
 
     def __init__(self, model: TracrTransformer):
         super().__init__(model)

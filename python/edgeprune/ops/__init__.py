@@ -5,7 +5,7 @@ Public functional API (every backend implements the same contract; see ops/refer
     mix_blocks(gates, blocks, base, backend=None) -> out                  differentiable; delta = cat(blocks)
     mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None) -> grad_gates
                                                                          accumulates into grad_delta
-    hard_concrete(log_alpha, seed, offset, eps=1e-6, backend=None) -> z   differentiable, u regenerated
+    hard_concrete(log_alpha, seed, offset, eps=EPS, backend=None) -> z   differentiable, u regenerated
     expected_l0(log_alpha), zero_probability(log_alpha, eps), soft_mask(log_alpha)
 
 backend: None (EDGEPRUNE_BACKEND, else the default for the device), "auto", "torch", "cpp",
@@ -20,6 +20,7 @@ import torch
 
 from . import reference as _ref
 from .backends import BACKENDS
+from .constants import EPS
 from .dispatch import ENV_VAR, choose, report
 from .hard_concrete import hard_concrete_op as _hard_concrete_op
 from .mix import mix_backward_accumulate as _mix_backward_accumulate
@@ -67,7 +68,7 @@ def mix_backward_(grad_out, gates, delta, grad_delta, prefix=None, backend=None)
     return torch.ops.edgeprune.mix_backward_(grad_out, gates, delta, grad_delta, prefix, name)
 
 
-def hard_concrete(log_alpha, seed: int, offset, eps: float = 1e-6, backend=None):
+def hard_concrete(log_alpha, seed: int, offset, eps: float = EPS, backend=None):
     """Sampled gates z with noise Philox(seed, offset + i); the backward regenerates the noise.
 
     offset an int: the op of the chosen backend. offset a 0-dim int64 tensor (a compiled step, whose

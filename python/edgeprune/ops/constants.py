@@ -9,4 +9,5 @@ LEFT, RIGHT, BETA = -0.1, 1.1, 2.0 / 3.0   # stretch interval (l, r) and tempera
 SOFT_MASK_FACTOR = 0.8                      # deterministic mask: sigmoid(0.8 log_alpha / beta) = sigmoid(1.2 log_alpha)
 LOG_RATIO = math.log(-LEFT / RIGHT)         # ln(1/11): P(z = 0) = sigmoid(beta ln(1/11) - log_alpha)
 INIT_MEAN, INIT_STD = 10.0, 0.01            # log_alpha ~ N(10, 0.01^2) at the start of a run
-EPS = 1e-6                                  # the noise's eps, u in [eps, 1 - eps] (1e-8 for Llama-family gates)
+EPS = 1e-6                                  # the noise's eps, u in [eps, 1 - eps]
+LLAMA_EPS = 1e-8                            # the reference's eps for Llama-family gates

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .constants import BETA, LEFT, LOG_RATIO, RIGHT, SOFT_MASK_FACTOR
+from .constants import BETA, EPS, LEFT, LOG_RATIO, RIGHT, SOFT_MASK_FACTOR
 
 
 # ----------------------------------------------------------------------------------- mixing
@@ -155,7 +155,7 @@ def expected_l0_reference(log_alpha):
     return torch.sigmoid(log_alpha - BETA * LOG_RATIO)
 
 
-def zero_probability_reference(log_alpha, eps: float = 1e-6):
+def zero_probability_reference(log_alpha, eps: float = EPS):
     """P(z == 0) = cdf(0), clamped to [eps, 1 - eps] as the reference does."""
     return torch.sigmoid(BETA * LOG_RATIO - log_alpha).clamp(eps, 1 - eps)
 
