@@ -104,6 +104,10 @@ class BlockStack:
         return torch.empty(0, device=self.device)
 
     def write(self, order: torch.Tensor, start: int, rows: torch.Tensor) -> torch.Tensor:
+        if start + rows.shape[0] <= self.written:
+            # A recomputation (a checkpointed layer rerun in backward): the forward's block stays, as
+            # its readers hold it; the rerun only restores what the layer's own backward needs.
+            return order
         if start != self.written:
             raise RuntimeError(f"delta rows must be written in order: expected row {self.written}, got {start}")
         self.blocks.append(rows.reshape(rows.shape[0], -1))
@@ -152,6 +156,8 @@ def read_sets(delta: torch.Tensor, shape, gates: torch.Tensor, base: torch.Tenso
         raise UserError("gate sets (edges of shape (G, num_edges)) are for forwards without gradients: run them "
                         "under torch.no_grad(), with gates that do not require a gradient")
     G, R, P = gates.shape
+    if P == 0:  # the first layer's readers when the embeddings are not writers: the base alone
+        return base.reshape(1, -1).expand(R, -1)
     if positions is not None:
         D = shape[-1]
         delta = delta.view(P, -1, D)[:, positions].reshape(P, -1)
