@@ -1,4 +1,4 @@
-"""Optimal ablation as Li and Janson define it (models/optimal.py) against a float64 reference written
+"""Optimal ablation as Li and Janson define it (models/optimal_ablation.py) against a float64 reference written
 from their rule with explicit per-edge sums: reader r's input at position s > 0 is
 sum_w z_wr x_w + (1 - z_wr) c~_wr, where c~_wr is the constant c_w when z_wr < 1e-3 and c_w held
 fixed (detached) otherwise; at the first position it is the clean run's input. The forward's

@@ -38,8 +38,8 @@ from . import tasks
 from .circuit import Circuit
 from .curves import metric_values
 from .errors import UserError
-from .loading import load_model, model_name
-from .models import PrunableModel, WriterRecord, prunable
+from .loading import model_name, prunable_for
+from .models import PrunableModel, WriterRecord
 from .models.forward import record_writers
 from .node_groups import group_gradients, node_groups
 from .progress import progress_bar
@@ -78,22 +78,15 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
     if exact_sets is not None and exact_sets < 0:
         raise UserError(f"exact_sets must be 0 (one forward per edge) or more, got {exact_sets}")
     sets = max(1, EXACT_EXAMPLES // batch_size) if exact_sets is None else exact_sets
-    pm, tokenizer = _prunable_for(model, tokenizer, device, ablation, kv_edges)
-    if method in INPUT_METHODS and pm.ablation != "corrupted":
-        raise UserError(f"{method} interpolates between the clean and corrupted inputs: it needs "
-                        f"ablation='corrupted', not {pm.ablation!r}")
-    if method == "eap-ig-activations" and pm.ablation == "zero":
-        raise UserError("eap-ig-activations interpolates each node group between its ablated and clean outputs, "
-                        "which zero ablation's gated forward does not hold (its output biases stay in the heads); "
-                        "use ablation='corrupted' or 'mean', or method='eap-ig-gates'")
+    # built here with an input node: its edges are scored too, as MIB scores them
+    pm, tokenizer = prunable_for(model, "attribution", ablation, tokenizer, device, input_node=True, kv_edges=kv_edges)
+    pm.kind.check(method)
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     if len(dataset) == 0:
         raise UserError("the attribution dataset is empty: give at least one clean/corrupted example")
-    whole = dataset.batch(list(range(len(dataset))))
-    seq_len = whole.clean.shape[1]
+    seq_len = dataset.batch(list(range(len(dataset)))).clean.shape[1]
     device = pm.adapter.device
-    if pm.ablation == "mean" and pm.mean_record is None:
-        pm.set_mean_ablation(whole.clean.to(device), whole.attention_mask.to(device))
+    pm.kind.prepare_evaluation(pm, dataset)
 
     started = time.perf_counter()
     total = torch.zeros(pm.graph.num_edges, dtype=torch.float64, device=device)
@@ -112,21 +105,6 @@ def attribute(model, data, method: str = "eap-ig-inputs", *, metric: str = "logi
         config["steps"] = steps
     return Circuit(pm.graph, list(pm.graph.edges), list(pm.graph.writers), edge_scores=scores, score_kind="score",
                    model=model_name(pm.model), task=dataset.task.name, config=config, **model_record(pm))
-
-
-def _prunable_for(model, tokenizer, device, ablation: str, kv_edges: str = "query") -> tuple[PrunableModel, object]:
-    if isinstance(model, PrunableModel):
-        if model.ablation != ablation:
-            raise UserError(f"the model was built with ablation={model.ablation!r} but attribution asked for "
-                            f"{ablation!r}; build it with the ablation you mean, or pass that one")
-        return model, tokenizer or getattr(model.model, "tokenizer", None)
-    if ablation not in ("corrupted", "mean", "zero"):
-        raise UserError(f"attribution ablates with 'corrupted', 'mean' or 'zero', not {ablation!r}")
-    model, tokenizer = load_model(model, tokenizer, device)
-    pm = prunable(model, ablation=ablation, kv_edges=kv_edges)
-    if pm.graph.embedding_nodes == 0:  # score the input edges too, as MIB does
-        pm = prunable(model, embedding_nodes=1, ablation=ablation, kv_edges=kv_edges)
-    return pm, tokenizer
 
 
 # ---------------------------------------------------------------------- one batch

@@ -57,7 +57,7 @@ class TrainingData:
     def batch(self, idx: torch.Tensor) -> StepBatch:
         if self.pm.ablation_per_example:
             record = self.records.select(idx) if self.records is not None else self._record_for(idx)
-        elif self.pm.ablation == "optimal":  # rebuilt from the learned constants: each step's gradient reaches them
+        elif self.pm.kind.learned:  # rebuilt from the learned constants: each step's gradient reaches them
             record = self.pm.ablation_record(seq_len=self.clean.shape[1])
         else:
             record = self.fixed_record

@@ -18,6 +18,7 @@ from dataclasses import fields
 
 from .config import CURVE, CURVE_INIT, MAX_TARGET, TrainConfig, check_target
 from .errors import MissingFile, RunError, UserError
+from .models.ablations import serving
 
 
 def _sparsity(text: str) -> float:
@@ -433,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=("logit_diff", "kl"), default="logit_diff",
                    help="what the scores explain (default: logit_diff)")
     p.add_argument("--steps", type=int, default=5, help="integration steps of the EAP-IG methods (default: 5)")
-    p.add_argument("--ablation", choices=("corrupted", "mean", "zero"), default="corrupted",
+    p.add_argument("--ablation", choices=serving("attribution"), default="corrupted",
                    help="what a removed edge carries (default: the corrupted run's value)")
     p.add_argument("--kv-edges", choices=("query", "group"), default="query",
                    help="grouped-query models' key and value edges: one per query head, MIB's graph (default), or "

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+
 from .errors import UserError
+from .models.ablations import ABLATIONS, describe
+from .models.prunable import RECOMPUTE_READERS
 
 MAX_TARGET = 1.4          # the largest sparsity target: the paper's "as sparse as possible" targets are 1.01-1.4
 # train_budgets' defaults (prune --budgets): the recipe measured most faithful on MIB's curve, a pruning path
@@ -16,7 +19,6 @@ MAX_TARGET = 1.4          # the largest sparsity target: the paper's "as sparse 
 CURVE = {"path": True, "objective": "logit_diff", "init_sparsity": 0.5}
 CURVE_INIT = "eap-ig-inputs"
 CACHE_BYTES = 4 << 30     # targets and ablation records are cached per example up to this size
-RECOMPUTE_READERS = True  # the attention readers' mixtures are recomputed in backward (edgeprune.planning reads it)
 
 
 def check_target(name: str, value) -> None:
@@ -72,9 +74,7 @@ class TrainConfig:
                                                "--weight-decay, the paper's). Decay holds a multiplier below about "
                                                "1/decay, which can stop a run short of its target; 0 lifts that cap")
     max_grad_norm: float = option(1.0, "global gradient-norm clip")
-    ablation: str = option("corrupted", "what a pruned edge carries: the writer's output on the corrupted input, "
-                           "its mean, zero, or a constant learned with the gates from the mean (optimal)",
-                           choices=("corrupted", "zero", "mean", "optimal"))
+    ablation: str = option("corrupted", f"what a pruned edge carries: {describe()}", choices=ABLATIONS)
     ablation_lr: float = option(2e-3, "learning rate of optimal ablation's constants (Li and Janson's; no weight "
                                 "decay, no sparsity penalty)")
     optimal_per_position: bool = option(False, "optimal ablation: one constant per component and position (Li and "

@@ -22,9 +22,9 @@ import torch
 from . import tasks
 from .circuit import Circuit
 from .errors import UserError
-from .loading import load_model
+from .loading import prunable_for
 from .mib import BUDGETS, MIBGraph, cumulative_area, for_budget
-from .models import PrunableModel, prunable
+from .models import PrunableModel
 from .progress import progress_bar
 
 METRICS = ("logit_diff", "kl")
@@ -105,13 +105,12 @@ def faithfulness(model, circuit: Circuit | dict | torch.Tensor, data, *, budgets
         raise UserError(f"budgets must be increasing fractions of edges kept, in [0, 1]; got {budgets!r}")
     stages = circuit if isinstance(circuit, dict) else None
     circuit = stages[max(stages)] if stages else circuit
-    pm, tokenizer = _prunable_for(model, circuit, tokenizer, device, ablation)
+    pm, tokenizer = prunable_for(model, "faithfulness", ablation, tokenizer, device,
+                                 embedding_nodes=_input_nodes(circuit))
     if isinstance(circuit, torch.Tensor):
         circuit = Circuit(pm.graph, [], list(pm.graph.writers), edge_scores=circuit, score_kind="score")
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
-    if pm.ablation == "mean" and pm.mean_record is None:
-        batch = dataset.batch(list(range(len(dataset))))
-        pm.set_mean_ablation(batch.clean.to(pm.adapter.device), batch.attention_mask.to(pm.adapter.device))
+    pm.kind.prepare_evaluation(pm, dataset, circuit)
 
     target = MIBGraph(pm.graph)
     masks, counts = {}, {}
@@ -147,7 +146,8 @@ def circuit_faithfulness(model, circuit: Circuit, data, *, metric: str = "logit_
     """f of one circuit's own edges (no budget cut): (m(C) - m(empty)) / (m(full) - m(empty))."""
     if metric not in METRICS:
         raise UserError(f"unknown metric {metric!r}; choose one of {METRICS}")
-    pm, tokenizer = _prunable_for(model, circuit, tokenizer, device)
+    pm, tokenizer = prunable_for(model, "faithfulness", "corrupted", tokenizer, device,
+                                 embedding_nodes=_input_nodes(circuit))
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
     edges = MIBGraph(pm.graph).edge_mask(MIBGraph(circuit.graph).membership_from(circuit.graph.edge_mask(circuit.edges)))
     sums = _evaluate(pm, dataset, metric, {"circuit": edges, "full": torch.ones(pm.graph.num_edges),
@@ -155,29 +155,12 @@ def circuit_faithfulness(model, circuit: Circuit, data, *, metric: str = "logit_
     return (sums["circuit"]["m"] - sums["empty"]["m"]) / (sums["full"]["m"] - sums["empty"]["m"])
 
 
-def _prunable_for(model, circuit, tokenizer, device, ablation: str = "corrupted") -> tuple[PrunableModel, object]:
-    """A prunable model with the asked ablation (interchange by default) and an input node (MIB
-    patches the embeddings too); optimal ablation takes the circuit's constants."""
-    if ablation not in ("corrupted", "mean", "optimal"):
-        raise UserError(f"faithfulness ablates with 'corrupted', 'mean' or 'optimal', not {ablation!r}")
-    if isinstance(model, PrunableModel):
-        if model.ablation != ablation:
-            raise UserError(f"faithfulness with ablation={ablation!r} patches pruned edges that way: build the "
-                            f"model with ablation={ablation!r}, not {model.ablation!r}")
-        return model, tokenizer or getattr(model.model, "tokenizer", None)
-    model, tokenizer = load_model(model, tokenizer, device)
-    graph = circuit.graph if isinstance(circuit, Circuit) else None
-    embedding_nodes = max(1, graph.embedding_nodes) if graph is not None else None
-    # K/V edges per query head: MIB's own graph, so a MIB membership maps one to one (a grouped
-    # circuit's K/V edge is then kept on each query head of its group)
-    pm = prunable(model, embedding_nodes=embedding_nodes, ablation=ablation, kv_edges="query")
-    if ablation == "optimal":
-        values = circuit.ablation_values if isinstance(circuit, Circuit) else None
-        if values is None:
-            raise UserError("ablation='optimal' evaluates with the circuit's learned constants, and it has none "
-                            "(train it with ablation='optimal')")
-        pm.set_optimal_ablation(values)
-    return pm, tokenizer
+def _input_nodes(circuit) -> int | None:
+    """The embedding nodes of a model built for a circuit's curve: at least one, as MIB patches the
+    embeddings too (None: the family's default, for scores given as a tensor in its graph's order).
+    Its K/V edges are per query head, MIB's own graph, so a MIB membership maps one to one (a
+    grouped circuit's K/V edge is then kept on each query head of its group)."""
+    return max(1, circuit.graph.embedding_nodes) if isinstance(circuit, Circuit) else None
 
 
 def _evaluate(pm: PrunableModel, dataset, metric: str, masks: dict, batch_size: int, bar=None) -> dict:

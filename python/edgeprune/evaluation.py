@@ -72,12 +72,5 @@ def evaluate(model, circuit: Circuit | None, data, *, split: str = "test", batch
     if check_weights and circuit is not None:
         provenance.check_weights(circuit, pm.model, given)
     dataset = data if hasattr(data, "batch") else tasks.load(data, tokenizer, split=split, n=n, seed=seed)
-    if pm.ablation == "optimal" and pm.constants is None:
-        if circuit is None or circuit.ablation_values is None:
-            raise UserError("optimal ablation evaluates with a circuit's learned constants, and this circuit has none "
-                            "(it was not trained with ablation='optimal')")
-        pm.set_optimal_ablation(circuit.ablation_values)
-    if pm.ablation == "mean" and pm.mean_record is None:
-        batch = dataset.batch(list(range(len(dataset))), pad_to=pad_to)
-        pm.set_mean_ablation(batch.clean.to(pm.adapter.device), batch.attention_mask.to(pm.adapter.device))
+    pm.kind.prepare_evaluation(pm, dataset, circuit, pad_to)
     return evaluate_circuit(pm, circuit, dataset, batch_size, pad_to, progress)

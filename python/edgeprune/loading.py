@@ -6,6 +6,8 @@ import os
 import torch
 
 from .errors import MissingFile, UserError
+from .models import PrunableModel, ablation_kind, prunable
+from .models.families import adapter_for
 
 
 def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = True):
@@ -41,6 +43,27 @@ def load_model(model, tokenizer=None, device=None, dtype=None, weights: bool = T
     if device is not None:
         model = model.to(device)
     return model, tokenizer
+
+
+def prunable_for(model, use: str, ablation: str = "corrupted", tokenizer=None, device=None, *,
+                 embedding_nodes: int | None = None, input_node: bool = False, kv_edges: str = "query"):
+    """(PrunableModel, tokenizer) for an API that takes a model in any form (`use`: "attribution",
+    "faithfulness"), ablating with `ablation`, which is refused where its kind cannot serve the use.
+
+    A PrunableModel must already ablate that way. Anything else is loaded (load_model) and wrapped
+    with embedding_nodes (None: the family's default; with input_node at least one, as MIB scores
+    and patches the input edges too) and kv_edges ("query": MIB's own graph).
+    """
+    ablation_kind(ablation).check(use)
+    if isinstance(model, PrunableModel):
+        if model.ablation != ablation:
+            raise UserError(f"the model was built with ablation={model.ablation!r} but {use} asked for {ablation!r}; "
+                            "build it with the ablation you mean, or ask for that one")
+        return model, tokenizer or getattr(model.model, "tokenizer", None)
+    model, tokenizer = load_model(model, tokenizer, device)
+    if embedding_nodes is None and input_node:
+        embedding_nodes = max(1, adapter_for(model).default_embedding_nodes)
+    return prunable(model, embedding_nodes=embedding_nodes, ablation=ablation, kv_edges=kv_edges), tokenizer
 
 
 def model_source(model) -> str:

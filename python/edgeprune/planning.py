@@ -35,7 +35,7 @@ from .config import CACHE_BYTES, RECOMPUTE_READERS
 from .errors import UserError
 from .graph import num_edges
 from .loading import load_config
-from .models import record_bytes
+from .models import ablation_kind, record_bytes
 from .models.base import LayerStructure
 from .models.families import adapter_class
 
@@ -332,10 +332,10 @@ def plan(model_or_config, batch_size: int, seq_len: int, dtype: torch.dtype = to
     parts["delta gradient"] = writers * n * b
 
     examples = batch_size if examples is None else examples
-    if ablation == "corrupted":
-        per_example = record_bytes(seq_len, s.embedding_outputs, s.layers, s.heads, s.head_dim, s.d_model, dtype)
-        cached = examples * per_example if examples * per_example <= cache_bytes else 0
-        parts["ablation records"] = cached + local * per_example
+    per_example = record_bytes(seq_len, s.embedding_outputs, s.layers, s.heads, s.head_dim, s.d_model, dtype)
+    records = ablation_kind(ablation).planned_bytes(per_example, examples, local, cache_bytes)
+    if records is not None:
+        parts["ablation records"] = records
     targets = examples * positions * s.vocab * 4
     parts["targets"] = targets if targets <= cache_bytes else local * positions * s.vocab * 4
 

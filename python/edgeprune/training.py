@@ -29,6 +29,7 @@ from .evaluation import evaluate_circuit, evaluate_gates
 from .identity import run_identity
 from .loading import load_model, model_name
 from .models import PrunableModel, prunable
+from .models.ablations import set_means
 from .path import IN, ExitRecorder
 from .outputs import check_file, check_folder
 from .provenance import model_record
@@ -347,11 +348,8 @@ def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None
         distributed.apply_fsdp(pm, run, cpu_offload=config.cpu_offload, from_rank0=from_rank0)
     if config.checkpointing:
         pm.set_layer_runner(checkpointed(pm.layer_runner))
-    if config.ablation in ("mean", "optimal"):
-        batch = dataset.batch(list(range(len(dataset))), pad_to=config.pad_to)
-        where = distributed.local_device_of(pm, run)
-        pm.set_mean_ablation(batch.clean.to(where), batch.attention_mask.to(where),
-                             per_position=config.optimal_per_position)
+    if pm.kind.from_means:
+        set_means(pm, dataset, config.pad_to, distributed.local_device_of(pm, run), config.optimal_per_position)
     return pm, dataset, validation, run
 
 
