@@ -43,3 +43,36 @@ def gated(pm, ids, cids=None, circuit=None, attention_mask=None, gates=None):
     edges, nodes = gates if gates is not None else pm.circuit_gates(circuit)
     record = pm.ablation_record(cids, attention_mask, ids.shape[1])
     return pm(ids, attention_mask, edges=edges, nodes=nodes, record=record)
+
+
+# Every family edgeprune prunes, by a short name: tiny() above, MIB's shrunk configurations
+# (helpers/mib.py) for the families with norms on the branch outputs, and the shipped Tracr programs.
+EVERY_FAMILY = ["gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox", "gemma2", "gemma3", "olmo2", "reverse",
+                "xproportion"]
+GROUPED_QUERY = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"]   # fewer key-value heads than heads
+_MIB_NAMES = {"gemma2": "google/gemma-2-2b", "gemma3": "google/gemma-3-1b-pt", "olmo2": "allenai/OLMo-2-0425-1B"}
+
+
+def any_family(family: str, dtype=torch.float32):
+    """A tiny model of any of EVERY_FAMILY (Tracr's are the shipped programs, in `dtype`)."""
+    if family in ("reverse", "xproportion"):
+        from edgeprune.tracr import load_model
+        return load_model(family).to(dtype)
+    if family in _MIB_NAMES:
+        from helpers import mib
+        return mib.tiny(_MIB_NAMES[family], dtype)
+    return tiny(family, dtype=dtype)
+
+
+def family_ids(family: str, b: int = 3, s: int = 7, seed: int = 1):
+    """Clean and corrupted ids (b, s) for any_family(family); for Tracr, 2 b distinct full-length
+    inputs of its task (s ignored: interchange needs one length)."""
+    g = torch.Generator().manual_seed(seed)
+    if family in ("reverse", "xproportion"):
+        from edgeprune import tracr
+        data = tracr.load(family).dataset
+        batch = data.batch(range(len(data)))
+        rows = batch.clean[batch.attention_mask.all(-1)]
+        rows = rows[torch.randperm(len(rows), generator=g)[:2 * b]]
+        return rows[:b], rows[b:]
+    return torch.randint(3, VOCAB, (b, s), generator=g), torch.randint(3, VOCAB, (b, s), generator=g)

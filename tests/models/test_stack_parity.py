@@ -14,52 +14,30 @@ import pytest
 import torch
 
 import edgeprune
-import edgeprune.tracr as T
 from edgeprune.checkpointing import checkpointed
 from edgeprune.errors import UserError
 from edgeprune.models import DIRECT
-from helpers import mib
-from helpers.models import VOCAB, tiny
+from helpers.models import EVERY_FAMILY, GROUPED_QUERY, any_family, family_ids
 
 RTOL = 1e-10
 
-# name -> how its tiny float64 model is built; grouped-query families are the ones with num_kv_heads < heads
-HF = {"gpt2": "gpt2", "llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3",
-      "gpt_neox": "gpt_neox", "gemma2": "google/gemma-2-2b", "gemma3": "google/gemma-3-1b-pt",
-      "olmo2": "allenai/OLMo-2-0425-1B"}
-GROUPED = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"]
+TRACR = ("reverse", "xproportion")
 
 
 @cache
 def _model(family: str):
-    if family in T.PROGRAMS:
-        return T.load_model(family).to(torch.float64)
-    name = HF[family]
-    return (mib.tiny(name, torch.float64) if "/" in name else tiny(name, dtype=torch.float64))
-
-
-@cache
-def _tracr_inputs(family: str):
-    """Full-length rows of the program's dataset (interchange needs one length) and their reversal."""
-    batch = T.load(family).dataset.batch(range(len(T.load(family).dataset)))
-    ids = batch.clean[batch.attention_mask.all(-1)][:5]
-    return ids, ids.flip(0)
+    return any_family(family, torch.float64)
 
 
 def _inputs(family: str, padded: bool):
-    if family in T.PROGRAMS:
-        ids, cids = _tracr_inputs(family)
-        mask = None
-    else:
-        g = torch.Generator().manual_seed(1)
-        ids, cids = (torch.randint(3, VOCAB, (3, 7), generator=g) for _ in range(2))
-        mask = None
-        if padded:  # left padding in two rows, as a batch of prompts of different lengths
-            mask = torch.ones_like(ids)
-            mask[1, :2] = 0
-            mask[2, :4] = 0
+    ids, cids = family_ids(family, b=3, s=7)
+    mask = None
+    if padded:  # left padding in two rows, as a batch of prompts of different lengths
+        mask = torch.ones_like(ids)
+        mask[1, :2] = 0
+        mask[2, :4] = 0
     S = ids.shape[1]
-    positions = torch.tensor([[S - 1, S - 2], [S - 1, S - 3], [S - 2, S - 1]]).repeat(2, 1)[:len(ids)]
+    positions = torch.tensor([[S - 1, S - 2], [S - 1, S - 3], [S - 2, S - 1]])
     return ids, cids, mask, positions
 
 
@@ -107,14 +85,15 @@ def _assert_parity(pm, ids, cids, mask, positions):
     return delta_grads
 
 
-FAMILIES = list(HF) + list(T.PROGRAMS)
+FAMILIES = EVERY_FAMILY
+HF = [f for f in FAMILIES if f not in TRACR]
 CASES = (
     [pytest.param(f, "corrupted", {}, False, False, id=f"{f}-corrupted") for f in FAMILIES]
     + [pytest.param(f, "corrupted", {}, True, False, id=f"{f}-corrupted-positions") for f in FAMILIES]
     + [pytest.param(f, "zero", {}, True, False, id=f"{f}-zero-positions") for f in FAMILIES]
     + [pytest.param(f, "zero", {}, False, False, id=f"{f}-zero") for f in ("gpt2", "llama", "reverse")]
     + [pytest.param(f, "optimal", {}, True, False, id=f"{f}-optimal-positions") for f in HF]
-    + [pytest.param(f, "corrupted", {"kv_edges": "query"}, True, False, id=f"{f}-kv-query") for f in GROUPED]
+    + [pytest.param(f, "corrupted", {"kv_edges": "query"}, True, False, id=f"{f}-kv-query") for f in GROUPED_QUERY]
     + [pytest.param(f, "corrupted", {"attention_writers": "layer"}, True, False, id=f"{f}-layer-writers")
        for f in FAMILIES]
     + [pytest.param("gpt2", "mean", {}, True, False, id="gpt2-mean-positions"),
