@@ -36,7 +36,7 @@ import torch
 
 from . import tasks
 from .circuit import Circuit
-from .curves import metric_values
+from .curves import METRICS, metric_values
 from .errors import UserError
 from .loading import model_name, prunable_for
 from .models import PrunableModel, WriterRecord
@@ -47,7 +47,6 @@ from .provenance import model_record
 
 METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "eap-ig-gates", "clean-corrupted", "exact")
 STEPPED = ("eap-ig-inputs", "eap-ig-activations", "eap-ig-gates")   # methods with integration steps
-METRICS = ("logit_diff", "kl")
 INPUT_METHODS = ("eap-ig-inputs", "clean-corrupted")   # interpolate clean and corrupted inputs
 EXACT_EXAMPLES = 512   # exact: examples per gated forward (single-edge ablations x batch), by default
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Callable
 
 from .circuit import Circuit
-from .config import CURVE, CURVE_INIT, TrainConfig
+from .config import CURVE, CURVE_INIT, TrainConfig, kv_edges_for
 from .errors import UserError
 from .loading import model_name
 from .mib import BUDGETS
@@ -64,8 +64,7 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
     if config is None:
         overrides = CURVE | overrides
     config = TrainConfig.with_overrides(config, overrides)
-    if config.kv_edges is None:  # budgets are fractions of MIB's edges: MIB's graph, K/V edges per query head
-        config = replace(config, kv_edges="query")
+    config = replace(config, kv_edges=kv_edges_for(config.kv_edges, sweep=True))
     stage_steps = stage_steps or max(1, config.steps // 4)
     pm, dataset, validation, run = prepare(model, data, config, tokenizer=tokenizer, validation=validation, n=n,
                                            device=device, dtype=dtype)

@@ -7,6 +7,7 @@ command line (argparse's own convention). Any other exception is a bug and keeps
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import re
@@ -16,8 +17,9 @@ import sys
 import warnings
 from dataclasses import fields
 
-from .config import CURVE, CURVE_INIT, MAX_TARGET, TrainConfig, check_target
+from .config import CURVE, CURVE_INIT, MAX_TARGET, TrainConfig, check_target, kv_edges_for
 from .errors import MissingFile, RunError, UserError
+from .graph import KV_EDGES
 from .models.ablations import serving
 
 
@@ -192,7 +194,7 @@ def cmd_prune(args):
             print(plan(args.model, batch_size=args.batch_size, seq_len=64, dtype=kwargs["dtype"] or torch.float32,
                        n_gpus=int(os.environ.get("WORLD_SIZE", "1")), checkpointing=args.checkpointing,
                        gpu_memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30,
-                       kv_edges=args.kv_edges or ("query" if args.budgets else "group")))
+                       kv_edges=kv_edges_for(args.kv_edges, sweep=bool(args.budgets))))
         except ValueError as no_plan:  # a family the planner has no calibration for: prune anyway
             print(f"(no memory plan: {no_plan})")
     if args.init == "none":   # the paper's cold start
@@ -393,6 +395,10 @@ def cmd_bench(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # attribute, curve and eval take their defaults and choices from the functions they run
+    from .attribution import METHODS, attribute
+    from .curves import METRICS, faithfulness
+    from .evaluation import evaluate
     parser = argparse.ArgumentParser(prog="edgeprune", description="Find circuits with Edge Pruning.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -425,21 +431,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(p)
     p.set_defaults(fn=cmd_prune)
 
+    given = _defaults(attribute)
     p = sub.add_parser("attribute", help="score every edge by attribution (EAP, EAP-IG, exact patching)")
     p.add_argument("model", help="Hugging Face hub id or local folder (model and tokenizer)")
     p.add_argument("data", help="a task name or a JSONL file of {clean, corrupted} pairs")
-    p.add_argument("--method", default="eap-ig-inputs",
-                   help="eap, eap-ig-inputs, eap-ig-activations, eap-ig-gates, clean-corrupted or exact "
-                        "(default: eap-ig-inputs)")
-    p.add_argument("--metric", choices=("logit_diff", "kl"), default="logit_diff",
-                   help="what the scores explain (default: logit_diff)")
-    p.add_argument("--steps", type=int, default=5, help="integration steps of the EAP-IG methods (default: 5)")
-    p.add_argument("--ablation", choices=serving("attribution"), default="corrupted",
-                   help="what a removed edge carries (default: the corrupted run's value)")
-    p.add_argument("--kv-edges", choices=("query", "group"), default="query",
-                   help="grouped-query models' key and value edges: one per query head, MIB's graph (default), or "
-                        "one per KV group")
-    _evaluation_options(p, split="train", batch_size=16)
+    p.add_argument("--method", default=given["method"],
+                   help=f"{', '.join(METHODS[:-1])} or {METHODS[-1]} (default: {given['method']})")
+    p.add_argument("--metric", choices=METRICS, default=given["metric"],
+                   help=f"what the scores explain (default: {given['metric']})")
+    p.add_argument("--steps", type=int, default=given["steps"],
+                   help=f"integration steps of the EAP-IG methods (default: {given['steps']})")
+    p.add_argument("--ablation", choices=serving("attribution"), default=given["ablation"],
+                   help=f"what a removed edge carries (default: {given['ablation']}, the corrupted run's value)")
+    p.add_argument("--kv-edges", choices=KV_EDGES, default=given["kv_edges"],
+                   help=f"grouped-query models' key and value edges: one per query head ('query', MIB's graph) or "
+                        f"one per KV group ('group') (default: {given['kv_edges']})")
+    _evaluation_options(p, split=given["split"], batch_size=given["batch_size"])
     p.add_argument("--out", required=True, help="output folder: a scored circuit (circuit.json, scores)")
     _progress_option(p)
     p.set_defaults(fn=cmd_attribute)
@@ -448,9 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="circuit folders or budget-sweep folders (from prune)")
     p.add_argument("--data", default=None, help="task name or JSONL file (default: the circuit's task)")
     p.add_argument("--model", default=None, help="hub id or folder (default: the model recorded in the circuit)")
-    p.add_argument("--metric", choices=("logit_diff", "kl"), default="logit_diff",
-                   help="m in f = (m(C) - m(empty)) / (m(full) - m(empty)) (default: logit_diff, MIB's)")
-    _evaluation_options(p, split="test", batch_size=16)
+    given = _defaults(faithfulness)
+    p.add_argument("--metric", choices=METRICS, default=given["metric"],
+                   help=f"m in f = (m(C) - m(empty)) / (m(full) - m(empty)) (default: {given['metric']}, MIB's)")
+    _evaluation_options(p, split=given["split"], batch_size=given["batch_size"])
     p.add_argument("-o", "--output", default=None, help="plot file (.png or .svg; both are written; default: no "
                    "plot, the tables only)")
     _progress_option(p)
@@ -474,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("circuit", help="a folder written by prune (circuit.json)")
     p.add_argument("data", help="a task name or a JSONL file")
     p.add_argument("--model", default=None, help="hub id or folder (default: the model recorded in the circuit)")
-    _evaluation_options(p, split="test", batch_size=16)
+    given = _defaults(evaluate)
+    _evaluation_options(p, split=given["split"], batch_size=given["batch_size"])
     p.add_argument("--other-weights", action="store_true",
                    help="evaluate on weights other than those the circuit was found on (a fine-tune, another "
                         "checkpoint); by default they are refused")
@@ -522,6 +531,11 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", help="on an error, show its traceback too")
     return parser
+
+
+def _defaults(fn) -> dict:
+    """A function's keyword defaults, which its command takes as its own."""
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items()}
 
 
 def _evaluation_options(p: argparse.ArgumentParser, split: str, batch_size: int) -> None:

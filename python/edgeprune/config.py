@@ -21,6 +21,12 @@ CURVE_INIT = "eap-ig-inputs"
 CACHE_BYTES = 4 << 30     # targets and ablation records are cached per example up to this size
 
 
+def kv_edges_for(kv_edges: str | None, sweep: bool = False) -> str:
+    """TrainConfig.kv_edges resolved: as given, else per query head ("query", MIB's graph) for a
+    budget sweep, whose budgets are fractions of MIB's edges, and per KV group ("group") otherwise."""
+    return kv_edges or ("query" if sweep else "group")
+
+
 def check_target(name: str, value) -> None:
     """A sparsity target is a fraction of edges removed, in [0, 1]; above 1, up to MAX_TARGET, it means
     "as sparse as possible" (it can never be met, so the pressure keeps growing), as in the paper."""

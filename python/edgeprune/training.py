@@ -23,7 +23,7 @@ from .checkpointing import CheckpointedLayers, checkpointed
 from .checkpoints import RunLog
 from .compiling import use_compile
 from .circuit import Circuit
-from .config import TrainConfig, schedule_warnings
+from .config import TrainConfig, kv_edges_for, schedule_warnings
 from .errors import UserError
 from .evaluation import evaluate_circuit, evaluate_gates
 from .identity import run_identity
@@ -339,7 +339,7 @@ def prepare(model, data, config: TrainConfig, *, tokenizer=None, validation=None
     elif validation is not None:
         validation = tasks.load(validation, tokenizer, split="validation", seed=config.seed)
     pm = prunable(model, embedding_nodes=config.embedding_nodes, ablation=config.ablation, backend=config.backend,
-                  attention_writers=config.attention_writers, kv_edges=config.kv_edges or "group")
+                  attention_writers=config.attention_writers, kv_edges=kv_edges_for(config.kv_edges))
     torch.manual_seed(config.seed)
     pm.gates.reset_parameters(torch.Generator().manual_seed(config.seed))
     if init is not None:
