@@ -21,7 +21,7 @@ LAYERS = [
      "edgeprune.progress", "edgeprune.path"],
     ["edgeprune.models", "edgeprune.tasks"],
     ["edgeprune.tracr"],
-    ["edgeprune.checkpointing", "edgeprune.distributed", "edgeprune.compiling"],
+    ["edgeprune.recomputation", "edgeprune.distributed", "edgeprune.compiling"],
     ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.checkpoints",
      "edgeprune.identity", "edgeprune.evaluation", "edgeprune.curves", "edgeprune.plotting",
      "edgeprune.budgets", "edgeprune.training", "edgeprune.planning", "edgeprune.demo", "edgeprune.info",

@@ -14,7 +14,7 @@ from dataclasses import replace
 import edgeprune
 import pytest
 import torch
-from edgeprune.checkpointing import SavedTensors, checkpointed
+from edgeprune.recomputation import SavedTensors, checkpointed
 from edgeprune.planning import layer_saved_bytes
 from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, GPT2Config, GPTNeoXConfig, LlamaConfig,
                           Olmo2Config, Qwen3Config)

@@ -5,7 +5,7 @@
 
 `import edgeprune` never needs a GPU, Triton or the compiled extension; those load on first use.
 The layers, each importing only those below it: cli -> training, evaluation, planning, demo ->
-distributed, checkpointing -> tracr -> models, tasks -> circuit, gates, graph, draw -> ops ->
+distributed, recomputation -> tracr -> models, tasks -> circuit, gates, graph, draw -> ops ->
 kernels (epkernels, edgeprune._C), errors. tests/test_imports.py enforces it.
 """
 from importlib import import_module

@@ -19,7 +19,7 @@ import torch
 
 from . import checkpoints, distributed, interrupts, ops, tasks
 from .batches import BatchOrder, TrainingData
-from .checkpointing import CheckpointedLayers, checkpointed
+from .recomputation import CheckpointedLayers, checkpointed
 from .checkpoints import RunLog
 from .compiling import use_compile
 from .circuit import Circuit

@@ -6,7 +6,7 @@ far less saved for backward, and recomputed writes that leave the delta stack un
 import edgeprune
 import pytest
 import torch
-from edgeprune.checkpointing import CheckpointedLayers, SavedTensors, checkpointed, without_checkpointing
+from edgeprune.recomputation import CheckpointedLayers, SavedTensors, checkpointed, without_checkpointing
 from edgeprune.config import RECOMPUTE_READERS
 from edgeprune.models.delta_stack import DeltaStack
 from edgeprune.planning import layer_saved_bytes

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import edgeprune
-from edgeprune.checkpointing import checkpointed
+from edgeprune.recomputation import checkpointed
 from edgeprune.errors import UserError
 from edgeprune.models import DIRECT
 from helpers.models import EVERY_FAMILY, GROUPED_QUERY, any_family, family_ids
@@ -122,7 +122,7 @@ def test_block_stack_equals_delta_stack(family, ablation, graph, with_positions,
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_block_stack_equals_delta_stack_with_checkpointed_layers(family):
-    """Each layer rerun in backward (edgeprune.checkpointing): the rerun's writes leave the forward's blocks."""
+    """Each layer rerun in backward (edgeprune.recomputation): the rerun's writes leave the forward's blocks."""
     pm = edgeprune.prunable(_model(family))
     pm.set_layer_runner(checkpointed(DIRECT))
     ids, cids, mask, positions = _inputs(family, False)

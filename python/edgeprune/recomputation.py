@@ -1,4 +1,5 @@
-"""Activation checkpointing per decoder layer (non-reentrant), and a count of what autograd saves.
+"""Activation recomputation per decoder layer (non-reentrant checkpointing), and a count of what
+autograd saves. (A run's checkpoint files are edgeprune.checkpoints'.)
 
 With checkpointing, a decoder layer's forward saves nothing for backward but its inputs (an order
 handle, its gate slices, all alive anyway); its backward recomputes the layer's forward first. The
