@@ -421,7 +421,7 @@ def peak_live_bytes(step: NaiveReferenceStep) -> int:
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _utils import CpuMemoryTracker
+    from _memory import CpuMemoryTracker
     ref = step.reference_passes()
     tracker = CpuMemoryTracker()
     for mod in (step.model, step.reference):

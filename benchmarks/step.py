@@ -16,7 +16,7 @@ The compiled variants also report their first step (compiling included) and the 
 compile time is repaid against the eager variant.
 Reported per variant: median step time (CUDA events on a GPU, perf_counter on the CPU, after
 warm-up) and peak memory (torch.cuda.max_memory_allocated over the timed steps, weights and cached
-state included; on the CPU the storage-tracking dispatch mode of _utils plus the model's resident
+state included; on the CPU the storage-tracking dispatch mode of _memory plus the model's resident
 weights), with the ratios a/b and a/c (and c/b). Shapes that do not fit are recorded as OOM.
 
     python benchmarks/step.py                          # GPU shapes (GPT-2 small b32 = the paper's setting)
@@ -46,7 +46,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _utils as U  # noqa: E402
+from _machine import run_info  # noqa: E402
+from _memory import CpuMemoryTracker, free_memory, is_oom, resident_bytes  # noqa: E402
+from _results import append_csv, append_jsonl, fmt_bytes, fmt_ratio, fmt_time, markdown_table, ratio  # noqa: E402
+from _timing import synchronize, time_interleaved, time_steps  # noqa: E402
 import naive_reference as NR  # noqa: E402
 
 EDGE_SPARSITY = 0.98
@@ -226,7 +229,7 @@ class Result:
 def _status_of(e: BaseException, verbose: bool) -> str:
     if isinstance(e, ImportError):
         return f"skipped: edgeprune trainer unavailable ({e})"
-    if U.is_oom(e):
+    if is_oom(e):
         return "OOM"
     if verbose:
         traceback.print_exception(e)
@@ -256,30 +259,30 @@ def prepare(shape: Shape, variant: str, model, inputs, device, args):
     device = torch.device(device)
     # the tracker is a dispatch mode, under which torch.compile traces nothing: compiled variants go untracked
     tracked = device.type == "cpu" and not args.no_cpu_memory and variant not in EAGER_OF
-    tracker = U.CpuMemoryTracker() if tracked else None
+    tracker = CpuMemoryTracker() if tracked else None
     try:
-        U.free_memory(device)
+        free_memory(device)
         if tracker is not None:
             tracker.ignore(*model.parameters(), *model.buffers(), *inputs)
         t0 = time.perf_counter()
         with tracker if tracker is not None else contextlib.nullcontext():
             extra = {"recompute_readers": False} if args.keep_readers and variant.startswith("a") else {}
             fn = _pin_flags(model, FACTORIES[variant](model, *inputs, edge_sparsity=EDGE_SPARSITY, **extra))
-            U.synchronize(device)
+            synchronize(device)
             res.build_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             fn()                                   # first step: lazy state (optimiser, grads, compile)
-            U.synchronize(device)
+            synchronize(device)
             res.extra["first_step_s"] = time.perf_counter() - t0
             if tracker is not None:
                 tracker.reset_peak()
                 fn()
-                res.peak_bytes = tracker.peak + U.resident_bytes(model)
-        U.synchronize(device)
+                res.peak_bytes = tracker.peak + resident_bytes(model)
+        synchronize(device)
         return res, fn
     except Exception as e:  # noqa: BLE001 - a benchmark records failures and moves on
         res.status = _status_of(e, args.verbose)
-        U.free_memory(device)
+        free_memory(device)
         return res, None
 
 
@@ -298,7 +301,7 @@ def measure_cuda(shape: Shape, variant: str, model, inputs, device, args) -> Res
             per = (time.perf_counter() - t0) / n_warm      # sizes the timed part to about --target-s
             iters = args.iters or int(min(50, max(5, math.ceil(args.target_s / max(per, 1e-6)))))
             torch.cuda.reset_peak_memory_stats(device)
-            t = U.time_steps(fn, device, warmup=0, iters=iters)
+            t = time_steps(fn, device, warmup=0, iters=iters)
             res.peak_bytes = torch.cuda.max_memory_allocated(device)
             res.time_s, res.p20_s, res.p80_s, res.iters = t["median_s"], t["p20_s"], t["p80_s"], t["iters"]
             res.loss = fn()
@@ -308,7 +311,7 @@ def measure_cuda(shape: Shape, variant: str, model, inputs, device, args) -> Res
     for p, f in zip(model.parameters(), flags):
         p.requires_grad_(f)
         p.grad = None
-    U.free_memory(device)
+    free_memory(device)
     return res
 
 
@@ -338,7 +341,7 @@ def measure_cpu(shape: Shape, variants: list[str], model, inputs, device, args) 
                 del fns[v]
     if fns:
         print(f"   timing {', '.join(fns)} interleaved ...", flush=True)
-        timed = U.time_interleaved(fns, device, iters=args.iters, target_s=args.target_s)
+        timed = time_interleaved(fns, device, iters=args.iters, target_s=args.target_s)
         for v, t in timed.items():
             r = results[v]
             if isinstance(t, BaseException):
@@ -352,7 +355,7 @@ def measure_cpu(shape: Shape, variants: list[str], model, inputs, device, args) 
     for p, f in zip(model.parameters(), flags):
         p.requires_grad_(f)
         p.grad = None
-    U.free_memory(device)
+    free_memory(device)
     return results
 
 
@@ -368,18 +371,18 @@ def report_shape(shape: Shape, results: dict[str, Result], card: str) -> str:
         if r is None:
             continue
         rows.append({
-            "v": LABELS[k], "status": r.status, "time": U.fmt_time(val(r, "time_s")),
-            "mem": U.fmt_bytes(val(r, "peak_bytes")),
-            "tb": U.fmt_ratio(U.ratio(val(r, "time_s"), val(b, "time_s"))),
-            "mb": U.fmt_ratio(U.ratio(val(r, "peak_bytes"), val(b, "peak_bytes"))),
-            "tc": U.fmt_ratio(U.ratio(val(r, "time_s"), val(c, "time_s"))),
-            "mc": U.fmt_ratio(U.ratio(val(r, "peak_bytes"), val(c, "peak_bytes"))),
-            "first": U.fmt_time(r.extra.get("first_step_s")),
+            "v": LABELS[k], "status": r.status, "time": fmt_time(val(r, "time_s")),
+            "mem": fmt_bytes(val(r, "peak_bytes")),
+            "tb": fmt_ratio(ratio(val(r, "time_s"), val(b, "time_s"))),
+            "mb": fmt_ratio(ratio(val(r, "peak_bytes"), val(b, "peak_bytes"))),
+            "tc": fmt_ratio(ratio(val(r, "time_s"), val(c, "time_s"))),
+            "mc": fmt_ratio(ratio(val(r, "peak_bytes"), val(c, "peak_bytes"))),
+            "first": fmt_time(r.extra.get("first_step_s")),
             "n": r.iters or "-",
         })
     dims = (f"L={shape.layers} H={shape.heads} D={shape.width} B={shape.batch} S={shape.seq} {shape.dtype}"
             + (f", {shape.note}" if shape.note else ""))
-    table = U.markdown_table(rows, [("v", "variant"), ("status", "status"), ("time", "step time (median)"),
+    table = markdown_table(rows, [("v", "variant"), ("status", "status"), ("time", "step time (median)"),
                                     ("tb", "time / b"), ("tc", "time / c"), ("mem", "peak memory"),
                                     ("mb", "mem / b"), ("mc", "mem / c"), ("first", "first step"),
                                     ("n", "timed steps")])
@@ -390,13 +393,13 @@ def report_shape(shape: Shape, results: dict[str, Result], card: str) -> str:
     for num, den in (("a", "b"), ("a'", "b"), ("a''", "b"), ("a'", "b'"), ("b'", "b"), ("a'", "a"), ("a", "c"),
                      ("c", "b")):
         rn, rd = results.get(num), results.get(den)
-        rt = U.ratio(val(rn, "time_s"), val(rd, "time_s"))
-        rm = U.ratio(val(rn, "peak_bytes"), val(rd, "peak_bytes"))
-        rc = U.ratio(cpu_time(rn), cpu_time(rd))
+        rt = ratio(val(rn, "time_s"), val(rd, "time_s"))
+        rm = ratio(val(rn, "peak_bytes"), val(rd, "peak_bytes"))
+        rc = ratio(cpu_time(rn), cpu_time(rd))
         if rt is not None or rm is not None:
-            lines.append(f"- {num}/{den}: time {U.fmt_ratio(rt)}"
-                         + (f" (process CPU time {U.fmt_ratio(rc)})" if rc is not None else "")
-                         + f", peak memory {U.fmt_ratio(rm)}")
+            lines.append(f"- {num}/{den}: time {fmt_ratio(rt)}"
+                         + (f" (process CPU time {fmt_ratio(rc)})" if rc is not None else "")
+                         + f", peak memory {fmt_ratio(rm)}")
     for k, eager in EAGER_OF.items():
         step = repaid_at(results.get(k), results.get(eager))
         if step is not None:
@@ -419,9 +422,9 @@ def repaid_at(compiled: Result | None, eager: Result | None) -> int | str | None
 def record(args, info: dict, payload: dict) -> None:
     rec = {**info, **payload}
     if args.jsonl:
-        U.append_jsonl(args.jsonl, rec)
+        append_jsonl(args.jsonl, rec)
     if args.csv:
-        U.append_csv(args.csv, rec)
+        append_csv(args.csv, rec)
 
 
 def run_shapes(args, device, shapes: list[Shape], info: dict) -> None:
@@ -431,15 +434,15 @@ def run_shapes(args, device, shapes: list[Shape], info: dict) -> None:
         variants = [v for v in args.variants if v[0] in shape.variants and (v not in CUDA_ONLY or device.type == "cuda")]
         print(f"\n== {shape.name}: building the model on {device} ...", flush=True)
         try:
-            U.free_memory(device)
+            free_memory(device)
             torch.manual_seed(0)
             model = build_model(shape, device)
             inputs = make_inputs(shape, device)
         except Exception as e:  # noqa: BLE001
-            status = "OOM" if U.is_oom(e) else f"error: {type(e).__name__}: {e}"
+            status = "OOM" if is_oom(e) else f"error: {type(e).__name__}: {e}"
             print(f"   model build failed: {status}")
             record(args, info, {"bench": "step", "shape": asdict(shape), "variant": "build", "status": status})
-            U.free_memory(device)
+            free_memory(device)
             continue
         order = sorted(variants, key=ORDER.index)
         if device.type == "cuda":
@@ -455,7 +458,7 @@ def run_shapes(args, device, shapes: list[Shape], info: dict) -> None:
                 print(f"   NOTE: {LABELS[v]} {r.status}")
                 notes_printed.add(v)
             else:
-                print(f"     {LABELS[v]}: {r.status}: {U.fmt_time(r.time_s)}, peak {U.fmt_bytes(r.peak_bytes)}")
+                print(f"     {LABELS[v]}: {r.status}: {fmt_time(r.time_s)}, peak {fmt_bytes(r.peak_bytes)}")
             cfg = asdict(shape)
             cfg["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else None
             cfg["edge_sparsity"] = EDGE_SPARSITY
@@ -464,7 +467,7 @@ def run_shapes(args, device, shapes: list[Shape], info: dict) -> None:
         print()
         print(report_shape(shape, results, card), flush=True)
         del model, inputs
-        U.free_memory(device)
+        free_memory(device)
 
 
 # ------------------------------------------------------------------------------ IOI-shaped run
@@ -552,11 +555,11 @@ def ioi_run(args, device, info: dict) -> None:
                        shape.dtype, vocab=shape.vocab)
     model = build_model(base_shape, device)
     plain = plain_step_factory(model, *make_inputs(base_shape, device))
-    base = U.time_steps(plain, device, warmup=2, iters=args.iters, target_s=args.target_s)["median_s"]
+    base = time_steps(plain, device, warmup=2, iters=args.iters, target_s=args.target_s)["median_s"]
     del model, plain
-    U.free_memory(device)
-    print(f"   baseline (b) plain HF step at batch 32, sequence 64: {U.fmt_time(base)} "
-          f"-> {steps} steps = {U.fmt_time(base * steps)}", flush=True)
+    free_memory(device)
+    print(f"   baseline (b) plain HF step at batch 32, sequence 64: {fmt_time(base)} "
+          f"-> {steps} steps = {fmt_time(base * steps)}", flush=True)
     rows = []
     runs = {"64": ("padded to 64 tokens", 64), "real": ("real lengths", None)}
     for (label, pad), compile in ((runs[name], c) for name in args.ioi_pads.split(",")
@@ -571,10 +574,10 @@ def ioi_run(args, device, info: dict) -> None:
         kwargs, dropped = _accepted_kwargs(train, wanted)
         status, elapsed = "ok", None
         try:
-            U.synchronize(device)
+            synchronize(device)
             t0 = time.perf_counter()
             train(model, data, **kwargs)
-            U.synchronize(device)
+            synchronize(device)
             elapsed = time.perf_counter() - t0
         except Exception as e:  # noqa: BLE001
             status = _status_of(e, args.verbose)
@@ -582,16 +585,16 @@ def ioi_run(args, device, info: dict) -> None:
         shown = {k: v for k, v in kwargs.items() if k not in ("tokenizer", "validation", "checkpoint_dir")}
         shown["validation"] = f"{len(validation)} examples" if "validation" in kwargs else None
         shown["checkpoint_dir"] = "a temporary folder" if "checkpoint_dir" in kwargs else None
-        rows.append({"run": label, "status": status, "time": U.fmt_time(elapsed),
-                     "per_step": U.fmt_time(elapsed / steps if elapsed else None),
-                     "vs": U.fmt_ratio(U.ratio(elapsed, base * steps)), "kwargs": str(shown)})
-        print(f"   {label}: {status} {U.fmt_time(elapsed)}", flush=True)
+        rows.append({"run": label, "status": status, "time": fmt_time(elapsed),
+                     "per_step": fmt_time(elapsed / steps if elapsed else None),
+                     "vs": fmt_ratio(ratio(elapsed, base * steps)), "kwargs": str(shown)})
+        print(f"   {label}: {status} {fmt_time(elapsed)}", flush=True)
         record(args, info, {"bench": "ioi_run", "run": label, "status": status, "time_s": elapsed, "steps": steps,
-                            "plain_step_s": base, "ratio_vs_plain_steps": U.ratio(elapsed, base * steps),
+                            "plain_step_s": base, "ratio_vs_plain_steps": ratio(elapsed, base * steps),
                             "examples": len(data), "shape": asdict(shape), "kwargs": shown, "dropped": dropped})
         del model
-        U.free_memory(device)
-    print(U.markdown_table(rows, [("run", "IOI-shaped run"), ("status", "status"), ("time", "end to end"),
+        free_memory(device)
+    print(markdown_table(rows, [("run", "IOI-shaped run"), ("status", "status"), ("time", "end to end"),
                                   ("per_step", "per step"), ("vs", f"/ ({steps} x plain step)"),
                                   ("kwargs", "train kwargs")]))
 
@@ -651,7 +654,7 @@ def main(argv=None):
             print(f"NOTE: (a) skipped: `from train_step import TrainStep` failed ({type(e).__name__}: {e})")
             args.variants = [v for v in args.variants if not v.startswith("a")]
 
-    info = U.run_info(device)
+    info = run_info(device)
     print(f"device: {info['card']} | torch {info['torch']} | transformers {info.get('transformers')} | "
           f"commit {info['git_commit']}")
     if not args.ioi_only:

@@ -2,7 +2,7 @@
 
 Measured: what autograd saves (SavedTensors, per layer, counted from the code path by the plan) and
 the peak of live storages during a real training step (the storage-tracking dispatch mode of
-benchmarks/_utils.py), on small configs shaped like the targets: a Llama with H = K and an MLP of
+benchmarks/_memory.py), on small configs shaped like the targets: a Llama with H = K and an MLP of
 2.7 D at sequence 64 (CodeLlama-13B's proportions), a GPT-2 with MLP 4 D, Pythia's, two Gemma and one
 OLMo 2 shape.
 """
@@ -33,7 +33,7 @@ def _bench_module(name):
     return mod
 
 
-U = _bench_module("_utils")
+CpuMemoryTracker = _bench_module("_memory").CpuMemoryTracker
 TrainStep = _bench_module("train_step").TrainStep
 
 SHAPES = {  # (config, batch, seq)
@@ -128,7 +128,7 @@ def _measured_step_peak(model, batch, seq, checkpointing, recompute_readers):
     resident = [*model.parameters(), *model.buffers(), *t.pm.gates.parameters(), *t.lagrangian.parameters(),
                 *t.data.tensors()]
     resident += [v for s in t.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
-    with U.CpuMemoryTracker() as tracker:
+    with CpuMemoryTracker() as tracker:
         tracker.ignore(*resident)
         t.step()
     return tracker.peak

@@ -45,7 +45,10 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 if importlib.util.find_spec("edgeprune") is None:  # a source checkout that was not installed
     sys.path.insert(0, str(REPO / "python"))
-import _utils as U
+from _machine import run_info
+from _memory import GIB, CpuMemoryTracker, free_memory, is_oom, resident_bytes
+from _results import append_jsonl, fmt_bytes, fmt_ratio, fmt_time, markdown_table, ratio
+from _timing import time_steps
 import edgeprune
 from train_step import TrainStep
 
@@ -135,15 +138,15 @@ def measure(fn, device, warmup: int, iters: int, resident=None) -> dict:
     `resident()` (weights, the trainer's caches), which it does not see being created.
     """
     if _cuda(device):
-        U.free_memory(device)
-        timing = U.time_steps(fn, device, warmup=warmup, iters=iters)
+        free_memory(device)
+        timing = time_steps(fn, device, warmup=warmup, iters=iters)
         return timing | {"peak": torch.cuda.max_memory_allocated(device)}
-    timing = U.time_steps(fn, device, warmup=warmup, iters=iters)
+    timing = time_steps(fn, device, warmup=warmup, iters=iters)
     held = resident() if resident is not None else []
-    with U.CpuMemoryTracker() as tracker:
+    with CpuMemoryTracker() as tracker:
         tracker.ignore(*held)
         fn()
-    return timing | {"peak": tracker.peak + U.resident_bytes(*held)}
+    return timing | {"peak": tracker.peak + resident_bytes(*held)}
 
 
 def plain_step_fn(model, clean, positions):
@@ -194,7 +197,7 @@ def run_shape(shape: Shape, device, card_gib, warmup, iters, log) -> list[dict]:
     try:
         baseline = measure(plain_step_fn(model, clean, positions), device, warmup, iters,
                            resident=lambda: [*model.parameters(), *model.buffers()])
-        log(f"plain HF forward+backward: {U.fmt_time(baseline['median_s'])}, peak {U.fmt_bytes(baseline['peak'])}")
+        log(f"plain HF forward+backward: {fmt_time(baseline['median_s'])}, peak {fmt_bytes(baseline['peak'])}")
     except Exception as e:
         log(f"plain HF step failed: {type(e).__name__}: {e}")
 
@@ -208,7 +211,7 @@ def run_shape(shape: Shape, device, card_gib, warmup, iters, log) -> list[dict]:
             result = measure(step.step, device, warmup, iters,
                              resident=lambda t=trainer: [*model.parameters(), *model.buffers(), *_tensors_of(t)])
         except Exception as e:
-            status = "OOM" if U.is_oom(e) else f"{type(e).__name__}: {str(e)[:120]}"
+            status = "OOM" if is_oom(e) else f"{type(e).__name__}: {str(e)[:120]}"
             log(traceback.format_exc())
         finally:
             step = trainer = None  # the previous variant's caches must not count in the next one's peak
@@ -239,11 +242,11 @@ def _row(shape, variant, p, status, result=None, baseline=None) -> dict:
     step_s = result["median_s"] if result else None
     return {
         "shape": shape.name, "dtype": str(shape.dtype).replace("torch.", ""), "batch x seq": f"{shape.batch} x {shape.seq}",
-        "checkpointing": "on" if ck else "off", "readers": "recomputed" if rr else "kept", "step": U.fmt_time(step_s),
-        "plain fwd+bwd": U.fmt_time(baseline["median_s"]) if baseline else "-",
-        "step / plain": U.fmt_ratio(U.ratio(step_s, baseline["median_s"] if baseline else None)),
-        "peak": U.fmt_bytes(peak), "plain peak": U.fmt_bytes(baseline["peak"]) if baseline else "-",
-        "plan": U.fmt_bytes(p.peak_bytes), "plan / measured": U.fmt_ratio(U.ratio(p.peak_bytes, peak)),
+        "checkpointing": "on" if ck else "off", "readers": "recomputed" if rr else "kept", "step": fmt_time(step_s),
+        "plain fwd+bwd": fmt_time(baseline["median_s"]) if baseline else "-",
+        "step / plain": fmt_ratio(ratio(step_s, baseline["median_s"] if baseline else None)),
+        "peak": fmt_bytes(peak), "plain peak": fmt_bytes(baseline["peak"]) if baseline else "-",
+        "plan": fmt_bytes(p.peak_bytes), "plan / measured": fmt_ratio(ratio(p.peak_bytes, peak)),
         "plan: 141 GiB card": "fits" if p.needed_gib <= H200_GIB else "does not fit",
         "status": status,
         "_raw": {"step_s": step_s, "peak_bytes": peak, "plan_bytes": p.peak_bytes, "plan_needed_gib": p.needed_gib,
@@ -293,7 +296,7 @@ def main(argv=None):
         ap.error("the full shapes need a CUDA GPU; use --tiny for a CPU run of the same code path")
     card = args.card_gib
     if card is None and device.type == "cuda":
-        card = torch.cuda.get_device_properties(device).total_memory / U.GIB
+        card = torch.cuda.get_device_properties(device).total_memory / GIB
     # Few steps: the peak is what matters here, and run_all.sh gives the 13B shape 75 s.
     warmup = args.warmup if args.warmup is not None else 1
     iters = args.iters if args.iters is not None else (2 if args.tiny else 3)
@@ -306,7 +309,7 @@ def main(argv=None):
         print(line, flush=True)
         log_lines.append(line)
 
-    info = U.run_info(device)
+    info = run_info(device)
     log(f"card: {info['card']}; torch {info['torch']}, transformers {info.get('transformers')}, "
         f"commit {info['git_commit']}")
     rows = []
@@ -315,7 +318,7 @@ def main(argv=None):
             ap.error(f"unknown shape {name!r}; choose from {', '.join(table)}")
         rows += run_shape(table[name], device, card, warmup, iters, log)
 
-    md = U.markdown_table(rows, COLUMNS)
+    md = markdown_table(rows, COLUMNS)
     when = time.strftime("%Y-%m-%d")
     header = (f"### {info['card']}{' (tiny shapes)' if args.tiny else ''}, {when}\n\n"
               f"commit {info['git_commit']}, torch {info['torch']}, transformers {info.get('transformers')}"
@@ -331,12 +334,12 @@ def main(argv=None):
     record = {"info": info, "card_gib": card, "tiny": args.tiny,
               "rows": [{k: v for k, v in r.items()} for r in rows]}
     if args.jsonl:
-        U.append_jsonl(args.jsonl, record)
+        append_jsonl(args.jsonl, record)
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "scale.md").write_text(block)
         (Path(out_dir) / "scale.log").write_text("\n".join(log_lines) + "\n")
-        U.append_jsonl(Path(out_dir) / "scale.jsonl", record)
+        append_jsonl(Path(out_dir) / "scale.jsonl", record)
     return rows
 
 

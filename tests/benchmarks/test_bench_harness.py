@@ -1,4 +1,5 @@
-"""benchmarks/_utils.py and the step.py harness on a tiny shape (deterministic checks; no timings asserted)."""
+"""The benchmarks' helpers (_memory, _results, _machine, _timing) and the step.py harness on a tiny
+shape (deterministic checks; no timings asserted)."""
 import argparse
 import importlib.util
 import pathlib
@@ -19,14 +20,14 @@ def _load(name):
     return mod
 
 
-U = _load("_utils")
+machine, memory, results, timing = (_load(name) for name in ("_machine", "_memory", "_results", "_timing"))
 step = _load("step")
 
 
 def test_cpu_tracker_counts_what_autograd_keeps():
     w = torch.randn(256, 256, requires_grad=True)
     mib = 256 * 256 * 4
-    with U.CpuMemoryTracker() as tr:
+    with memory.CpuMemoryTracker() as tr:
         tr.ignore(w)
         x = torch.randn(256, 256)           # 1 buffer
         y = torch.tanh(x @ w)               # mm output dies, tanh output is saved by autograd
@@ -37,19 +38,19 @@ def test_cpu_tracker_counts_what_autograd_keeps():
         del loss
         assert tr.current == 2 * mib        # x and w.grad
         assert tr.peak >= 3 * mib
-    assert U.resident_bytes(w) == mib
+    assert memory.resident_bytes(w) == mib
 
 
 def test_tables_ratios_and_files(tmp_path):
-    t = U.markdown_table([{"a": 1, "b": "x"}], [("a", "A"), ("b", "B")])
+    t = results.markdown_table([{"a": 1, "b": "x"}], [("a", "A"), ("b", "B")])
     assert t.splitlines() == ["| A | B |", "|---|---|", "| 1 | x |"]
-    assert U.ratio(2.0, 4.0) == 0.5 and U.ratio(None, 1.0) is None and U.fmt_ratio(None) == "-"
-    U.append_jsonl(tmp_path / "r.jsonl", {"x": 1, "cfg": {"b": 2}})
-    U.append_csv(tmp_path / "r.csv", {"x": 1, "cfg": {"b": 2}})
-    U.append_csv(tmp_path / "r.csv", {"x": 2, "cfg": {"b": 3}})
+    assert results.ratio(2.0, 4.0) == 0.5 and results.ratio(None, 1.0) is None and results.fmt_ratio(None) == "-"
+    results.append_jsonl(tmp_path / "r.jsonl", {"x": 1, "cfg": {"b": 2}})
+    results.append_csv(tmp_path / "r.csv", {"x": 1, "cfg": {"b": 2}})
+    results.append_csv(tmp_path / "r.csv", {"x": 2, "cfg": {"b": 3}})
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 1
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 3
-    info = U.run_info("cpu")
+    info = machine.run_info("cpu")
     assert {"card", "torch", "git_commit"} <= set(info)
 
 
@@ -62,7 +63,7 @@ def test_interleaved_timing_drops_failing_variant():
     def bad():
         raise RuntimeError("boom")
 
-    out = U.time_interleaved({"ok": ok, "bad": bad}, "cpu", iters=4)
+    out = timing.time_interleaved({"ok": ok, "bad": bad}, "cpu", iters=4)
     assert out["ok"]["iters"] == 4 and calls["ok"] == 4
     assert isinstance(out["bad"], RuntimeError)
 
@@ -75,7 +76,7 @@ def test_step_harness_tiny_shape(capsys):
     res = step.measure_cpu(shape, ["b", "c"], model, inputs, "cpu", args)
     for v in "bc":
         assert res[v].status == "ok", res[v].status
-        assert res[v].time_s > 0 and res[v].iters == 2 and res[v].peak_bytes > U.resident_bytes(model)
+        assert res[v].time_s > 0 and res[v].iters == 2 and res[v].peak_bytes > memory.resident_bytes(model)
     assert res["c"].peak_bytes > res["b"].peak_bytes          # the stacks and the reference copy
     assert all(p.requires_grad for p in model.parameters())    # flags restored after the naive step froze them
     text = step.report_shape(shape, res, "cpu")
