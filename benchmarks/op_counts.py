@@ -87,7 +87,7 @@ def counts(layers: int) -> dict[str, int]:
     step.step()
     out = {}
     with CountOps() as mode:
-        terms = t.loss_terms(1)
+        terms = t.train_step.objective(t.data.batch(t.order(1)), 1)
     out["edgeprune forward ops"] = sum(mode.ops.values())
     out["edgeprune autograd nodes"] = autograd_nodes(terms["loss"].grad_fn)
     with CountOps() as mode:

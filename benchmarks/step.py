@@ -160,15 +160,8 @@ def edgeprune_step_factory(model, clean_ids, corrupted_ids, positions, edge_spar
 def compiled_step_factory(graphs: bool):
     """(a') / (a''): edgeprune's step with compile="on", without or with CUDA graphs."""
     def factory(model, clean_ids, corrupted_ids, positions, **kwargs):
-        old = os.environ.get("EDGEPRUNE_CUDA_GRAPHS")
-        os.environ["EDGEPRUNE_CUDA_GRAPHS"] = "1" if graphs else "0"   # read when the Trainer compiles its step
-        try:
-            return edgeprune_step_factory(model, clean_ids, corrupted_ids, positions, compile="on", **kwargs)
-        finally:
-            if old is None:
-                os.environ.pop("EDGEPRUNE_CUDA_GRAPHS")
-            else:
-                os.environ["EDGEPRUNE_CUDA_GRAPHS"] = old
+        return edgeprune_step_factory(model, clean_ids, corrupted_ids, positions, compile="on", cuda_graphs=graphs,
+                                      **kwargs)
     return factory
 
 

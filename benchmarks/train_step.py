@@ -15,6 +15,7 @@ if importlib.util.find_spec("edgeprune") is None:  # run from a source checkout 
 import torch  # noqa: E402
 
 from edgeprune import prunable  # noqa: E402
+from edgeprune.recomputation import checkpointed  # noqa: E402
 from edgeprune.tasks.base import Example, Task, TaskDataset  # noqa: E402
 from edgeprune.training import TrainConfig, Trainer  # noqa: E402
 
@@ -35,6 +36,8 @@ class TrainStep:
         dataset = TaskDataset(Task(), examples)
         config.setdefault("batch_size", len(examples))
         pm = prunable(model, ablation=ablation, backend=config.get("backend"))
+        if config.get("checkpointing"):
+            pm.set_layer_runner(checkpointed(pm.layer_runner))
         return cls(Trainer(pm, dataset, TrainConfig(edge_sparsity=edge_sparsity, ablation=ablation, **config)))
 
     def step(self) -> float:

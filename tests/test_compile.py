@@ -15,6 +15,8 @@ from torch._dynamo import compiled_autograd
 
 import edgeprune
 from edgeprune import compiling, ops, training
+from edgeprune import step as step_module
+from edgeprune.step import Step, with_state
 from edgeprune.errors import UserError
 from edgeprune.ops import reference as R
 from edgeprune.training import NonFiniteLoss, TrainConfig, Trainer
@@ -58,7 +60,7 @@ def test_adamw_step_equals_torch_adamw():
     params = [[torch.randn(7, requires_grad=True), torch.randn((), requires_grad=True)] for _ in range(2)]
     for p, q in zip(*params):
         q.data.copy_(p.data)
-    opts = [training._with_state(torch.optim.AdamW(
+    opts = [with_state(torch.optim.AdamW(
         [{"params": [group[0]], "lr": 0.0}, {"params": [group[1]], "lr": 0.0, "maximize": True}],
         weight_decay=0.01, capturable=compiled)) for group, compiled in zip(params, (False, True))]
     for step in range(6):
@@ -100,9 +102,9 @@ def test_each_run_compiles_its_own_copy_of_the_step():
     """Dynamo's cache is per code object: two runs must not share one (see compiling._own_code)."""
     a, b = (Trainer(edgeprune.prunable(tiny("gpt2")), random_pairs(4), TrainConfig(edge_sparsity=0.5, compile="off"))
             for _ in range(2))
-    fa, fb = compiling._own_code(a.objective_terms), compiling._own_code(b.objective_terms)
+    fa, fb = compiling._own_code(a.train_step.objective), compiling._own_code(b.train_step.objective)
     assert fa.__func__.__code__ is not fb.__func__.__code__
-    assert fa.__self__ is a and fa.__func__.__code__.co_code == Trainer.objective_terms.__code__.co_code
+    assert fa.__self__ is a.train_step and fa.__func__.__code__.co_code == Step.objective.__code__.co_code
 
 
 # ------------------------------------------------------------------ traced: aot_eager, every family
@@ -205,10 +207,10 @@ def test_compiled_step_equals_eager_and_skips_a_nan_step():
     with torch.no_grad():
         t.pm.model.lm_head.weight.fill_(float("nan"))
     before = [p.detach().clone() for p in t.pm.gates.parameters()]
-    state = [v.clone() for s in t.optimizer.state.values() for v in s.values()]
+    state = [v.clone() for s in t.train_step.optimizer.state.values() for v in s.values()]
     t.step()
     assert all(torch.equal(a, p) for a, p in zip(before, t.pm.gates.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(state, [v for s in t.optimizer.state.values() for v in s.values()]))
+    assert all(torch.equal(a, b) for a, b in zip(state, [v for s in t.train_step.optimizer.state.values() for v in s.values()]))
     with pytest.raises(NonFiniteLoss, match="loss became nan at step 5"):
         t.check()
 
@@ -217,7 +219,7 @@ def test_a_compiled_run_resumes_exactly(monkeypatch):
     """A compiled run's checkpoint (tensor learning rates, the step count on the device) resumed by a
     new compiled Trainer continues as the run would have (aot_eager: the Trainer's code, traced)."""
     import io
-    monkeypatch.setattr(training, "compiled", lambda fn, device: torch.compile(
+    monkeypatch.setattr(step_module, "compiled", lambda fn, graphs: torch.compile(
         compiling._own_code(fn), backend="aot_eager", fullgraph=True, dynamic=False))
     whole, whole_logs, _ = _run("on", steps=5)
     first, _, _ = _run("on", steps=3)
@@ -237,11 +239,11 @@ def test_a_compiled_run_resumes_exactly(monkeypatch):
 def test_auto_falls_back_to_the_eager_step_when_compiling_fails(monkeypatch):
     """compile="auto" turns a compiler failure at the first step into a warning and runs eagerly (the
     same results); compile="on" raises it."""
-    def broken(fn, device):
+    def broken(fn, graphs):
         def call(*args, **kwargs):
             raise RuntimeError("inductor: no kernel for this op")
         return call
-    monkeypatch.setattr(training, "compiled", broken)
+    monkeypatch.setattr(step_module, "compiled", broken)
     monkeypatch.setattr(training, "use_compile", lambda setting, *args, **kwargs: setting != "off")
     eager, eager_logs, _ = _run("off", steps=3)
     with pytest.warns(RuntimeWarning, match=r"compiled step failed \(RuntimeError: inductor: no kernel.*continues "

@@ -27,7 +27,7 @@ import edgeprune.tasks.metrics
 import edgeprune.tasks.mib
 import edgeprune.tasks.splits
 import edgeprune.tracr.tasks
-from edgeprune import cli, curves, distributed, draw, errors, loading, mib, plotting, training
+from edgeprune import cli, compiling, curves, distributed, draw, errors, loading, mib, plotting, training
 from edgeprune.models import families
 from edgeprune.models import tracr as tracr_model
 from error_sites import all_sites, find, lines_run, sites_in
@@ -648,9 +648,9 @@ CASES = [
     # training
     Case("training.py", "Trainer.__init__", "dataset is empty", E, "the training dataset is empty",
          lambda ctx: training.Trainer(_pm(), random_pairs(n=0), edgeprune.TrainConfig(edge_sparsity=0.5))),
-    Case("training.py", "Trainer.check", "as is every non-finite step's", training.NonFiniteLoss,
+    Case("step.py", "FiniteGuard.check", "as is every non-finite step's", training.NonFiniteLoss,
          r"the loss became nan at step 0; .*no checkpoint was written yet", _nan_loss),
-    Case("training.py", "Trainer.check", "as is every non-finite step's", training.NonFiniteLoss,
+    Case("step.py", "FiniteGuard.check", "as is every non-finite step's", training.NonFiniteLoss,
          r"the gradient norm became nan with a finite loss .* at step 0", _nan_gradient),
     # families with norms on the attention's output: switches edgeprune refuses, named
     Case("models/gemma.py", "GemmaAdapter.__init__", "use_bidirectional_attention", errors.Unsupported,
@@ -759,10 +759,15 @@ CASES = [
          "optimal ablation's record needs a length", _optimal_without_length),
     Case("models/delta_stack.py", "read_sets", "gate sets", E, "are for forwards without gradients",
          _gate_sets_with_grad),
-    Case("training.py", "Trainer.__init__", "objective='logit_diff' needs", E, "needs a counterfactual answer",
+    Case("training.py", "check_objective", "objective='logit_diff' needs", E, "needs a counterfactual answer",
          lambda ctx: _trainer(objective="logit_diff")),
-    Case("training.py", "Trainer.__init__", "reads answers within", E, r"answer tokens \[.*\] are not in it",
+    Case("training.py", "check_objective", "reads answers within", E, r"answer tokens \[.*\] are not in it",
          _answers_outside_vocab),
+    Case("compiling.py", "adamw_step", "does not implement", E, "compiled step's AdamW does not implement amsgrad",
+         lambda ctx: compiling.adamw_step(torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], amsgrad=True))),
+    Case("training.py", "Trainer.__init__", "needs a model whose decoder layers recompute", E,
+         r"checkpointing=True needs a model whose decoder layers recompute.*set_layer_runner",
+         lambda ctx: _trainer(checkpointing=True)),
     Case("compiling.py", "use_compile", "is not possible here", E,
          r"compile='on' is not possible here: this run recomputes its decoder layers in backward",
          lambda ctx: _trainer(compile="on", checkpointing=True)),

@@ -46,7 +46,7 @@ def run(family: str) -> dict:
         os.environ.pop("EDGEPRUNE_CPU_ISA", None)
     return {"edge_log_alpha": pm.gates.edge_log_alpha.detach().clone(),
             "node_log_alpha": pm.gates.node_log_alpha.detach().clone(),
-            "lambdas": torch.stack([trainer.lagrangian.multipliers[k].detach() for k in ("edge1", "edge2", "node1", "node2")]),
+            "lambdas": torch.stack([trainer.pressure.multipliers[k].detach() for k in ("edge1", "edge2", "node1", "node2")]),
             "losses": torch.tensor(losses, dtype=torch.float64),
             "edges": circuit.edges, "nodes": circuit.nodes}
 

@@ -22,7 +22,7 @@ LAYERS = [
     ["edgeprune.models", "edgeprune.tasks"],
     ["edgeprune.tracr"],
     ["edgeprune.recomputation", "edgeprune.distributed", "edgeprune.compiling"],
-    ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.checkpoints",
+    ["edgeprune.config", "edgeprune.loading", "edgeprune.batches", "edgeprune.objective", "edgeprune.step", "edgeprune.checkpoints",
      "edgeprune.identity", "edgeprune.evaluation", "edgeprune.curves", "edgeprune.plotting",
      "edgeprune.budgets", "edgeprune.training", "edgeprune.planning", "edgeprune.demo", "edgeprune.info",
      "edgeprune.bench_kernels", "edgeprune.attribution", "edgeprune.node_groups", "edgeprune.provenance"],

@@ -151,5 +151,5 @@ def test_a_path_resumes_exactly():
         second.step()
     assert torch.equal(second.exits.last_in, whole.exits.last_in) and (whole.exits.last_in >= 0).any()
     assert torch.equal(second.pm.gates.edge_log_alpha, whole.pm.gates.edge_log_alpha)
-    assert torch.equal(second.lagrangian.multipliers["edge1"], whole.lagrangian.multipliers["edge1"])
+    assert torch.equal(second.pressure.multipliers["edge1"], whole.pressure.multipliers["edge1"])
     assert torch.equal(second.circuit().ranking, whole.circuit().ranking)

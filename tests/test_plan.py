@@ -125,9 +125,9 @@ def _measured_step_peak(model, batch, seq, checkpointing, recompute_readers):
                            recompute_readers=recompute_readers)
     t = step.trainer
     t.step()  # the optimiser's state exists from here on
-    resident = [*model.parameters(), *model.buffers(), *t.pm.gates.parameters(), *t.lagrangian.parameters(),
+    resident = [*model.parameters(), *model.buffers(), *t.pm.gates.parameters(), *t.pressure.parameters(),
                 *t.data.tensors()]
-    resident += [v for s in t.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    resident += [v for s in t.train_step.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
     with CpuMemoryTracker() as tracker:
         tracker.ignore(*resident)
         t.step()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import edgeprune
+from edgeprune.step import lr_factor
 from edgeprune.training import NonFiniteLoss, TrainConfig, Trainer
 from helpers.data import random_pairs
 from helpers.models import tiny
@@ -20,14 +21,14 @@ def _trainer(steps=24, checkpoint_dir=None, seed=0, model=None, **kw):
 
 def test_optimiser_semantics():
     t = _trainer(node_sparsity=0.3)
-    groups = t.optimizer.param_groups
+    groups = t.train_step.optimizer.param_groups
     assert [g["weight_decay"] for g in groups] == [0.01] * 4          # every group, multipliers included
     assert [g.get("maximize", False) for g in groups] == [False, False, True, True]
-    assert t._lr_factor(0) == 0 and t._lr_factor(2) == 0.5 and t._lr_factor(4) == 1
-    assert t._lr_factor(14) == pytest.approx(0.5) and t._lr_factor(24) == 0
-    targets = t.lagrangian.sparsity_targets
+    assert lr_factor(t.config, 0) == 0 and lr_factor(t.config, 2) == 0.5 and lr_factor(t.config, 4) == 1
+    assert lr_factor(t.config, 14) == pytest.approx(0.5) and lr_factor(t.config, 24) == 0
+    targets = t.pressure.sparsity_targets
     assert targets(6) == pytest.approx((0.25, 0.15)) and targets(100) == pytest.approx((0.5, 0.3))
-    assert len(_trainer().optimizer.param_groups) == 3                # no node term: node multipliers untouched
+    assert len(_trainer().train_step.optimizer.param_groups) == 3                # no node term: node multipliers untouched
 
 
 def test_multipliers_ascend_and_gates_start_saturated():
@@ -112,16 +113,16 @@ def test_nan_loss_names_step_and_checkpoint(tmp_path):
     with torch.no_grad():
         t.pm.model.lm_head.weight.fill_(float("nan"))
     t.data.targets = t.data.targets.nan_to_num(0.0) - 1.0   # keep the target finite; the circuit's logits are NaN
-    before = [p.detach().clone() for p in (*t.pm.gates.parameters(), *t.lagrangian.parameters())]
+    before = [p.detach().clone() for p in (*t.pm.gates.parameters(), *t.pressure.parameters())]
     t.step()
     t.step()                         # nothing waits for the device: the error comes at the next check
-    optimiser_state = [v.clone() for s in t.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    optimiser_state = [v.clone() for s in t.train_step.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
     with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 8; its update was skipped, as is every "
                                             r"non-finite step's; the last good checkpoint is .*checkpoint\.pt"):
         t.check()
     # the non-finite steps changed nothing: the gates and multipliers are the step-8 ones
-    for old, p in zip(before, (*t.pm.gates.parameters(), *t.lagrangian.parameters())):
+    for old, p in zip(before, (*t.pm.gates.parameters(), *t.pressure.parameters())):
         assert torch.equal(old, p.detach())
     t.step()
     assert all(torch.equal(a, b) for a, b in zip(
-        optimiser_state, [v for s in t.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]))
+        optimiser_state, [v for s in t.train_step.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]))

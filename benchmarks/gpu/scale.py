@@ -126,8 +126,8 @@ def _cuda(device) -> bool:
 
 def _tensors_of(trainer) -> list[torch.Tensor]:
     """What a Trainer holds between steps: data, caches, gates, multipliers, optimiser state."""
-    out = [*trainer.data.tensors(), *trainer.pm.gates.parameters(), *trainer.lagrangian.parameters()]
-    out += [v for s in trainer.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    out = [*trainer.data.tensors(), *trainer.pm.gates.parameters(), *trainer.pressure.parameters()]
+    out += [v for s in trainer.train_step.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
     return out
 
 

@@ -6,6 +6,7 @@ examples for 3,000 steps); otherwise they are recomputed per batch.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -91,3 +92,22 @@ class TrainingData:
         parts = [fn(torch.arange(i, min(n, i + self.batch_size), device=self.clean.device))
                  for i in range(0, n, self.batch_size)]
         return WriterRecord.cat(parts) if isinstance(parts[0], WriterRecord) else torch.cat(parts)
+
+
+class BatchOrder:
+    """Shuffled epochs, last partial batch kept (the HF Trainer's order); a pure function of the step.
+
+    An epoch's order is drawn on the host from the seed and moved to the device once: a step's
+    indices are a slice of it, with no copy that would wait for the device.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, device):
+        self.n, self.batch_size, self.seed, self.device = n, batch_size, seed, device
+        self._epoch: tuple[int, torch.Tensor] | None = None   # (epoch, its order on the device)
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, k = divmod(step, math.ceil(self.n / self.batch_size))
+        if self._epoch is None or self._epoch[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch = (epoch, torch.randperm(self.n, generator=g).to(self.device))
+        return self._epoch[1][k * self.batch_size:(k + 1) * self.batch_size]

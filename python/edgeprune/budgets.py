@@ -86,9 +86,8 @@ def train_budgets(model, data, budgets="mib", config: TrainConfig | None = None,
             config, edge_sparsity=target, ramp_from=previous, steps=stage_steps, ramp_steps=stage_steps // 2,
             warmup_steps=min(config.warmup_steps, max(1, stage_steps // 10)))
         folder = os.path.join(checkpoint_dir, f"stage-{fraction:g}") if checkpoint_dir else None
-        trainer = Trainer(pm, dataset, stage_config, validation, folder, dist=run)
-        if start is not None and trainer.identity is not None:  # every stage follows from the warm start
-            trainer.identity["init"] = start
+        # every stage follows from the warm start: a resume must start from the same scores
+        trainer = Trainer(pm, dataset, stage_config, validation, folder, dist=run, init=start)
         trainer.maybe_resume(overwrite, reuse_finished=True)
         circuit = trainer.run(progress)
         circuit.config |= {"budget": fraction, "stage": stage} | ({"init": start} if start else {})
@@ -115,9 +114,7 @@ def _path(pm, dataset, config, fractions, init, *, validation, checkpoint_dir, r
     config = replace(config, edge_sparsity=1 - fractions[0] / 2, ramp_steps=min(config.ramp_steps, config.steps))
     config, start = warm_config(config, pm, init)
     trainer = Trainer(pm, dataset, config, validation, os.path.join(checkpoint_dir, "path") if checkpoint_dir else None,
-                      dist=run)
-    if start is not None and trainer.identity is not None:
-        trainer.identity["init"] = start
+                      dist=run, init=start)
     trainer.maybe_resume(overwrite, reuse_finished=True)
     ranked = trainer.run(progress)
     circuits = {}

@@ -74,3 +74,17 @@ def trim_log(path: str, step: int) -> None:
     with open(path + ".tmp", "w") as f:
         f.writelines(rows)
     os.replace(path + ".tmp", path)
+
+
+class RunLog:
+    """The run's logged rows, kept in memory and appended to its metrics log (by rank 0 only: write)."""
+
+    def __init__(self, path: str | None, write: bool = True):
+        self.path, self.write, self.rows = path, write, []
+
+    def __call__(self, row: dict) -> None:
+        self.rows.append(row)
+        if self.path and self.write:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")

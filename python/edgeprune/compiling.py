@@ -6,12 +6,11 @@ backward AOT autograd derives, and the update (clipping, the finite guard, AdamW
 forward uses the functional delta stack (models/delta_stack.BlockStack) and the hard-concrete
 noise in torch arithmetic with its counter offset a device tensor, so one graph serves every
 step. Shapes are static (dynamic=False): a run pads every example once to one length and fills an
-epoch's smaller last batch (Trainer._full_size). On CUDA the graphs are replayed as CUDA graphs,
+epoch's smaller last batch (step.CompiledStep). On CUDA the graphs are replayed as CUDA graphs,
 which removes the host's per-kernel cost.
 """
 from __future__ import annotations
 
-import os
 import types
 
 import torch
@@ -19,7 +18,6 @@ import torch
 from .errors import UserError
 
 AUTO_MIN_STEPS = 500   # compile="auto" compiles CUDA runs at least this long (compiling takes a minute or more)
-GRAPHS_VAR = "EDGEPRUNE_CUDA_GRAPHS"  # 0: a compiled step on CUDA without CUDA graphs (benchmarks' (a'))
 
 
 def unsupported(runner_checkpointed: bool, distributed: bool) -> str:
@@ -46,13 +44,12 @@ def use_compile(setting: str, device: torch.device, steps: int, *, checkpointing
     return not why and device.type == "cuda" and steps >= AUTO_MIN_STEPS
 
 
-def compiled(fn, device: torch.device):
-    """fn compiled as one static-shape graph, replayed as CUDA graphs on a GPU (EDGEPRUNE_CUDA_GRAPHS=0:
-    not). Inductor's size asserts are off: a few hundred Python checks per step that the guards
-    already make."""
-    graphs = device.type == "cuda" and os.environ.get(GRAPHS_VAR, "1") != "0"
+def compiled(fn, cuda_graphs: bool):
+    """fn compiled as one static-shape graph, replayed as CUDA graphs when cuda_graphs (a CUDA run
+    with TrainConfig.cuda_graphs). Inductor's size asserts are off: a few hundred Python checks per
+    step that the guards already make."""
     return torch.compile(_own_code(fn), fullgraph=True, dynamic=False,
-                         options={"size_asserts": False, "triton.cudagraphs": graphs})
+                         options={"size_asserts": False, "triton.cudagraphs": cuda_graphs})
 
 
 def _own_code(fn):
@@ -72,9 +69,18 @@ def adamw_step(optimizer: torch.optim.AdamW) -> None:
     one graph with tensor learning rates.
 
     torch's AdamW breaks the graph around its step, and when compiled takes its capturable path,
-    which divides by the learning rate: the warm-up's first step (lr 0) turns every gate NaN.
-    Here lr multiplies, so lr 0 leaves the parameters as they are and still moves the moments.
+    which divides by the learning rate: the warm-up's first step (lr 0) turns every gate NaN
+    (pytorch/pytorch#126514; a fix was proposed in pytorch/pytorch#186444). Here lr multiplies, so
+    lr 0 leaves the parameters as they are and still moves the moments. This can go once the oldest
+    torch this project supports (edgeprune._versions) has that fix: CompiledStep would then call
+    optimizer.step() and test_compile's comparison with torch's AdamW would hold unchanged.
+    Only the settings edgeprune's optimiser uses are written out; any other is refused.
     """
+    for group in optimizer.param_groups:
+        unwritten = [k for k in ("amsgrad", "differentiable", "fused") if group.get(k)]
+        if unwritten:
+            raise UserError(f"the compiled step's AdamW does not implement {', '.join(unwritten)}; "
+                            "use compile='off' for such an optimiser")
     with torch.no_grad():
         for group in optimizer.param_groups:
             lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]

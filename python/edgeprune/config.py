@@ -122,6 +122,8 @@ class TrainConfig:
     compile: str = option("auto", "compile the step with torch.compile (CUDA graphs on a GPU): on, off, or auto (on "
                           "for CUDA runs of at least 500 steps without FSDP or layer checkpointing)",
                           choices=("auto", "on", "off"))
+    cuda_graphs: bool = option(True, "a compiled CUDA step replays as CUDA graphs (off: the compiled kernels "
+                               "launched one by one, for timing them apart)", cli=False)
     threads: int | None = option(None, "CPU threads for the run (default: 1 for small per-step work, else "
                                  "torch's); fixed for the run and recorded with it")
 

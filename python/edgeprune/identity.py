@@ -23,7 +23,7 @@ from .config import TrainConfig
 SAMPLE = 256  # values hashed per tensor
 # Settings that change what a run logs or how fast it runs, never its gates; may differ on resume.
 NOT_COMPARED = ("eval_every", "log_every", "checkpoint_every", "cache_bytes", "checkpointing", "cpu_offload",
-                "threads")
+                "threads", "cuda_graphs")
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str | None:

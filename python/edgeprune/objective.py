@@ -46,6 +46,9 @@ class Lagrangian(nn.Module):
             penalty = penalty + lam["node1"] * (s_node - t_node) + lam["node2"] * (s_node - t_node) ** 2
         return penalty
 
+    def after_update(self, step: int) -> None:
+        """Nothing: the multipliers are trained by the optimiser (the steered penalty's hook)."""
+
 
 def task_kl(task, logits: torch.Tensor, targets: torch.Tensor, position_mask: torch.Tensor) -> torch.Tensor:
     """Per-example KL(full || circuit) at the loss positions, reduced as the task says."""

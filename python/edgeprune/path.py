@@ -55,10 +55,12 @@ class SteeredPenalty(nn.Module):
     same logged multipliers ("edge1" holds lambda; none is trained by the optimiser). A run that is
     not a path (TrainConfig.steer) follows the paper's linear ramp with it instead."""
 
-    def __init__(self, config, gates, device=None):
+    def __init__(self, config, gates, device=None, exits: "ExitRecorder | None" = None):
         super().__init__()
         self.config = config   # TrainConfig.validate refuses a node target with it
         self._gates = [gates]   # not a submodule: the gates are the model's
+        self.exits = exits     # a path records each edge's exit as it follows the edges in
+        self._writer = gates.graph.edge_writer_indices().to(device)
         self.multipliers = nn.ParameterDict({k: nn.Parameter(torch.zeros((), device=device), requires_grad=False)
                                              for k in ("edge1", "edge2", "node1", "node2")})
         self.multipliers["edge1"].data.fill_(START_LAMBDA)
@@ -76,12 +78,15 @@ class SteeredPenalty(nn.Module):
         return self.multipliers["edge1"] * kept
 
     @torch.no_grad()
-    def follow(self, inside: torch.Tensor, step) -> None:
-        """lambda after a step with `inside` edges in (a device tensor: nothing waits for the device)."""
-        c = self.config
-        want = (1 - self.sparsity_targets(step + 1)[0]) * self._gates[0].graph.num_edges
-        sign = (inside > want).float() * 2 - 1
-        self.multipliers["edge1"].mul_(torch.exp(sign * c.path_rate))
+    def after_update(self, step: int) -> None:
+        """lambda after the step's update, steered by the edges in now (a device tensor: nothing waits
+        for the device); a path records their exits first."""
+        g = self._gates[0]
+        now = self.exits.update(step, g.edge_log_alpha, g.node_log_alpha) if self.exits is not None else \
+            inside(g.edge_log_alpha, g.node_log_alpha, self._writer).sum()
+        want = (1 - self.sparsity_targets(step + 1)[0]) * g.graph.num_edges
+        sign = (now > want).float() * 2 - 1
+        self.multipliers["edge1"].mul_(torch.exp(sign * self.config.path_rate))
 
 
 def inside(edge_log_alpha: torch.Tensor, node_log_alpha: torch.Tensor, writer: torch.Tensor) -> torch.Tensor:

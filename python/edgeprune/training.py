@@ -70,7 +70,7 @@ class Trainer:
         if config.checkpointing and not recomputes:
             raise UserError("checkpointing=True needs a model whose decoder layers recompute in backward: prepare it "
                             "with edgeprune.training.prepare(...), or call pm.set_layer_runner(checkpointed("
-                            "pm.layer_runner)) (edgeprune.checkpointing) before building the Trainer")
+                            "pm.layer_runner)) (edgeprune.recomputation) before building the Trainer")
         # resolved once: a traced forward takes the name as a constant (edgeprune.ops)
         self.backend = ops.choose("mix", self.device, model.adapter.dtype, config.backend).name
         self.data = TrainingData(model, dataset, self.device, batch_size=config.batch_size, pad_to=config.pad_to,

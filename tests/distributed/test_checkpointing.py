@@ -97,6 +97,8 @@ def test_trainer_with_checkpointing_follows_the_same_trajectory():
                 p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
         config = TrainConfig(edge_sparsity=0.5, steps=4, batch_size=4, warmup_steps=1, ramp_steps=2, eval_every=0,
                              checkpointing=checkpointing)
+        if checkpointing:
+            pm.set_layer_runner(checkpointed(pm.layer_runner))
         t = Trainer(pm, random_pairs(), config)
         losses = [float(t.step()["loss"]) for _ in range(4)]
         return losses, pm.gates.edge_log_alpha.detach()
