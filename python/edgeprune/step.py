@@ -157,7 +157,7 @@ class Step:
         if c.node_sparsity is not None:
             groups.append({"params": [lam["node1"], lam["node2"]], "lr": c.lambda_lr, "maximize": True,
                            "weight_decay": lam_decay})
-        if self.pm.constants is not None and c.ablation == "optimal":
+        if self.pm.constants is not None and self.pm.kind.learned:
             groups.append({"params": list(self.pm.constants.parameters()), "lr": c.ablation_lr, "weight_decay": 0.0,
                            "name": "ablation"})
         return with_state(torch.optim.AdamW(groups, weight_decay=c.weight_decay, capturable=self.capturable))
