@@ -153,3 +153,40 @@ def test_a_path_resumes_exactly():
     assert torch.equal(second.pm.gates.edge_log_alpha, whole.pm.gates.edge_log_alpha)
     assert torch.equal(second.pressure.multipliers["edge1"], whole.pressure.multipliers["edge1"])
     assert torch.equal(second.circuit().ranking, whole.circuit().ranking)
+
+
+def test_connected_scores_cut_to_mibs_pruned_circuits():
+    """Cut at any threshold, the connected scores keep exactly MIB's pruned circuit of the original
+    scores at that threshold (MIBGraph.prune, the reference), so a top-n cut loses nothing to pruning."""
+    from edgeprune.mib import MIBGraph
+    pm = edgeprune.prunable(ioi_gpt2()[0], embedding_nodes=1)
+    graph = MIBGraph(pm.graph)
+    g = torch.Generator().manual_seed(0)
+    for scores in (torch.rand(graph.n_forward, graph.n_backward, generator=g),
+                   torch.randn(graph.n_forward, graph.n_backward, generator=g) ** 3):
+        connected = graph.connected_scores(scores)
+        assert bool((connected[~graph.real] == 0).all())
+        assert sorted(connected[graph.real].tolist()) == sorted((1 - torch.arange(graph.num_edges) / graph.num_edges).tolist())
+        values = scores[graph.real]
+        checked = 0
+        for tau in torch.quantile(values, torch.tensor([0.2, 0.4, 0.6, 0.8, 0.9, 0.95])).tolist():
+            pruned = graph.prune((scores >= tau) & graph.real)
+            n = int(pruned.sum())
+            if n:
+                assert torch.equal(graph.top_edges(connected, n), pruned), tau   # the same circuit, nothing pruned
+                checked += 1
+        assert checked >= 4
+        plain = [int(graph.top_edges(scores, n).sum()) for n in (10, 40, 160)]
+        kept = [int(graph.top_edges(connected, n).sum()) for n in (10, 40, 160)]
+        assert all(k >= p for k, p in zip(kept, plain)) and kept != plain
+
+
+def test_a_paths_budgets_spend_their_edges_on_connected_circuits(path_run):
+    _, circuit, _ = path_run
+    from edgeprune.mib import MIBGraph
+    graph = MIBGraph(circuit.graph)
+    scores = circuit.mib_scores(graph)
+    for fraction in BUDGETS[3:-1]:
+        n = graph.budget_edges(fraction)
+        kept = int(graph.top_edges(scores, n).sum())
+        assert kept >= n - 2, (fraction, kept, n)   # at most a tie's worth dangles

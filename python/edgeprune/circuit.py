@@ -158,8 +158,9 @@ class Circuit:
     # ------------------------------------------------------------------ MIB
     def mib_scores(self, graph: MIBGraph) -> torch.Tensor:
         """keep_scores on MIB's graph (dense), combined as their kind must be (MIBGraph.scores_from)."""
-        if self.ranking is not None:  # ranks: MIB's input edge is as good as the better embedding edge
-            return graph.scores_from(self.ranking, probabilities=False, combine="max")
+        if self.ranking is not None:  # ranks: MIB's input edge is as good as the better embedding edge;
+            # every cut connected, so that no budget is spent on edges MIB prunes (edgeprune.path)
+            return graph.connected_scores(graph.scores_from(self.ranking, probabilities=False, combine="max"))
         return graph.scores_from(self.keep_scores(), probabilities=self.score_kind == "log_alpha")
 
     def to_mib(self, path: str, format: str = "json", budgets=None, d_model: int | None = None) -> list[str]:

@@ -193,6 +193,36 @@ class MIBGraph:
         in_graph[order] = True
         return self.prune(in_graph.view(self.n_forward, self.n_backward))
 
+    def connected_scores(self, scores: torch.Tensor, absolute: bool = False) -> torch.Tensor:
+        """Scores whose every top-n cut is already connected, as rank values in (0, 1] (0 off the graph).
+
+        MIB cuts the top n edges and then prunes the dangling ones, so a ranking whose prefixes
+        dangle spends part of every budget on edges that are dropped. Here an edge's first key is
+        the weakest score on its best path from the input through it to the logits (a bottleneck
+        path: the largest such minimum), its own score the second. Cut at any threshold, the first
+        key keeps exactly the edges that lie on a path of edges at or above it, which is MIB's
+        pruned circuit of the original scores at that threshold, with the whole budget in use.
+        """
+        s = scores.abs() if absolute else scores
+        s = torch.where(self.real, s.float(), torch.full((), -torch.inf))
+        nf, inf = self.n_forward, torch.full((), torch.inf)
+        reach = torch.full((nf,), -torch.inf)   # best bottleneck from the input to each forward node
+        reach[0] = inf
+        for f in range(1, nf):
+            reach[f] = torch.minimum(reach[:, None], s[:, self.feeds == f]).max()
+        out = torch.full((nf + 1,), -torch.inf)  # best bottleneck from each forward node to the logits
+        out[nf] = inf
+        for f in range(nf - 1, -1, -1):
+            out[f] = torch.minimum(s[f], out[self.feeds]).max()
+        key = torch.minimum(torch.minimum(reach[:, None], s), out[self.feeds][None, :]).reshape(-1)
+        # two stable sorts, the primary key last: bottleneck first, own score on ties
+        order = torch.sort(s.reshape(-1), descending=True, stable=True).indices
+        order = order[torch.sort(key[order], descending=True, stable=True).indices]
+        n = self.num_edges
+        ranked = torch.zeros(s.numel())
+        ranked[order[:n]] = 1 - torch.arange(n, dtype=torch.float32) / n
+        return torch.where(self.real, ranked.view_as(s), torch.zeros(()))
+
     def prune(self, in_graph: torch.Tensor) -> torch.Tensor:
         """Drop edges left dangling until nothing changes (MIB's prune)."""
         in_graph = in_graph & self.real
