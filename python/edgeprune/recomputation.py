@@ -9,7 +9,7 @@ a recomputed write finds its rows already written and leaves them untouched.
 It must be non-reentrant: the reference's `gradient_checkpointing` used the reentrant form, which
 runs the layer without autograd and hands gradients only to inputs that require grad; its decoder
 layers' inputs did not, so no layer gate was ever trained (docs/method.md 9.3). Here gradients flow
-through the layer exactly as without checkpointing (tests/distributed/test_checkpointing.py
+through the layer exactly as without checkpointing (tests/distributed/test_recomputation.py
 compares them).
 """
 from __future__ import annotations
