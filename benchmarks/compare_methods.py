@@ -24,6 +24,7 @@ the same run. Prints the markdown for benchmarks/RESULTS.md and writes curves.js
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -46,6 +47,7 @@ from edgeprune.budgets import train_budgets  # noqa: E402
 from edgeprune.comparison import compare  # noqa: E402
 from edgeprune.curves import Curve, circuit_faithfulness, faithfulness  # noqa: E402
 from edgeprune.errors import Unsupported  # noqa: E402
+from edgeprune.mib import MIBGraph  # noqa: E402
 from helpers.fixtures import ioi_b_gpt2_4x4, ioi_gpt2  # noqa: E402
 
 FIXTURES = {"ioi": (ioi_gpt2, "ioi"), "ioi-b": (ioi_b_gpt2_4x4, "ioi-b")}   # model loader, task
@@ -89,6 +91,14 @@ def prune(label, args, train, seed, tok, init, pad_to):
     return run, seconds, rows
 
 
+def connected(circuit):
+    """The circuit ranked as a path's connected cuts are (MIBGraph.connected_scores), from |score|:
+    the same re-ranking the path gets, given to an attribution method for a like-for-like row."""
+    graph = MIBGraph(circuit.graph)
+    ranks = graph.connected_scores(circuit.mib_scores(graph), absolute=True)
+    return dataclasses.replace(circuit, ranking=graph.scores_to(ranks, split=False))
+
+
 def steps_to_reach(rows, kl: float, sparsity: float) -> int | None:
     """The first logged step whose KL (mean of three logs) is at most `kl`, at a sampled edge sparsity
     of at least `sparsity` (None: never)."""
@@ -119,6 +129,8 @@ def main():
     p.add_argument("--n-exact", type=int, default=8)
     p.add_argument("--ig-steps", type=int, default=5)
     p.add_argument("--methods", default=",".join(ATTRIBUTION + tuple(PRUNING)))
+    p.add_argument("--connected", action="store_true", help="also score every attribution method with the "
+                   "path's connected cuts (a row '<method> (connected)')")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "compare_methods"))
     p.add_argument("--report-only", action="store_true", help="the tables and the plot from --out's curves.json")
@@ -164,7 +176,10 @@ def main():
             started = time.perf_counter()
             scored[method] = attribute(patched, data, method, steps=args.ig_steps)
             if method in methods:
-                record(method, scored[method], time.perf_counter() - started, seed)
+                seconds = time.perf_counter() - started
+                record(method, scored[method], seconds, seed)
+                if args.connected:
+                    record(f"{method} (connected)", connected(scored[method]), seconds, seed)
         runs = {}
         for label in PRUNING:
             if label not in methods:

@@ -148,16 +148,18 @@ class MIBGraph:
         mask[chosen] = 1.0
         return mask
 
-    def scores_to(self, scores: torch.Tensor) -> torch.Tensor:
+    def scores_to(self, scores: torch.Tensor, split: bool = True) -> torch.Tensor:
         """edgeprune per-edge scores from dense MIB scores: the largest over the MIB edges standing for it.
 
         MIB's input edge stands for both embedding edges (two embedding nodes): each gets half its
-        score, which scores_from(probabilities=False) adds back.
+        score, which scores_from(probabilities=False) adds back; split=False gives each the whole
+        score (ranks, which scores_from combines by "max").
         """
         out = torch.full((self.graph.num_edges,), -torch.inf)
         rows = self.edge_map[self.real]                     # (n_edges_mib, E)
         ok = rows >= 0
-        values = (scores[self.real].float()[:, None] / ok.sum(1, keepdim=True).clamp(min=1)).expand_as(rows)
+        share = ok.sum(1, keepdim=True).clamp(min=1) if split else 1
+        values = (scores[self.real].float()[:, None] / share).expand_as(rows)
         out.scatter_reduce_(0, rows[ok], values[ok], reduce="amax")
         return out
 
