@@ -8,7 +8,7 @@ record (zero ablation) c_w = 0. Under interchange and mean ablation the head's s
 bias cancels; under zero ablation it stays, b_O / H per head (docs/method.md 2.3).
 
 Everything here is a module-level function of what it uses. A `LayerRunner` says how the model
-and each decoder layer run: directly (`DIRECT`), recomputed in backward (edgeprune.checkpointing)
+and each decoder layer run: directly (`DIRECT`), recomputed in backward (edgeprune.recomputation)
 or inside FSDP's hooks (edgeprune.distributed). A layer's computation is handed to the runner as a
 function whose tensor arguments are exactly the ones that need gradients, so a runner can hook them.
 """
@@ -27,6 +27,10 @@ from ..graph import Graph
 from .base import Adapter
 from .delta_stack import BlockStack, DeltaStack
 from .records import WriterRecord
+
+# The attention readers' mixtures are recomputed in backward unless a caller says otherwise: the
+# default of the forward, of TrainConfig.recompute_readers and of the memory planner.
+RECOMPUTE_READERS = True
 
 
 class LayerRunner:
@@ -228,7 +232,7 @@ class _Pass:
     recompute_readers: bool
     blocks: bool                      # BlockStack (its readers recomputed in a checkpoint region)
     # f(gates (R, P)) -> (R, 1, S, D) added to those readers' inputs: optimal ablation's gradient
-    # path to its constants (models/optimal.py, AblationConstants.reader_term); None elsewhere
+    # path to its constants (models/optimal_ablation.py, AblationConstants.reader_term); None elsewhere
     reader_term: Callable | None = None
 
     def term(self, gates: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -245,7 +249,7 @@ class _Pass:
 
 def gated_forward(adapter: Adapter, graph: Graph, input_ids, *, edges: torch.Tensor, nodes: torch.Tensor,
                   record: WriterRecord | None, attention_mask=None, positions=None, backend=None,
-                  recompute_readers: bool = True, runner: LayerRunner = DIRECT,
+                  recompute_readers: bool = RECOMPUTE_READERS, runner: LayerRunner = DIRECT,
                   reader_term: Callable | None = None, stack: str = "delta") -> torch.Tensor:
     """Logits of the gated model: (B, S, V), or (B, P, V) at `positions` (B, P).
 

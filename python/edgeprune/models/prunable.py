@@ -9,13 +9,9 @@ from ..gates import Gates
 from ..graph import Graph
 from .ablations import Ablation, ablation_kind
 from .families import adapter_for
-from .forward import DIRECT, LayerRunner, gated_forward, record_writers
+from .forward import DIRECT, RECOMPUTE_READERS, LayerRunner, gated_forward, record_writers
 from .optimal_ablation import AblationConstants
 from .records import WriterRecord
-
-# The attention readers' mixtures are recomputed in backward unless a caller says otherwise: the
-# default of the forward, of TrainConfig.recompute_readers and of the memory planner.
-RECOMPUTE_READERS = True
 
 
 class PrunableModel(nn.Module):
