@@ -24,7 +24,6 @@ the same run. Prints the markdown for benchmarks/RESULTS.md and writes curves.js
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import os
@@ -47,7 +46,6 @@ from edgeprune.budgets import train_budgets  # noqa: E402
 from edgeprune.comparison import compare  # noqa: E402
 from edgeprune.curves import Curve, circuit_faithfulness, faithfulness  # noqa: E402
 from edgeprune.errors import Unsupported  # noqa: E402
-from edgeprune.mib import MIBGraph  # noqa: E402
 from helpers.fixtures import ioi_b_gpt2_4x4, ioi_gpt2  # noqa: E402
 
 FIXTURES = {"ioi": (ioi_gpt2, "ioi"), "ioi-b": (ioi_b_gpt2_4x4, "ioi-b")}   # model loader, task
@@ -89,14 +87,6 @@ def prune(label, args, train, seed, tok, init, pad_to):
     seconds = time.perf_counter() - started
     rows = [json.loads(line) for line in open(log)] if os.path.exists(log) else []
     return run, seconds, rows
-
-
-def connected(circuit):
-    """The circuit ranked as a path's connected cuts are (MIBGraph.connected_scores), from |score|:
-    the same re-ranking the path gets, given to an attribution method for a like-for-like row."""
-    graph = MIBGraph(circuit.graph)
-    ranks = graph.connected_scores(circuit.mib_scores(graph), absolute=True)
-    return dataclasses.replace(circuit, ranking=graph.scores_to(ranks, split=False))
 
 
 def steps_to_reach(rows, kl: float, sparsity: float) -> int | None:
@@ -179,7 +169,7 @@ def main():
                 seconds = time.perf_counter() - started
                 record(method, scored[method], seconds, seed)
                 if args.connected:
-                    record(f"{method} (connected)", connected(scored[method]), seconds, seed)
+                    record(f"{method} (connected)", scored[method].connected(), seconds, seed)
         runs = {}
         for label in PRUNING:
             if label not in methods:

@@ -190,3 +190,26 @@ def test_a_paths_budgets_spend_their_edges_on_connected_circuits(path_run):
         n = graph.budget_edges(fraction)
         kept = int(graph.top_edges(scores, n).sum())
         assert kept >= n - 2, (fraction, kept, n)   # at most a tie's worth dangles
+
+
+def test_any_scored_circuit_can_be_cut_connected():
+    """Circuit.connected: attribution's signed scores ranked by |score| for connected cuts; on the
+    fixture its budgets lose about one edge each (a tie's worth) to MIB's pruning, against EAP's own
+    ranking's tens."""
+    from edgeprune.attribution import attribute
+    from edgeprune.mib import MIBGraph
+    model, tok = ioi_gpt2()
+    plain = attribute(edgeprune.prunable(model, embedding_nodes=1), edgeprune.tasks.get("ioi", tok, n=8),
+                      "eap", progress=False)
+    ranked = plain.connected()
+    assert ranked.config["connected"] and torch.equal(ranked.edge_scores, plain.edge_scores)
+    graph = MIBGraph(plain.graph)
+    want = graph.connected_scores(plain.mib_scores(graph), absolute=True)
+    assert torch.equal(ranked.mib_scores(graph), want)   # the ranked circuit cuts as computed
+    lost = {"plain": 0, "connected": 0}
+    for fraction in BUDGETS[1:-1]:
+        n = graph.budget_edges(fraction)
+        lost["plain"] += n - int(graph.top_edges(plain.mib_scores(graph), n, absolute=True).sum())
+        lost["connected"] += n - int(graph.top_edges(want, n).sum())
+        assert len(ranked.at_budget(fraction).edges) >= len(plain.at_budget(fraction).edges)
+    assert lost["connected"] <= len(BUDGETS) and 5 * lost["connected"] < lost["plain"], lost

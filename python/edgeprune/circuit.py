@@ -118,6 +118,15 @@ class Circuit:
         all_edges = self.graph.edges
         return replace(self, edges=[all_edges[i] for i in order.tolist()], metrics={}, raw_edges=None)
 
+    def connected(self) -> "Circuit":
+        """This circuit ranked for connected cuts (MIBGraph.connected_scores, from |score|): every top-n
+        cut on MIB's graph is a connected circuit, so MIB's pruning drops none of its edges. A pruning
+        path's ranking is cut this way already; this gives any scored circuit (attribution's) the same."""
+        graph = MIBGraph(self.graph)
+        ranks = graph.connected_scores(self.mib_scores(graph), absolute=True)
+        return replace(self, ranking=graph.scores_to(ranks, split=False),
+                       config=dict(self.config) | {"connected": True})
+
     def at_budget(self, fraction: float) -> "Circuit":
         """The circuit MIB evaluates at a budget: the top floor(fraction x MIB's edge count) edges of the
         ranking on MIB's graph, pruned of dangling edges (edgeprune.mib), on this circuit's graph."""
