@@ -16,11 +16,14 @@ def trainer_for(pm, dist=None, **overrides):
 
     (train() starts them at 10, where almost every sampled gate is clamped at 1 for many steps.)
     """
+    from edgeprune.recomputation import checkpointed
     from edgeprune.training import TrainConfig, Trainer
     with torch.no_grad():
         for p in pm.gates.parameters():
             p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     kw = {k: v for k, v in TRAIN_KW.items() if k != "progress"} | overrides
+    if kw["checkpointing"]:   # as training.prepare sets it up
+        pm.set_layer_runner(checkpointed(pm.layer_runner))
     return Trainer(pm, train_data(), TrainConfig(**kw), dist=dist)
 
 
