@@ -147,6 +147,14 @@ def test_budgets_seeds_curve_and_mib_export(model_folder, tmp_path, capsys):  # 
     from edgeprune import Circuit
     back = Circuit.from_mib(str(tmp_path / "scores" / "importances.pt"), Circuit.load(single).graph)
     assert back.edges == Circuit.load(single).edges
+    # --connected: the exported scores cut, at every budget, as the connected ranking does
+    assert main(["export", single, "--mib", str(tmp_path / "connected"), "--connected"]) == 0
+    back = Circuit.from_mib(str(tmp_path / "connected" / "importances.json"), Circuit.load(single).graph)
+    connected = Circuit.load(single).connected()
+    for fraction in (0.05, 0.2, 0.5):
+        assert back.at_budget(fraction).edges == connected.at_budget(fraction).edges
+    capsys.readouterr()
+    assert main(["curve", single, "--n", "6", "--connected"]) == 0 and "CMD" in capsys.readouterr().out
 
 
 def _error_line(capsys) -> str:

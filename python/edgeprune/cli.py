@@ -271,7 +271,7 @@ def cmd_curve(args):
             print(f"edgeprune curve: no plot: matplotlib is not installed ({INSTALL}); the tables follow",
                   file=sys.stderr)
             plot = None
-    runs = [load_run(path) for path in args.runs]  # every folder read before the first curve
+    runs = [_cut(load_run(path), args.connected) for path in args.runs]  # every folder read before the first curve
     curves = []
     for path, run in zip(args.runs, runs):
         first = run if not isinstance(run, dict) else run[max(run)]
@@ -295,7 +295,7 @@ def cmd_export(args):
     from .mib import BUDGETS
     from .outputs import check_folder
     check_folder(args.mib, "MIB folder")
-    run = load_run(args.run)
+    run = _cut(load_run(args.run), args.connected)
     first = run if not isinstance(run, dict) else run[max(run)]
     d_model = _d_model(first, args.d_model)
     present = sorted(os.listdir(args.mib)) if os.path.isdir(args.mib) else []
@@ -315,6 +315,17 @@ def cmd_export(args):
         written = run.to_mib(args.mib if args.binary else os.path.join(args.mib, f"importances.{args.format}"),
                              format=args.format, budgets=BUDGETS if args.binary else None, d_model=d_model)
     print(f"{len(written)} file(s) under {args.mib}")
+
+
+def _cut(run, connected: bool):
+    """A run (a circuit or {budget: circuit}) ranked for connected cuts (Circuit.connected) when asked."""
+    if not connected:
+        return run
+    return {k: c.connected() for k, c in run.items()} if isinstance(run, dict) else run.connected()
+
+
+CONNECTED_HELP = ("rank edges for connected cuts (Circuit.connected): no budget is spent on edges MIB's pruning "
+                  "drops; a pruning path's ranking is cut this way already (default: the circuit's own ranking)")
 
 
 def _d_model(circuit, given: int | None) -> int:
@@ -461,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluation_options(p, split=given["split"], batch_size=given["batch_size"])
     p.add_argument("-o", "--output", default=None, help="plot file (.png or .svg; both are written; default: no "
                    "plot, the tables only)")
+    p.add_argument("--connected", action="store_true", help=CONNECTED_HELP)
     _progress_option(p)
     p.set_defaults(fn=cmd_curve)
 
@@ -473,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one binary circuit per budget instead of one file of scores (a sweep is always binary)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the MIB files already in --mib (default: refuse a folder that holds files)")
+    p.add_argument("--connected", action="store_true", help=CONNECTED_HELP)
     p.add_argument("--d-model", type=int, default=None,
                    help="the model's width, which MIB's files record (default: the circuit's record, else its "
                         "model's config)")
