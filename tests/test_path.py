@@ -213,3 +213,25 @@ def test_any_scored_circuit_can_be_cut_connected():
         lost["connected"] += n - int(graph.top_edges(want, n).sum())
         assert len(ranked.at_budget(fraction).edges) >= len(plain.at_budget(fraction).edges)
     assert lost["connected"] <= len(BUDGETS) and 5 * lost["connected"] < lost["plain"], lost
+
+
+def test_a_connected_warm_start_opens_whole_paths():
+    """init_ranking="connected": the edges a warm start opens lie on whole paths from the input to the
+    logits (MIB's pruning drops about none of them); ranked by |score| alone, many dangle."""
+    from edgeprune.attribution import attribute
+    from edgeprune.mib import MIBGraph
+    from edgeprune.warmstart import LOG_ALPHA_HALF
+    model, tok = ioi_gpt2()
+    data = edgeprune.tasks.get("ioi", tok, split="train", n=8, seed=0)
+    scores = attribute(edgeprune.prunable(model, embedding_nodes=1), data, "eap", progress=False)
+    dangling = {}
+    for ranking in ("score", "connected"):
+        config = edgeprune.TrainConfig(edge_sparsity=0.99, init_sparsity=0.98, init_ranking=ranking,
+                                       embedding_nodes=1, steps=1)
+        pm, _, _, _ = prepare(model, data, config, tokenizer=tok, init=scores)
+        start = warm_config(config, pm, scores)[1]
+        assert start["ranking"] == ("connected |score|" if ranking == "connected" else "|score|")
+        graph = MIBGraph(pm.graph)
+        opened = graph.membership_from(pm.gates.edge_log_alpha.detach() > LOG_ALPHA_HALF)
+        dangling[ranking] = int(opened.sum() - graph.prune(opened).sum())
+    assert dangling["connected"] <= 2 < dangling["score"], dangling

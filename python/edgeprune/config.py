@@ -90,6 +90,9 @@ class TrainConfig:
     init_sparsity: float = option(0.9, "warm start (--init): the fraction of edges starting closed")
     init_temperature: float = option(0.2, "warm start (--init): log alpha = -1.6 + d / temperature, d in [-1, 1] an "
                                      "edge's rank distance from the cut")
+    init_ranking: str = option("score", "warm start (--init): rank edges by |score|, or by connected cuts of it (the "
+                               "edges starting open lie on whole paths from the input to the logits; "
+                               "Circuit.connected)", choices=("score", "connected"))
     embedding_nodes: int | None = option(None, "embedding writers: 2 (token, position), 1 or 0 (clean, "
                                          "unmasked); default per family", choices=(0, 1, 2))
     attention_writers: str = option("heads", "a layer's attention as one writer per head, or one per layer (a "
@@ -147,7 +150,8 @@ class TrainConfig:
         choices = {f.name: f.metadata.get("choices") for f in fields(self)}
         if isinstance(self.compile, bool):  # compile=True / False from Python
             self.compile = "on" if self.compile else "off"
-        for name in ("ablation", "embedding_nodes", "backend", "attention_writers", "kv_edges", "objective", "compile"):
+        for name in ("ablation", "embedding_nodes", "backend", "attention_writers", "kv_edges", "objective", "compile",
+                     "init_ranking"):
             value = getattr(self, name)
             if value is not None and choices[name] and value not in choices[name]:
                 raise UserError(f"{name}={value!r} is not one of {choices[name]}")

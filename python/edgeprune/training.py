@@ -358,9 +358,9 @@ def start_from(pm: PrunableModel, dataset, init, config: TrainConfig) -> None:
     method's, run on the training data first."""
     if isinstance(init, str):
         init = warm_scores(pm, dataset, init, config)
+    scores = init_scores(init, pm.graph, config.init_ranking)
     with torch.no_grad():
-        pm.gates.edge_log_alpha.copy_(init_log_alpha(init_scores(init, pm.graph), config.init_sparsity,
-                                                     config.init_temperature))
+        pm.gates.edge_log_alpha.copy_(init_log_alpha(scores, config.init_sparsity, config.init_temperature))
 
 
 def has_counterfactuals(dataset) -> bool:
@@ -415,7 +415,7 @@ def warm_config(config: TrainConfig, pm: PrunableModel, init) -> tuple[TrainConf
     (from 0 it would first drive the closed edges open again)."""
     if init is None:
         return config, None
-    start = summary(init, config.init_sparsity, config.init_temperature, pm.gates.edge_log_alpha)
+    start = summary(init, config.init_sparsity, config.init_temperature, pm.gates.edge_log_alpha, config.init_ranking)
     if config.ramp_from == 0.0 and config.path:  # the path follows the edges in (edgeprune.path)
         out = float((pm.gates.edge_log_alpha.detach() <= IN).float().mean())
         config = replace(config, ramp_from=min(out, config.edge_sparsity))

@@ -31,8 +31,18 @@ LOG_ALPHA_HALF = BETA * LOG_RATIO   # P(z > 0) = sigmoid(log_alpha - beta ln(1/1
 SPARSITY, TEMPERATURE = 0.9, 0.2
 
 
-def init_scores(init, graph: Graph) -> torch.Tensor:
-    """The per-edge scores of a warm start (a Circuit with scores, or a tensor in graph order), checked."""
+def init_scores(init, graph: Graph, ranking: str = "score") -> torch.Tensor:
+    """The per-edge scores of a warm start (a Circuit with scores, or a tensor in graph order), checked.
+
+    ranking "connected": the scores re-ranked for connected cuts (Circuit.connected), so that the
+    edges starting open form a circuit of whole paths from the input to the logits, none dangling.
+    """
+    if ranking == "connected":
+        if isinstance(init, torch.Tensor):
+            init = Circuit(graph, [], list(graph.writers), edge_scores=init, score_kind="score")
+        if isinstance(init, Circuit):
+            init_scores(init, graph)   # checked as given, then re-ranked
+            init = init.connected()
     if isinstance(init, Circuit):
         if init.graph != graph:
             raise UserError(f"the warm-start scores were computed on the graph {init.graph} but the model's graph is "
@@ -79,13 +89,14 @@ def expected_sparsity(log_alpha: torch.Tensor, points: int = 256) -> float:
     return 1 - kept / log_alpha.numel()
 
 
-def summary(init, sparsity: float, temperature: float, log_alpha: torch.Tensor) -> dict:
+def summary(init, sparsity: float, temperature: float, log_alpha: torch.Tensor, ranking: str = "score") -> dict:
     """What a circuit's config (and a checkpoint's run identity) records about its warm start; the
     fingerprint is a hash of the initial log alphas."""
     source = init if isinstance(init, str) else \
         init.config.get("method", init.score_kind) if isinstance(init, Circuit) else "scores"
     values = log_alpha.detach().float().cpu().contiguous().numpy().tobytes()
-    return {"source": source, "sparsity": sparsity, "temperature": temperature, "ranking": "|score|",
+    return {"source": source, "sparsity": sparsity, "temperature": temperature,
+            "ranking": "connected |score|" if ranking == "connected" else "|score|",
             "expected_sparsity": expected_sparsity(log_alpha), "fingerprint": hashlib.sha256(values).hexdigest()[:16]}
 
 
