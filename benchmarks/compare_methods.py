@@ -14,7 +14,8 @@ Per seed (a seed draws its own training examples and seeds the gates):
   warm+matched, and optimal ablation, Li and Janson's default (one constant per component) and per
   position (each scored twice: with its own constants, and with patching);
   the pruning path (edgeprune.path: warm, matched, one run through every budget, --path-steps), and
-  the same path at the paper's length (--paper-steps; the seeds' IoU of its circuits is reported).
+  the same path at the paper's length (--paper-steps; the seeds' IoU of its circuits is reported), and
+  the path whose warm start opens whole paths (init_ranking="connected").
   --ep cut trains one run at --target and cuts its learned ranking at every budget; --ep sweep
   trains through every budget, loosest first (edgeprune.train_budgets).
 Every curve is measured on the test split (--n-test) with interchange ablation and the logit
@@ -60,8 +61,15 @@ PRUNING = {  # label: (train() options, warm start)
     "EP optimal per position": ({"ablation": "optimal", "optimal_per_position": True}, False),
     "EP path": ({"objective": "logit_diff", "path": True}, True),
     "EP path (paper length)": ({"objective": "logit_diff", "path": True}, True),
+    "EP path (connected start)": ({"objective": "logit_diff", "path": True, "init_ranking": "connected"}, True),
 }
 PATH_END = 0.9995   # a path's last target: half of MIB's smallest budget kept
+
+
+def steps_of(label: str, args) -> int:
+    """A pruning mode's training steps: a path's own length, else --steps."""
+    return {"EP path": args.path_steps, "EP path (connected start)": args.path_steps,
+            "EP path (paper length)": args.paper_steps}.get(label, args.steps)
 
 
 def prune(label, args, train, seed, tok, init, pad_to):
@@ -70,7 +78,7 @@ def prune(label, args, train, seed, tok, init, pad_to):
     log = os.path.join(args.out, "logs", f"{label.replace(' ', '_')}-seed{seed}.jsonl")
     if os.path.exists(log):
         os.remove(log)
-    steps = {"EP path": args.path_steps, "EP path (paper length)": args.paper_steps}.get(label, args.steps)
+    steps = steps_of(label, args)
     common = dict(tokenizer=tok, seed=seed, eval_every=0, progress=False, batch_size=32, steps=steps,
                   warmup_steps=max(1, steps // 15), ramp_steps=int(steps * 0.8), pad_to=pad_to,
                   init=init if warm else None, **options)
@@ -146,8 +154,7 @@ def main():
         curve = faithfulness(curve_options.pop("model", patched), run, test, label=label, **curve_options)
         print(curve.table(), f"\n  {seconds:.0f} s to find; curve in {time.perf_counter() - started:.0f} s",
               flush=True)
-        steps = {"EP path": args.path_steps, "EP path (paper length)": args.paper_steps}.get(label, args.steps)
-        steps = steps if label.startswith("EP") else 0
+        steps = steps_of(label, args) if label.startswith("EP") else 0
         if args.ep == "sweep" and label.startswith("EP") and "path" not in label:
             steps = args.steps + 8 * max(1, args.steps // 4)
         results.setdefault(label, []).append(curve.as_dict() | {"seconds": seconds, "seed": seed, "steps": steps})
