@@ -55,7 +55,7 @@ class SteeredPenalty(nn.Module):
     same logged multipliers ("edge1" holds lambda; none is trained by the optimiser). A run that is
     not a path (TrainConfig.steer) follows the paper's linear ramp with it instead."""
 
-    def __init__(self, config, gates, device=None, exits: "ExitRecorder | None" = None):
+    def __init__(self, config, gates, device=None, exits: ExitRecorder | None = None):
         super().__init__()
         self.config = config   # TrainConfig.validate refuses a node target with it
         self._gates = [gates]   # not a submodule: the gates are the model's
