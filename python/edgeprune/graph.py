@@ -225,3 +225,16 @@ def num_edges(num_layers: int, num_heads: int, embedding_nodes: int, num_kv_head
     own = 0 if parallel else A  # the MLP's edges from its own layer's attention
     total = sum((H + 2 * K) * (E + layer * (A + 1)) + (E + layer * (A + 1) + own) for layer in range(L))
     return total + E + L * (A + 1)
+
+
+def rank_scores(primary: torch.Tensor, secondary: torch.Tensor) -> torch.Tensor:
+    """Scores 1 - rank / n of the order by `primary`, ties by `secondary`, then by index (higher first):
+    the best entry scores 1, the worst 1/n. Rankings saved and cut as scores (edgeprune.path, mib)."""
+    n = primary.numel()
+    # two stable sorts, the primary key last
+    order = torch.sort(secondary, descending=True, stable=True).indices
+    order = order[torch.sort(primary[order], descending=True, stable=True).indices]
+    rank = torch.empty(n, dtype=torch.float32)
+    rank[order] = torch.arange(n, dtype=torch.float32)
+    return 1 - rank / n
+

@@ -34,7 +34,7 @@ import warnings
 import torch
 
 from .errors import MissingFile, UserError
-from .graph import Graph
+from .graph import Graph, rank_scores
 
 BUDGETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 NO_INPUT_SCORES = ("this circuit was found on a graph without embedding nodes (embedding_nodes=0), so MIB's input "
@@ -216,14 +216,10 @@ class MIBGraph:
         out[nf] = inf
         for f in range(nf - 1, -1, -1):
             out[f] = torch.minimum(s[f], out[self.feeds]).max()
-        key = torch.minimum(torch.minimum(reach[:, None], s), out[self.feeds][None, :]).reshape(-1)
-        # two stable sorts, the primary key last: bottleneck first, own score on ties
-        order = torch.sort(s.reshape(-1), descending=True, stable=True).indices
-        order = order[torch.sort(key[order], descending=True, stable=True).indices]
-        n = self.num_edges
-        ranked = torch.zeros(s.numel())
-        ranked[order[:n]] = 1 - torch.arange(n, dtype=torch.float32) / n
-        return torch.where(self.real, ranked.view_as(s), torch.zeros(()))
+        key = torch.minimum(torch.minimum(reach[:, None], s), out[self.feeds][None, :])
+        ranked = torch.zeros(s.shape)
+        ranked[self.real] = rank_scores(key[self.real], s[self.real])   # bottleneck first, own score on ties
+        return ranked
 
     def prune(self, in_graph: torch.Tensor) -> torch.Tensor:
         """Drop edges left dangling until nothing changes (MIB's prune)."""

@@ -31,7 +31,7 @@ import torch
 
 from torch import nn
 
-from .graph import Graph
+from .graph import Graph, rank_scores
 from .ops.constants import BETA, LOG_RATIO
 
 IN = BETA * LOG_RATIO   # log alpha at which P(z > 0) = 1/2
@@ -125,14 +125,7 @@ class ExitRecorder:
 
 def exit_ranking(last_in: torch.Tensor, at_exit: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
     """The ranking of the module docstring as scores 1 - rank / N (the best edge 1, the worst 1/N)."""
-    n = last_in.numel()
-    value = torch.where(last_in < 0, final, at_exit)
-    # exit step first, then log alpha: two stable sorts, the primary key last
-    order = torch.sort(value, descending=True, stable=True).indices
-    order = order[torch.sort(last_in[order], descending=True, stable=True).indices]
-    rank = torch.empty(n, dtype=torch.float32)
-    rank[order] = torch.arange(n, dtype=torch.float32)
-    return 1 - rank / n
+    return rank_scores(last_in, torch.where(last_in < 0, final, at_exit))   # exit step first, then log alpha
 
 
 __all__ = ["ExitRecorder", "IN", "SteeredPenalty", "exit_ranking", "inside", "path_target"]
