@@ -37,12 +37,6 @@ def init_scores(init, graph: Graph, ranking: str = "score") -> torch.Tensor:
     ranking "connected": the scores re-ranked for connected cuts (Circuit.connected), so that the
     edges starting open form a circuit of whole paths from the input to the logits, none dangling.
     """
-    if ranking == "connected":
-        if isinstance(init, torch.Tensor):
-            init = Circuit(graph, [], list(graph.writers), edge_scores=init, score_kind="score")
-        if isinstance(init, Circuit):
-            init_scores(init, graph)   # checked as given, then re-ranked
-            init = init.connected()
     if isinstance(init, Circuit):
         if init.graph != graph:
             raise UserError(f"the warm-start scores were computed on the graph {init.graph} but the model's graph is "
@@ -60,6 +54,10 @@ def init_scores(init, graph: Graph, ranking: str = "score") -> torch.Tensor:
                         "(scores are per edge, in graph order)")
     if not bool(torch.isfinite(scores).all()):
         raise UserError("init scores must be finite")
+    if ranking == "connected":   # the checked scores, re-ranked as their circuit cuts them
+        circuit = init if isinstance(init, Circuit) else \
+            Circuit(graph, [], list(graph.writers), edge_scores=scores, score_kind="score")
+        scores = circuit.connected().keep_scores().detach().double().cpu()
     return scores
 
 
